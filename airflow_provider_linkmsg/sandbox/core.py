@@ -1,0 +1,545 @@
+"""
+The sandbox server: one local HTTP process that speaks the four vendor contracts, the way moto speaks AWS.
+
+The core here owns what is common: the threaded HTTP/1.1 server (keep-alive, so it is never the bottleneck
+of a benchmark), routing by vendor prefix, the deterministic fault injection, per-vendor rate limits, the
+counters and the admin API under ``/_sandbox``. Each vendor is a :class:`VendorApp` in its own module that
+declares its routes, its slice of the synthetic world and its ground truth.
+
+Admin API:
+
+* ``GET /_sandbox/truth/{vendor}``: the vendor's ground truth as JSON.
+* ``GET /_sandbox/stats``: calls per route, faults served, 429s from rate limits, credits spent.
+* ``POST /_sandbox/stats/reset``: zero the counters.
+* ``POST /_sandbox/advance``: time passes and new messages arrive (body forwarded to each vendor).
+* ``PUT /_sandbox/faults``: fault rules (see :class:`FaultRule`); ``GET`` shows them.
+* ``PUT /_sandbox/config``: per-vendor settings, e.g. ``{"rate_limits": {"connectsafely": [60, 60]}}``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import random
+import re
+import socket
+import struct
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+#: the sandbox world starts at this instant (2026-01-01T00:00:00Z) so its data is the same on every run
+EPOCH_START = 1767225600.0
+
+
+# --------------------------------------------------------------------------------------------------------
+# Requests, responses, routes
+# --------------------------------------------------------------------------------------------------------
+class Request:
+    """One incoming request, as a vendor route handler sees it."""
+
+    def __init__(self, method: str, path: str, query: dict[str, list[str]], headers: Any, body: bytes):
+        self.method = method
+        self.path = path
+        self.query_lists = query
+        self.headers = headers  # email.message.Message: case-insensitive .get()
+        self.body = body
+        self.params: dict[str, str] = {}
+        self.route = ""
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        """The first value of query parameter ``name``."""
+        values = self.query_lists.get(name)
+        return values[0] if values else default
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def json(self) -> Any:
+        """The JSON body; raises :class:`BadJson` when the body is not JSON."""
+        try:
+            return json.loads(self.body or b"null")
+        except ValueError as exc:
+            raise BadJson(str(exc)) from None
+
+
+class BadJson(Exception):
+    """The request body is not valid JSON."""
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    hold: float = 0.0  # seconds to hold the response (long polling)
+
+    def encode(self) -> bytes:
+        if self.body is None:
+            return b""
+        if isinstance(self.body, bytes):
+            return self.body
+        return json.dumps(self.body, separators=(",", ":")).encode()
+
+
+def reply(status: int, body: Any = None, **headers: str) -> Response:
+    """A JSON response."""
+    return Response(status, body, {k.replace("_", "-"): v for k, v in headers.items()})
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: str  # e.g. "/conversations/{urn}/messages"
+    handler: Callable[[Request], Response]
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.pattern}"
+
+    def regex(self) -> re.Pattern[str]:
+        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern) + "$")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Vendors
+# --------------------------------------------------------------------------------------------------------
+class VendorApp:
+    """
+    One vendor's API in the sandbox. Subclasses set ``name`` and ``prefix`` and implement the methods.
+
+    :param sandbox: the owning :class:`SandboxState` (clock, counters, seed, sizes, config).
+    """
+
+    name: str = ""
+    prefix: str = ""
+
+    def __init__(self, sandbox: SandboxState) -> None:
+        self.sandbox = sandbox
+        self.lock = threading.RLock()
+        self.rng = random.Random(f"{sandbox.seed}:{self.name}")
+        self.options: dict[str, Any] = dict(sandbox.sizes.get(self.name, {}))
+
+    def routes(self) -> list[Route]:
+        return []
+
+    def truth(self) -> Any:
+        """The ground truth a correct client must end up with (vendor-specific JSON)."""
+        return {}
+
+    def advance(self, body: Mapping[str, Any]) -> Any:
+        """Time passed (``body["seconds"]``) and new data may arrive; return a summary."""
+        return {}
+
+    def connection(self, base_url: str) -> dict[str, Any]:
+        """The Airflow connection (JSON form) that points this vendor's hook at the sandbox."""
+        return {}
+
+    def conn_id(self) -> str:
+        return f"{self.name}_default"
+
+    def client_key(self, request: Request) -> str | None:
+        """The caller's API key, for per-key rate limits (``None``: the route is not rate limited)."""
+        return None
+
+    def rate_limited(self, retry_after: int) -> Response:
+        """The vendor's own 429 answer."""
+        return reply(429, {"error": "Too many requests"}, Retry_After=str(retry_after))
+
+    def server_error(self) -> Response:
+        """The vendor's own 5xx answer."""
+        return reply(500, {"error": "Internal server error"})
+
+    def configure(self, settings: Mapping[str, Any]) -> None:
+        """Apply ``PUT /_sandbox/config`` settings for this vendor."""
+        self.options.update(settings)
+
+    def spend(self, credits: float) -> None:
+        self.sandbox.count("credits", self.name, credits)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Faults and rate limits
+# --------------------------------------------------------------------------------------------------------
+@dataclass
+class FaultRule:
+    """
+    Faults injected on the routes matching ``vendor`` and ``route`` (fnmatch globs on ``"GET /path"``).
+
+    Each request draws from a generator seeded by (seed, route, request number), so the same sequence of
+    requests meets the same faults. ``times`` caps how many faults this rule serves (``None``: no cap).
+    Reset and 5xx faults are served before the handler runs (the vendor did nothing); truncation cuts the
+    handler's real answer short.
+    """
+
+    vendor: str = "*"
+    route: str = "*"
+    p_429: float = 0.0
+    retry_after: str = "1"
+    p_5xx: float = 0.0
+    status_5xx: int = 503
+    p_reset: float = 0.0
+    p_truncate: float = 0.0
+    latency_ms: float = 0.0
+    p_latency: float = 1.0
+    times: int | None = None
+    served: int = 0
+
+    def matches(self, vendor: str, route: str) -> bool:
+        return fnmatch.fnmatchcase(vendor, self.vendor) and fnmatch.fnmatchcase(route, self.route)
+
+
+class WindowLimiter:
+    """At most ``limit`` requests per ``window`` seconds per key (a sliding window)."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit, self.window = limit, window
+        self.hits: dict[str, deque[float]] = defaultdict(deque)
+        self.lock = threading.Lock()
+
+    def check(self, key: str) -> int:
+        """Record a hit and return 0, or return the seconds to wait (the hit is not recorded)."""
+        with self.lock:
+            now = time.monotonic()
+            hits = self.hits[key]
+            while hits and hits[0] <= now - self.window:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                return max(1, int(hits[0] + self.window - now + 0.999))
+            hits.append(now)
+            return 0
+
+
+# --------------------------------------------------------------------------------------------------------
+# State shared by the vendors
+# --------------------------------------------------------------------------------------------------------
+class SandboxState:
+    """Seed, sizes, clock, counters, faults and rate limits of one sandbox."""
+
+    def __init__(self, seed: int = 0, sizes: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self.seed = seed
+        self.sizes = {k: dict(v) for k, v in (sizes or {}).items()}
+        self.offset = 0.0
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+        self.counters: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.route_counts: dict[str, int] = defaultdict(int)
+        self.fault_seed = seed
+        self.faults: list[FaultRule] = []
+        self.rate_limits: dict[str, WindowLimiter] = {}
+        self.base_url = ""
+
+    def now(self) -> float:
+        """Sandbox time (epoch seconds): a fixed start plus what ``advance`` added."""
+        return EPOCH_START + self.offset
+
+    def elapsed(self) -> float:
+        """Real seconds since start plus advanced seconds (drives async jobs)."""
+        return time.monotonic() - self.started + self.offset
+
+    def count(self, group: str, key: str, amount: float = 1) -> None:
+        with self.lock:
+            self.counters[group][key] += amount
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {group: dict(values) for group, values in self.counters.items()}
+
+    def reset_stats(self) -> None:
+        with self.lock:
+            self.counters.clear()
+
+    def draw_fault(self, vendor: str, route: str) -> tuple[str | None, float, str]:
+        """Decide the fault for this request: (kind or None, latency seconds, retry_after)."""
+        with self.lock:
+            n = self.route_counts[f"{vendor} {route}"]
+            self.route_counts[f"{vendor} {route}"] = n + 1
+            rules = [r for r in self.faults if r.matches(vendor, route)]
+            latency, kind, retry_after = 0.0, None, "1"
+            for i, rule in enumerate(rules):
+                rng = random.Random(f"{self.fault_seed}:{vendor}:{route}:{n}:{i}")
+                if rule.latency_ms and rng.random() < rule.p_latency:
+                    latency += rule.latency_ms / 1000
+                if kind or (rule.times is not None and rule.served >= rule.times):
+                    continue
+                draw = rng.random()
+                for name, p in (
+                    ("429", rule.p_429),
+                    ("5xx", rule.p_5xx),
+                    ("reset", rule.p_reset),
+                    ("truncate", rule.p_truncate),
+                ):
+                    if draw < p:
+                        kind = name
+                        rule.served += 1
+                        retry_after = rule.retry_after
+                        if name == "5xx":
+                            kind = f"5xx:{rule.status_5xx}"
+                        break
+                    draw -= p
+            return kind, latency, retry_after
+
+
+# --------------------------------------------------------------------------------------------------------
+# The HTTP server
+# --------------------------------------------------------------------------------------------------------
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: the counters say what happened
+        pass
+
+    def _serve(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        request = Request(self.command, unquote(parts.path), parse_qs(parts.query), self.headers, body)
+        request.raw_path = parts.path
+        try:
+            response = self.server.sandbox.dispatch(request, self)
+        except Exception as exc:  # a sandbox bug must show, not hang the client
+            response = reply(500, {"error": f"sandbox error: {type(exc).__name__}: {exc}"})
+        if response is not None:
+            self.send(response)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+    def send(self, response: Response, truncate: bool = False) -> None:
+        payload = response.encode()
+        self.send_response(response.status)
+        if response.body is not None and not isinstance(response.body, bytes):
+            self.send_header("Content-Type", "application/json")
+        for key, value in response.headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        if truncate:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if truncate:
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.reset()
+        else:
+            self.wfile.write(payload)
+
+    def reset(self) -> None:
+        """Close the connection with a TCP reset (SO_LINGER 0)."""
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+    sandbox: Sandbox
+
+
+class Sandbox:
+    """
+    The sandbox: a :class:`SandboxState`, the vendor apps and the HTTP server that serves them.
+
+    Use it as a context manager (``with Sandbox(seed=1) as sb: ...``) or with :meth:`start`/:meth:`stop`.
+
+    :param seed: seed of the synthetic world and of the fault draws.
+    :param sizes: per-vendor options, e.g. ``{"connectsafely": {"accounts": 2, "conversations": 200}}``.
+    :param host: interface to listen on (loopback by default).
+    :param port: port to listen on; 0 picks a free one.
+    :param vendors: which vendors to serve (all by default).
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        sizes: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        vendors: Iterable[str] | None = None,
+    ) -> None:
+        from airflow_provider_linkmsg.sandbox import vendor_apps
+
+        self.state = SandboxState(seed, sizes)
+        self.apps: dict[str, VendorApp] = {}
+        for cls in vendor_apps():
+            if vendors is None or cls.name in vendors:
+                self.apps[cls.name] = cls(self.state)
+        self._routes = {
+            name: [(route.regex(), route) for route in app.routes()] for name, app in self.apps.items()
+        }
+        self._host, self._port = host, port
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle --------------------------------------------------------------------------------------
+    def start(self) -> Sandbox:
+        self._server = _Server((self._host, self._port), _Handler)
+        self._server.sandbox = self
+        host, port = self._server.server_address[:2]
+        self.state.base_url = f"http://{host}:{port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="linkmsg-sandbox", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return self.state.base_url
+
+    # ---- what clients need ------------------------------------------------------------------------------
+    def connections(self) -> dict[str, dict[str, Any]]:
+        """Airflow connections (JSON form) by conn id, one per vendor, pointing at this sandbox."""
+        return {app.conn_id(): app.connection(self.base_url + app.prefix) for app in self.apps.values()}
+
+    def env(self) -> dict[str, str]:
+        """``AIRFLOW_CONN_<ID>`` environment values for :meth:`connections`."""
+        return {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(c) for cid, c in self.connections().items()}
+
+    # Python-side twins of the admin API, for tests in the same process.
+    def truth(self, vendor: str) -> Any:
+        with self.apps[vendor].lock:
+            return json.loads(json.dumps(self.apps[vendor].truth()))
+
+    def stats(self) -> dict[str, Any]:
+        return self.state.stats()
+
+    def reset_stats(self) -> None:
+        self.state.reset_stats()
+
+    def advance(self, **body: Any) -> dict[str, Any]:
+        self.state.offset += float(body.get("seconds", 0))
+        out = {}
+        for name, app in self.apps.items():
+            with app.lock:
+                out[name] = app.advance(body.get(name, body))
+        return out
+
+    def set_faults(self, rules: Iterable[Mapping[str, Any] | FaultRule], seed: int | None = None) -> None:
+        parsed = [r if isinstance(r, FaultRule) else FaultRule(**r) for r in rules]
+        with self.state.lock:
+            self.state.faults = parsed
+            if seed is not None:
+                self.state.fault_seed = seed
+
+    def configure(self, body: Mapping[str, Any]) -> None:
+        for vendor, limit in (body.get("rate_limits") or {}).items():
+            if limit:
+                self.state.rate_limits[vendor] = WindowLimiter(int(limit[0]), float(limit[1]))
+            else:
+                self.state.rate_limits.pop(vendor, None)
+        for vendor, settings in (body.get("vendors") or {}).items():
+            with self.apps[vendor].lock:
+                self.apps[vendor].configure(settings)
+
+    # ---- dispatch ---------------------------------------------------------------------------------------
+    def dispatch(self, request: Request, handler: _Handler) -> Response | None:
+        if request.path.startswith("/_sandbox/"):
+            return self._admin(request)
+        for name, app in self.apps.items():
+            if request.path == app.prefix or request.path.startswith(app.prefix + "/"):
+                return self._vendor(app, request, handler)
+        return reply(404, {"error": f"no sandbox vendor serves {request.path}"})
+
+    def _vendor(self, app: VendorApp, request: Request, handler: _Handler) -> Response | None:
+        sub = request.path[len(app.prefix) :] or "/"
+        route = match = None
+        for regex, candidate in self._routes[app.name]:
+            if candidate.method == request.method and (match := regex.match(sub)):
+                route = candidate
+                break
+        if route is None or match is None:
+            self.state.count("calls", f"{app.name} {request.method} {sub} (unrouted)")
+            return reply(404, {"error": f"Cannot {request.method} {sub}"})
+        request.params = {k: unquote(v) for k, v in match.groupdict().items()}
+        request.route = route.name
+        state = self.state
+        state.count("calls", f"{app.name} {route.name}")
+        kind, latency, retry_after = state.draw_fault(app.name, route.name)
+        if latency:
+            time.sleep(latency)
+        if kind == "reset":
+            state.count("faults", f"{app.name} reset")
+            handler.reset()
+            return None
+        if kind == "429":
+            state.count("faults", f"{app.name} 429")
+            response = app.rate_limited(int(float(retry_after)))
+            response.headers["Retry-After"] = retry_after
+            return response
+        if kind and kind.startswith("5xx"):
+            state.count("faults", f"{app.name} 5xx")
+            response = app.server_error()
+            response.status = int(kind.split(":")[1])
+            return response
+        limiter = state.rate_limits.get(app.name)
+        key = app.client_key(request)
+        if limiter is not None and key is not None and (wait := limiter.check(key)):
+            state.count("rate_limited", app.name)
+            return app.rate_limited(wait)
+        with app.lock:
+            response = route.handler(request)
+        state.count("served", f"{app.name} {route.name} {response.status}")
+        if response.hold:
+            time.sleep(response.hold)
+        if kind == "truncate":
+            state.count("faults", f"{app.name} truncate")
+            handler.send(response, truncate=True)
+            return None
+        return response
+
+    def _admin(self, request: Request) -> Response:
+        path, method = request.path, request.method
+        try:
+            if method == "GET" and path.startswith("/_sandbox/truth/"):
+                vendor = path.rsplit("/", 1)[1]
+                if vendor not in self.apps:
+                    return reply(404, {"error": f"unknown vendor {vendor!r}; known: {sorted(self.apps)}"})
+                return reply(200, self.truth(vendor))
+            if method == "GET" and path == "/_sandbox/stats":
+                return reply(200, self.stats())
+            if method == "POST" and path == "/_sandbox/stats/reset":
+                self.reset_stats()
+                return reply(200, {"reset": True})
+            if method == "POST" and path == "/_sandbox/advance":
+                return reply(200, self.advance(**(request.json() or {})))
+            if method == "PUT" and path == "/_sandbox/faults":
+                body = request.json() or {}
+                self.set_faults(body.get("rules", []), body.get("seed"))
+                return reply(200, {"rules": len(self.state.faults)})
+            if method == "GET" and path == "/_sandbox/faults":
+                return reply(
+                    200, {"seed": self.state.fault_seed, "rules": [asdict(r) for r in self.state.faults]}
+                )
+            if method == "PUT" and path == "/_sandbox/config":
+                self.configure(request.json() or {})
+                return reply(200, {"ok": True})
+            if method == "GET" and path == "/_sandbox/connections":
+                return reply(200, self.connections())
+        except (BadJson, TypeError, ValueError, KeyError) as exc:
+            return reply(400, {"error": f"bad admin request: {exc}"})
+        return reply(404, {"error": f"no admin route {method} {path}"})

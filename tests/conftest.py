@@ -1,0 +1,29 @@
+"""
+Test set-up shared by every suite.
+
+Airflow reads its configuration once, at first import, so the environment is fixed here before anything
+imports ``airflow``: a throw-away ``AIRFLOW_HOME`` with the embedded SQLite metadata database, no example
+DAGs, and a DAGs folder of our own. Fixture modules in ``tests/fixtures/`` are loaded as plugins, one per
+concern (sandbox, Airflow database, PostgreSQL ...), so suites can add fixtures without editing this file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_HOME = Path(tempfile.mkdtemp(prefix="linkmsg-airflow-home-"))
+os.environ["AIRFLOW_HOME"] = str(_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow.db'}"
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+os.environ["AIRFLOW__OPENLINEAGE__DISABLED"] = "True"
+(_HOME / "dags").mkdir()
+
+pytest_plugins = sorted(
+    f"tests.fixtures.{p.stem}"
+    for p in (Path(__file__).parent / "fixtures").glob("*.py")
+    if p.stem != "__init__"
+)
