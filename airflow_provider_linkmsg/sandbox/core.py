@@ -460,7 +460,7 @@ class Sandbox:
     def dispatch(self, request: Request, handler: _Handler) -> Response | None:
         if request.path.startswith("/_sandbox/"):
             return self._admin(request)
-        for name, app in self.apps.items():
+        for app in self.apps.values():
             if request.path == app.prefix or request.path.startswith(app.prefix + "/"):
                 return self._vendor(app, request, handler)
         return reply(404, {"error": f"no sandbox vendor serves {request.path}"})

@@ -1,0 +1,45 @@
+"""Small helpers shared by the operators: where staged data lives and how a task run is named."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: environment variable / Airflow option naming the default root of staged data and state
+STAGING_ENV = "AIRFLOW__LINKMSG__STAGING_PATH"
+
+
+def default_staging_root() -> str:
+    """
+    Root of staged records and watermarks when a task names none.
+
+    ``[linkmsg] staging_path`` in the Airflow configuration (or ``AIRFLOW__LINKMSG__STAGING_PATH``), else
+    ``$AIRFLOW_HOME/linkmsg``. Any fsspec URL works (``s3://bucket/linkmsg``), given a ``staging_conn_id``.
+    """
+    from airflow.providers.common.compat.sdk import conf
+
+    configured = conf.get("linkmsg", "staging_path", fallback=None) or os.environ.get(STAGING_ENV)
+    if configured:
+        return configured
+    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+    return os.path.join(home, "linkmsg")
+
+
+def task_run_id(context: Context | dict[str, Any]) -> str:
+    """
+    A stable, path-safe name for this task run: ``dag_id/run_id/task_id[/map_index]``.
+
+    Stable across task retries (no try number), so a retry overwrites what a failed try staged instead of
+    adding a second copy.
+    """
+    ti = context["ti"]
+    run_id = context.get("run_id") or getattr(ti, "run_id", "manual")
+    parts = [ti.dag_id, run_id, ti.task_id]
+    map_index = getattr(ti, "map_index", -1)
+    if map_index is not None and map_index >= 0:
+        parts.append(str(map_index))
+    return "/".join(re.sub(r"[^A-Za-z0-9._=-]+", "_", str(p)) for p in parts)
