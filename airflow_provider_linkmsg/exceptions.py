@@ -45,7 +45,7 @@ class LinkMsgError(AirflowException):
 
     def _format(self, message: str) -> str:
         where = " ".join(p for p in (self.method, self.endpoint) if p)
-        parts = [self.vendor.join("[]") if self.vendor else "", where]
+        parts = [self.vendor or "", where]
         if self.status is not None:
             parts.append(f"-> HTTP {self.status}")
         if self.code:
