@@ -1,0 +1,95 @@
+"""Trigger that waits for a Koneksi generation to complete, in the triggerer instead of a worker slot."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgRateLimitedError, LinkMsgVendorError
+from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
+
+
+def still_in_progress(secure_request_id: str, elapsed: float, summary: dict[str, Any] | None) -> str:
+    """The timeout message: ``... still in_progress after N minutes, generated x of y``."""
+    progress = f"generated {summary['generated']} of {summary['requested']}" if summary else "no answer yet"
+    return f"Koneksi generation {secure_request_id} still in_progress after {elapsed / 60:.1f} minutes, {progress}"
+
+
+class KoneksiGenerationTrigger(BaseTrigger):
+    """
+    Poll a Koneksi generation until it is complete or the deadline passes; fire one event.
+
+    Every retrieval runs the sync hook in a thread (``asyncio.to_thread``), so the triggerer's event loop
+    never blocks. Transient failures (429, 5xx, resets past the transport's retries) are logged and
+    polled through; anything else ends the wait. The event is a small JSON dict with ``status``:
+
+    * ``success``: complete; ``summary`` holds the id and counts.
+    * ``timeout``: ``deadline`` passed while still in progress; ``message`` says
+      "still in_progress after N minutes, generated x of y", ``summary`` the last counts seen.
+    * ``error``: the id is unknown, the key refused ...; ``message`` says what.
+
+    :param secure_request_id: the generation's id.
+    :param koneksi_conn_id: Airflow connection of type ``koneksi``.
+    :param poll_interval: seconds between retrievals.
+    :param deadline: wall-clock epoch seconds after which the wait ends (absolute, so a trigger that moves
+        to another triggerer keeps it).
+    :param started_at: wall-clock epoch seconds the wait began (for the timeout message).
+    """
+
+    def __init__(
+        self,
+        *,
+        secure_request_id: str,
+        deadline: float,
+        koneksi_conn_id: str = KoneksiHook.default_conn_name,
+        poll_interval: float = 60.0,
+        started_at: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.secure_request_id = secure_request_id
+        self.deadline = float(deadline)
+        self.koneksi_conn_id = koneksi_conn_id
+        self.poll_interval = float(poll_interval)
+        self.started_at = float(started_at) if started_at is not None else time.time()
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "secure_request_id": self.secure_request_id,
+                "deadline": self.deadline,
+                "koneksi_conn_id": self.koneksi_conn_id,
+                "poll_interval": self.poll_interval,
+                "started_at": self.started_at,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = KoneksiHook(self.koneksi_conn_id)
+        summary: dict[str, Any] | None = None
+        while True:
+            try:
+                result = await asyncio.to_thread(hook.retrieve_messages, self.secure_request_id)
+            except (LinkMsgRateLimitedError, LinkMsgVendorError) as exc:
+                self.log.warning("Koneksi generation %s: %s; will look again", self.secure_request_id, exc)
+            except LinkMsgError as exc:
+                yield TriggerEvent(
+                    {"status": "error", "secure_request_id": self.secure_request_id, "message": str(exc)}
+                )
+                return
+            else:
+                summary = result.summary()
+                if result.complete:
+                    yield TriggerEvent({"status": "success", "summary": summary})
+                    return
+                self.log.info("Koneksi generation %s: %s", self.secure_request_id, result.progress())
+            now = time.time()
+            if now >= self.deadline:
+                message = still_in_progress(self.secure_request_id, now - self.started_at, summary)
+                yield TriggerEvent({"status": "timeout", "message": message, "summary": summary})
+                return
+            await asyncio.sleep(min(self.poll_interval, self.deadline - now))
