@@ -22,14 +22,14 @@ def main(argv: list[str] | None = None) -> int:
         help='per-vendor sizes as JSON, e.g. \'{"connectsafely": {"conversations": 50}}\'',
     )
     args = parser.parse_args(argv)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the first line, so a caller may stop us right after
+        signal.signal(sig, lambda *_: stop.set())
     sandbox = Sandbox(seed=args.seed, sizes=json.loads(args.sizes), host=args.host, port=args.port).start()
     print(
         json.dumps({"base_url": sandbox.base_url, "seed": args.seed, "connections": sandbox.env()}),
         flush=True,
     )
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     sandbox.stop()
     return 0

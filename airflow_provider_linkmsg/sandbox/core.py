@@ -33,6 +33,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+#: client-side limits written into the sandbox's connections
+SANDBOX_CLIENT_LIMITS = {"requests_per_second": 500, "burst": 50, "max_in_flight": 16}
+
 #: the sandbox world starts at this instant (2026-01-01T00:00:00Z) so its data is the same on every run
 EPOCH_START = 1767225600.0
 
@@ -394,7 +397,10 @@ class Sandbox:
         host, port = self._server.server_address[:2]
         self.state.base_url = f"http://{host}:{port}"
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="linkmsg-sandbox", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="linkmsg-sandbox",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -418,7 +424,12 @@ class Sandbox:
     # ---- what clients need ------------------------------------------------------------------------------
     def connections(self) -> dict[str, dict[str, Any]]:
         """Airflow connections (JSON form) by conn id, one per vendor, pointing at this sandbox."""
-        return {app.conn_id(): app.connection(self.base_url + app.prefix) for app in self.apps.values()}
+        conns = {app.conn_id(): app.connection(self.base_url + app.prefix) for app in self.apps.values()}
+        for conn in conns.values():
+            # the sandbox is local: client-side limits mirror its own (off unless configured), not the vendor's
+            for key, value in SANDBOX_CLIENT_LIMITS.items():
+                conn.setdefault("extra", {}).setdefault(key, value)
+        return conns
 
     def env(self) -> dict[str, str]:
         """``AIRFLOW_CONN_<ID>`` environment values for :meth:`connections`."""
