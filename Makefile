@@ -9,7 +9,8 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
+	test -x $(UV) || { $(BIN)/python -m ensurepip >/dev/null 2>&1 || true; \
+		$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9; }
 	$(UV) pip install -q -p $(BIN)/python -r requirements.lock
 	$(UV) pip install -q -p $(BIN)/python --no-deps -e .
 	touch $(STAMP)
