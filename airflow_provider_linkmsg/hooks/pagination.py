@@ -1,0 +1,217 @@
+"""
+Guarded cursor pagination, a credit budget, and the input checks shared by the inbox hooks.
+
+:func:`paginate` follows a vendor's cursors one page at a time and stops when the vendor says the list is
+over: no cursor, ``hasMore`` false, or an empty page. It also stops on a cursor it has already followed
+(a vendor bug that would loop forever), and raises past ``max_pages``. It never takes a short page for the
+last one: vendors that merge upstream calls return fewer items than asked in the middle of a list.
+
+:class:`CreditBudget` lets a hook refuse, before sending it, a call whose cost could take the spend past
+a limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from airflow_provider_linkmsg.exceptions import (
+    LinkMsgBudgetExceededError,
+    LinkMsgResponseError,
+    LinkMsgValidationError,
+)
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+#: pages followed before :func:`paginate` suspects a loop and raises
+DEFAULT_MAX_PAGES = 10_000
+
+
+@dataclass
+class Page(Generic[T]):
+    """
+    One page of a list.
+
+    :param items: the page's items, in the vendor's order.
+    :param cursor: what to send to get the next page (``None`` or ``""``: none).
+    :param has_more: the vendor's own "more pages" flag, ``None`` when it sends none.
+    :param meta: anything else of the response a caller may want (credits, totals ...).
+    :param stop_reason: set by :func:`paginate` on the last page it yields: ``no_cursor``, ``has_more_false``,
+        ``empty_page`` or ``repeated_cursor``.
+    """
+
+    items: list[T]
+    cursor: str | None = None
+    has_more: bool | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    stop_reason: str | None = None
+
+    @property
+    def last(self) -> bool:
+        return self.stop_reason is not None
+
+
+def paginate(
+    fetch: Callable[[str | None], Page[T]],
+    *,
+    cursor: str | None = None,
+    max_pages: int | None = DEFAULT_MAX_PAGES,
+    what: str = "list",
+    vendor: str | None = None,
+) -> Iterator[Page[T]]:
+    """
+    Yield pages from ``fetch(cursor)`` until the list ends; lazily, so a caller that stops early saves calls.
+
+    The end is: a page without a cursor, ``has_more`` false, or an empty page (even one with a cursor).
+    A cursor that was already followed ends the list too, with a warning. The end is never inferred from a
+    page shorter than asked.
+
+    :param fetch: gets the page at a cursor (``None``: the first page).
+    :param cursor: where to start.
+    :param max_pages: raise :class:`LinkMsgResponseError` rather than fetch more pages than this (``None``:
+        no limit); a guard against a vendor that hands out endless new cursors.
+    :param what: names the list in messages, e.g. ``"messages of urn:li:..."``.
+    :param vendor: names the vendor in errors.
+    """
+    seen = {cursor} if cursor else set()
+    fetched = 0
+    while True:
+        if max_pages is not None and fetched >= max_pages:
+            raise LinkMsgResponseError(
+                f"{what}: still not at the end after {max_pages} pages; the vendor may be looping on cursors. "
+                "Raise max_pages if the list really is this long.",
+                vendor=vendor,
+            )
+        page = fetch(cursor)
+        fetched += 1
+        following = page.cursor or None
+        if not page.items:
+            page.stop_reason = "empty_page"
+        elif page.has_more is False:
+            page.stop_reason = "has_more_false"
+        elif following is None:
+            page.stop_reason = "no_cursor"
+        elif following in seen:
+            page.stop_reason = "repeated_cursor"
+            log.warning("%s: the vendor returned cursor %r a second time; stopping here", what, following)
+        yield page
+        if page.stop_reason:
+            return
+        seen.add(following)
+        cursor = following
+
+
+class CreditBudget:
+    """
+    A thread-safe spending limit: reserve the most a call can cost before sending it, settle the real cost.
+
+    :param limit: the most that may be spent (``None``: no limit, only counting).
+    :param vendor: names the vendor in errors.
+    """
+
+    def __init__(self, limit: float | None = None, *, vendor: str | None = None) -> None:
+        if limit is not None and limit < 0:
+            raise LinkMsgValidationError(f"max_credits must be 0 or more, got {limit}", field="max_credits")
+        self.limit = limit
+        self.vendor = vendor
+        self.spent: float = 0
+        self._reserved: float = 0
+        self._lock = threading.Lock()
+
+    @property
+    def remaining(self) -> float | None:
+        with self._lock:
+            return None if self.limit is None else self.limit - self.spent - self._reserved
+
+    def reserve(self, estimate: float, what: str = "call") -> None:
+        """
+        Hold ``estimate`` credits for a call, or raise :class:`LinkMsgBudgetExceededError` without sending it.
+
+        :param estimate: the most the call can cost.
+        :param what: names the call in the error.
+        """
+        with self._lock:
+            if self.limit is not None and self.spent + self._reserved + estimate > self.limit:
+                raise LinkMsgBudgetExceededError(
+                    f"{what} could cost up to {estimate:g} credits and {self.spent:g} of max_credits="
+                    f"{self.limit:g} are spent ({self._reserved:g} held by calls in flight); not sent",
+                    vendor=self.vendor,
+                )
+            self._reserved += estimate
+
+    def settle(self, estimate: float, actual: float) -> None:
+        """Release a reservation and record what the call really cost (0 when it failed)."""
+        with self._lock:
+            self._reserved -= estimate
+            self.spent += actual
+
+
+def per_ten(n: int, minimum: int = 0) -> int:
+    """Credits of ``n`` results at one credit per ten, rounded up."""
+    return max(minimum, math.ceil(n / 10))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Input checks shared by the inbox hooks: they run before any call and name the field and the fix.
+# --------------------------------------------------------------------------------------------------------
+_CONVERSATION_URN = re.compile(r"^urn:li:msg_conversation:\(urn:li:fsd_profile:[^,()\s]+,[^()\s]+\)$")
+_SALES_NAV_URN = re.compile(r"^urn:li:salesNav_thread:[^\s/()]+$")
+_PROFILE_URL = re.compile(
+    r"^https?://([a-z]{2,3}\.)?(www\.)?linkedin\.com/(in|sales/people|sales/lead)/[^/?#\s]+/?(\?[^#\s]*)?$",
+    re.IGNORECASE,
+)
+
+
+def require(raw: Any, *fields: str, what: str, vendor: str | None = None) -> None:
+    """Raise :class:`LinkMsgResponseError` when the vendor's object ``raw`` lacks one of ``fields``."""
+    missing = [f for f in fields if not isinstance(raw, dict) or raw.get(f) in (None, "")]
+    if missing:
+        raise LinkMsgResponseError(f"{what} without {', '.join(missing)}: {str(raw)[:200]}", vendor=vendor)
+
+
+def check_count(value: Any, *, field: str = "count", maximum: int = 100, vendor: str | None = None) -> int:
+    """``value`` as a page size between 1 and ``maximum``, or a validation error."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise LinkMsgValidationError(
+            f"{field} must be a whole number from 1 to {maximum}, got {value!r}", field=field, vendor=vendor
+        )
+    return value
+
+
+def check_conversation_urn(
+    value: Any, *, field: str = "conversation_id", sales_nav: bool = True, vendor: str | None = None
+) -> str:
+    """
+    ``value`` if it is a LinkedIn conversation URN, else a validation error.
+
+    Accepted: ``urn:li:msg_conversation:(urn:li:fsd_profile:<owner>,<thread>)`` and, when ``sales_nav``,
+    ``urn:li:salesNav_thread:<id>``.
+    """
+    text = value if isinstance(value, str) else ""
+    if _CONVERSATION_URN.match(text) or (sales_nav and _SALES_NAV_URN.match(text)):
+        return text
+    forms = "urn:li:msg_conversation:(urn:li:fsd_profile:<owner>,<thread>)"
+    if sales_nav:
+        forms += " or urn:li:salesNav_thread:<id>"
+    raise LinkMsgValidationError(
+        f"{field} {value!r} is not a conversation URN; expected {forms} (take it from the conversation list)",
+        field=field,
+        vendor=vendor,
+    )
+
+
+def check_profile_url(value: Any, *, field: str = "profile_url", vendor: str | None = None) -> str:
+    """``value`` if it is a LinkedIn profile URL (``https://www.linkedin.com/in/<slug>``), else an error."""
+    if isinstance(value, str) and _PROFILE_URL.match(value.strip()):
+        return value.strip()
+    raise LinkMsgValidationError(
+        f"{field} {value!r} is not a LinkedIn profile URL; expected https://www.linkedin.com/in/<slug>",
+        field=field,
+        vendor=vendor,
+    )

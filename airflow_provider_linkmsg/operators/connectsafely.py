@@ -1,0 +1,80 @@
+"""Operators for ConnectSafely: incremental retrieval of LinkedIn inboxes (seed 002)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow_provider_linkmsg.hooks.connectsafely import MAX_COUNT, ConnectSafelyHook
+from airflow_provider_linkmsg.hooks.pagination import check_conversation_urn, check_count
+from airflow_provider_linkmsg.operators.inbox import BaseInboxRetrieveOperator, Conversation, ReadWindow
+from airflow_provider_linkmsg.records import Message, to_utc_iso
+
+
+class ConnectSafelyRetrieveMessagesOperator(BaseInboxRetrieveOperator):
+    """
+    Stage the messages of a ConnectSafely account's conversations that are new since the last run.
+
+    Lists the conversations (most recent first), skips those with no activity since their watermark,
+    and reads the others forward from their watermark with ``since`` (a first read pages back through the
+    whole history). Sales Navigator threads are read like the others and staged with channel
+    ``sales_navigator``.
+
+    :param connectsafely_conn_id: Airflow connection of type ``connectsafely``.
+    :param account_id: 24-hex account id; the connection's ``account_id`` extra when not given.
+    :param page_size: messages per call, 1 to 100 (100).
+
+    The other arguments are those of :class:`~airflow_provider_linkmsg.operators.inbox.BaseInboxRetrieveOperator`.
+
+    :return: (XCom) ``{"manifest", "records", "conversations_read", "api_calls", "credits": 0, ...}``.
+    """
+
+    vendor = "connectsafely"
+    default_page_size = MAX_COUNT
+    template_fields: Sequence[str] = (*BaseInboxRetrieveOperator.template_fields, "connectsafely_conn_id")
+
+    def __init__(
+        self, *, connectsafely_conn_id: str = ConnectSafelyHook.default_conn_name, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.connectsafely_conn_id = connectsafely_conn_id
+
+    @cached_property
+    def hook(self) -> ConnectSafelyHook:
+        return ConnectSafelyHook(self.connectsafely_conn_id)
+
+    def default_account_id(self) -> str | None:
+        return self.hook.default_account_id()
+
+    def check_account_id(self, account_id: Any) -> str:
+        return self.hook.check_account_id(account_id)
+
+    def check_conversation_id(self, conversation_id: Any, field: str) -> str:
+        return check_conversation_urn(conversation_id, field=field, vendor=self.vendor)
+
+    def check_inputs(self) -> None:
+        check_count(self.effective_page_size, field="page_size", maximum=MAX_COUNT, vendor=self.vendor)
+
+    def list_conversations(self, account_id: str) -> Iterator[Conversation]:
+        for item in self.hook.iter_conversations(account_id, count=MAX_COUNT):
+            urn = item["conversationUrn"]
+            activity = item.get("lastActivityAt") or (item.get("latestMessage") or {}).get("sentAt")
+            yield Conversation(
+                id=urn,
+                last_activity=to_utc_iso(activity) if activity not in (None, "") else None,
+                channel=self.hook.channel_of(urn, item.get("source")),
+            )
+
+    def read_conversation(
+        self, account_id: str, conversation: Conversation, window: ReadWindow
+    ) -> Iterator[Message]:
+        for raw in self.hook.iter_messages(
+            conversation.id, account_id=account_id, count=self.effective_page_size, since=window.since_ms()
+        ):
+            yield self.hook.to_message(
+                raw, account_id=account_id, conversation_urn=conversation.id, include_raw=self.include_raw
+            )
+
+    def usage(self) -> dict[str, float]:
+        return {"api_calls": self.hook.api_calls, "credits": 0}
