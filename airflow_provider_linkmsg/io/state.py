@@ -1,0 +1,215 @@
+"""
+Durable state: small JSON documents written atomically, and watermarks that never run ahead of data.
+
+A watermark says "everything up to here is staged". It must never move past data that is not durable,
+or the next incremental read would skip messages. So watermarks are only *staged* in memory while
+records are written, and committed after the :class:`~airflow_provider_linkmsg.io.staging.StagingWriter`
+has closed successfully. :class:`StagedRun` (or :func:`commit_after`) enforces that order::
+
+    store = WatermarkStore(root, vendor="linkup", account=account_id)
+    writer = StagingWriter(root, vendor="linkup", record_type="message", run_id=run_id)
+    with StagedRun(writer, store) as run:
+        for message in hook.iter_messages(since=store.get(conversation_id)):
+            run.writer.write(message)
+        store.stage(conversation_id, {"sent_at": message.sent_at})
+    return run.manifest.summary()
+
+If anything raises inside the block, or closing the writer fails, nothing is committed. If the process
+dies after the manifest is written but before the commit, the next run re-reads from the old watermark
+and de-duplicates by key: data is repeated at worst, never lost.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_linkmsg.io.staging import (
+    Manifest,
+    StagingWriter,
+    atomic_write,
+    exists,
+    open_for_read,
+    safe_name,
+    to_path,
+)
+from airflow_provider_linkmsg.records import to_utc_iso
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+
+class JsonState:
+    """
+    One JSON document on any store, read whole and replaced atomically.
+
+    :param path: the document's location (``.../something.json``).
+    :param conn_id: connection of the store when ``path`` is a string.
+    """
+
+    def __init__(self, path: str | ObjectStoragePath, conn_id: str | None = None) -> None:
+        self.path = to_path(path, conn_id)
+
+    def load(self) -> dict[str, Any]:
+        """The stored document, or ``{}`` when there is none yet."""
+        if not exists(self.path):
+            return {}
+        with open_for_read(self.path) as f:
+            return json.load(f)
+
+    def save(self, data: dict[str, Any]) -> None:
+        """
+        Replace the document atomically: readers see the old one or the new one, never a mix.
+
+        :param data: a JSON-serializable dict.
+        """
+        text = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True)
+        with atomic_write(self.path, "w") as f:
+            f.write(text)
+
+
+class WatermarkStore:
+    """
+    Watermarks of one (vendor, account): a dict per conversation id.
+
+    The file is ``{root}/_state/{vendor}/{account}.json``.
+
+    Values are opaque dicts chosen by the operator (``{"sent_at": ..., "ids_at_sent_at": [...]}``).
+    :meth:`stage` buffers new values in memory; :meth:`commit` merges them into the file atomically and
+    must only be called once the data they cover is durable (see :class:`StagedRun`). Commits re-read
+    the file and replace values per conversation, so two tasks that touch different conversations of
+    one account lose nothing unless they commit at the very same moment; give concurrent tasks of one
+    account disjoint ``account`` keys (e.g. ``f"{account}#shard-{n}"``) to rule that out.
+
+    :param root: staging root (usually the same as the StagingWriter's).
+    :param vendor: vendor name.
+    :param account: the vendor's account id (any characters; made safe for the path).
+    :param conn_id: connection of the store when ``root`` is a string.
+    """
+
+    def __init__(
+        self, root: str | ObjectStoragePath, *, vendor: str, account: str, conn_id: str | None = None
+    ) -> None:
+        self.vendor = vendor
+        self.account = account
+        path = to_path(root, conn_id) / "_state" / safe_name(vendor) / f"{safe_name(account)}.json"
+        self.state = JsonState(path)
+        self._committed: dict[str, dict] | None = None
+        self._staged: dict[str, dict] = {}
+
+    @property
+    def path(self) -> ObjectStoragePath:
+        """The state file."""
+        return self.state.path
+
+    @property
+    def staged(self) -> dict[str, dict]:
+        """Values staged and not yet committed."""
+        return dict(self._staged)
+
+    def all(self) -> dict[str, dict]:
+        """Every committed watermark, by conversation id (staged values are not included)."""
+        if self._committed is None:
+            self._committed = self.state.load().get("watermarks", {})
+        return dict(self._committed)
+
+    def get(self, conversation_id: str) -> dict | None:
+        """
+        The committed watermark of a conversation, or ``None`` when it was never read.
+
+        :param conversation_id: the vendor's conversation id.
+        """
+        return self.all().get(conversation_id)
+
+    def stage(self, conversation_id: str, value: dict[str, Any]) -> None:
+        """
+        Buffer a new watermark; it is written by :meth:`commit` only.
+
+        :param conversation_id: the vendor's conversation id.
+        :param value: the operator's watermark (JSON-serializable).
+        """
+        self._staged[conversation_id] = dict(value)
+
+    def discard(self) -> None:
+        """Forget the staged values (the data they describe was not written)."""
+        self._staged.clear()
+
+    def commit(self) -> int:
+        """Merge the staged values into the file atomically; returns how many were written."""
+        if not self._staged:
+            return 0
+        current = self.state.load().get("watermarks", {})
+        current.update(self._staged)
+        self.state.save(
+            {
+                "vendor": self.vendor,
+                "account": self.account,
+                "updated_at": to_utc_iso(datetime.now(UTC)),
+                "watermarks": current,
+            }
+        )
+        count = len(self._staged)
+        self._committed = current
+        self._staged = {}
+        return count
+
+
+def commit_after(manifest: Manifest, *stores: WatermarkStore) -> Manifest:
+    """
+    Commit watermark stores once a staging run is durable; returns ``manifest``.
+
+    Taking the :class:`Manifest` (which only a successful ``StagingWriter.close()`` gives) rather than
+    the writer makes the order explicit, and the manifest file is checked to exist before anything moves.
+
+    :param manifest: the manifest returned by ``StagingWriter.close()``.
+    :param stores: the stores whose staged watermarks the run covers.
+    """
+    if not isinstance(manifest, Manifest):
+        raise TypeError(f"commit_after needs the Manifest from StagingWriter.close(), not {manifest!r}")
+    if manifest.path is None or not exists(manifest.path):
+        raise RuntimeError(f"staging manifest {manifest.path} is not on storage: watermarks not committed")
+    for store in stores:
+        store.commit()
+    return manifest
+
+
+class StagedRun:
+    """
+    Write a staging run and commit watermarks only after it is durable.
+
+    On a clean exit the writer is closed (parts, then manifest) and only then are the stores committed;
+    if the block raises or the close fails, the writer is aborted and staged watermarks are discarded.
+    After the block, :attr:`manifest` is the run's manifest.
+
+    :param writer: the run's staging writer.
+    :param stores: watermark stores that the run advances.
+    """
+
+    def __init__(self, writer: StagingWriter, *stores: WatermarkStore) -> None:
+        self.writer = writer
+        self.stores = stores
+        self.manifest: Manifest | None = None
+
+    def __enter__(self) -> StagedRun:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None:
+            self.writer.abort()
+            self._discard()
+            return
+        try:
+            manifest = self.writer.close()
+        except BaseException:
+            self._discard()
+            raise
+        self.manifest = commit_after(manifest, *self.stores)
+
+    def _discard(self) -> None:
+        for store in self.stores:
+            store.discard()

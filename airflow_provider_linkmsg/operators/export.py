@@ -1,0 +1,373 @@
+"""
+Export staged records to files (JSON Lines, CSV, Parquet) on any object store, or to any SQL database.
+
+Both operators read one or more staging manifests (paths, the XCom values of staging operators, or the
+list a mapped staging task returns), stream the records, and return a small XCom value: paths, counts and
+the destination, never messages. Each declares its destination as an Airflow Asset and puts the counts in
+the asset event's ``extra``, so downstream DAGs can be scheduled on new messages.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from airflow.providers.common.compat.sdk import (
+    AirflowSkipException,
+    Asset,
+    AssetAlias,
+    BaseOperator,
+    ObjectStoragePath,
+)
+from airflow.providers.common.sql.operators.sql import BaseSQLOperator
+
+from airflow_provider_linkmsg.io.files import check_format, export_manifest
+from airflow_provider_linkmsg.io.sql import DEFAULT_TABLES, SqlUpserter, check_table_name
+from airflow_provider_linkmsg.io.staging import Manifest, is_local, iter_records, to_path
+from airflow_provider_linkmsg.records import GeneratedMessage, Message
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+
+def resolve_manifests(value: Any, conn_id: str | None = None) -> list[Manifest]:
+    """
+    Load the staging manifests that ``value`` points at, in order and without duplicates.
+
+    Accepts a path (``str`` or ObjectStoragePath) of a ``manifest.json`` or its run directory, a
+    :class:`Manifest`, a dict with a ``manifest`` (or ``path``) key and optional ``conn_id`` (the XCom value
+    of a staging operator), and any nesting of lists of those (a mapped task's XCom). A string that holds
+    a rendered list or dict (``"[{'manifest': ...}]"``) is parsed.
+
+    :param value: what to load.
+    :param conn_id: connection of the staging store for paths given without one.
+    """
+    found: dict[str, Manifest] = {}
+
+    def visit(item: Any, item_conn_id: str | None) -> None:
+        if item is None:
+            return
+        if isinstance(item, Manifest):
+            found.setdefault(str(item.path), item)
+        elif isinstance(item, ObjectStoragePath):
+            found.setdefault(str(item), Manifest.load(item))
+        elif isinstance(item, str):
+            text = item.strip()
+            if text[:1] in ("[", "{"):
+                try:
+                    parsed = json.loads(text)
+                except ValueError:
+                    parsed = ast.literal_eval(text)
+                visit(parsed, item_conn_id)
+            elif text:
+                manifest = Manifest.load(text, item_conn_id)
+                found.setdefault(str(manifest.path), manifest)
+        elif isinstance(item, Mapping):
+            path = item.get("manifest") or item.get("path")
+            if not path:
+                raise ValueError(f"a manifest reference needs a 'manifest' or 'path' key, got {dict(item)!r}")
+            visit(path, item.get("conn_id") or item_conn_id)
+        elif isinstance(item, Iterable):
+            for element in item:
+                visit(element, item_conn_id)
+        else:
+            raise TypeError(f"cannot read a staging manifest from {type(item).__name__}: {item!r}")
+
+    visit(value, conn_id)
+    return list(found.values())
+
+
+def _counts(manifests: list[Manifest]) -> dict[str, Any]:
+    by_vendor: Counter[str] = Counter()
+    by_type: Counter[str] = Counter()
+    for manifest in manifests:
+        by_vendor[manifest.vendor] += manifest.record_count
+        by_type[manifest.record_type] += manifest.record_count
+    return {
+        "records": sum(by_vendor.values()),
+        "manifests": len(manifests),
+        "by_vendor": dict(by_vendor),
+        "by_record_type": dict(by_type),
+    }
+
+
+def _is_templated(value: Any) -> bool:
+    return not isinstance(value, str | ObjectStoragePath) or any(t in str(value) for t in ("{{", "{%"))
+
+
+def destination_uri(destination: str | ObjectStoragePath) -> str:
+    """
+    The asset URI of a file destination: ``file:///abs/path`` for local paths, else the URL without the
+    connection id (``s3://bucket/prefix``).
+
+    :param destination: the export's root, as given to the operator.
+    """
+    parts = urlsplit(str(destination))
+    if not parts.scheme:
+        return "file://" + os.path.abspath(parts.path)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path.rstrip('/')}"
+
+
+def sql_asset_uri(conn_id: str, messages_table: str, generated_messages_table: str) -> str:
+    """
+    The default asset URI of a SQL export: ``x-linkmsg-sql://{conn_id}/{messages}+{generated}``.
+
+    :param conn_id: the database connection.
+    :param messages_table: table of messages.
+    :param generated_messages_table: table of generated messages.
+    """
+    return f"x-linkmsg-sql://{conn_id}/{messages_table}+{generated_messages_table}"
+
+
+def _set_outlet_events(operator: BaseOperator, context: Context, extra: dict[str, Any], uri: str) -> None:
+    for outlet in operator.outlets:
+        if isinstance(outlet, Asset):
+            context["outlet_events"][outlet].extra = dict(extra)
+        elif isinstance(outlet, AssetAlias):
+            context["outlet_events"][outlet].add(Asset(uri), extra=dict(extra))
+
+
+def _ol_dataset(path: ObjectStoragePath):
+    from airflow.providers.common.compat.openlineage.facet import Dataset
+
+    if is_local(path):
+        return Dataset(namespace="file", name=path.path)
+    return Dataset(namespace=f"{path.protocol}://{path.bucket}", name=path.key)
+
+
+class LinkMsgExportToFilesOperator(BaseOperator):
+    """
+    Export staged records to JSON Lines, CSV or Parquet files on any object store.
+
+    Each staged part file becomes one file under
+    ``{destination}/vendor={vendor}/date={YYYY-MM-DD}/{run}-part-{n}.{ext}``, written atomically; names
+    derive from the staging run, so exporting again overwrites instead of duplicating.
+
+    Without ``outlets``, the operator declares ``Asset(destination)`` (when the destination is not
+    templated); the asset event's ``extra`` holds ``records``, ``manifests``, ``files``, ``by_vendor``,
+    ``by_record_type``, ``destination`` and ``format``.
+
+    :param manifests: staging manifests: a path, a staging operator's XCom value, or a list (also nested,
+        as a mapped task returns).
+    :param destination: root of the export (``/data/out``, ``s3://bucket/prefix``, ``gs://...`` ...).
+    :param file_format: ``jsonl`` (default), ``csv`` or ``parquet`` (needs the ``parquet`` extra).
+    :param compression: ``gzip`` for JSON Lines and CSV; a Parquet codec (default ``snappy``, ``zstd``,
+        ``none`` ...) for Parquet.
+    :param destination_conn_id: connection of the destination store (``aws_default`` ...).
+    :param staging_conn_id: connection of the staging store, for manifest paths given without one.
+    :param include_raw: keep the vendor's raw JSON (when it was staged).
+    :param partition_date: ``YYYY-MM-DD`` of the ``date=`` partition (e.g. ``{{ ds }}``); defaults to the
+        day each run was staged (UTC).
+    :param batch_size: records per Parquet row group.
+    :return: ``{"destination", "format", "compression", "records", "manifests", "files": [{"path",
+        "records"}], "by_vendor", "by_record_type"}``.
+    """
+
+    template_fields: Sequence[str] = (
+        "manifests",
+        "destination",
+        "file_format",
+        "compression",
+        "destination_conn_id",
+        "staging_conn_id",
+        "partition_date",
+    )
+
+    def __init__(
+        self,
+        *,
+        manifests: Any,
+        destination: str | ObjectStoragePath,
+        file_format: str = "jsonl",
+        compression: str | None = None,
+        destination_conn_id: str | None = None,
+        staging_conn_id: str | None = None,
+        include_raw: bool = False,
+        partition_date: str | None = None,
+        batch_size: int = 20_000,
+        **kwargs: Any,
+    ) -> None:
+        if "outlets" not in kwargs and not _is_templated(destination):
+            kwargs["outlets"] = [Asset(destination_uri(destination))]
+        super().__init__(**kwargs)
+        self.manifests = manifests
+        self.destination = destination
+        self.file_format = file_format
+        self.compression = compression
+        self.destination_conn_id = destination_conn_id
+        self.staging_conn_id = staging_conn_id
+        self.include_raw = include_raw
+        self.partition_date = partition_date
+        self.batch_size = batch_size
+        self._lineage: tuple[list[ObjectStoragePath], list[ObjectStoragePath]] = ([], [])
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        codec = self.compression or ("snappy" if self.file_format == "parquet" else None)
+        check_format(self.file_format, codec)
+        manifests = resolve_manifests(self.manifests, self.staging_conn_id)
+        if not manifests:
+            raise AirflowSkipException("No staging manifests to export.")
+        destination = to_path(self.destination, self.destination_conn_id)
+        files: list[dict[str, Any]] = []
+        for manifest in manifests:
+            written = export_manifest(
+                manifest,
+                destination,
+                file_format=self.file_format,
+                compression=codec,
+                include_raw=self.include_raw,
+                partition_date=self.partition_date,
+                batch_size=self.batch_size,
+            )
+            self.log.info(
+                "Exported %s records of %s (%s) to %s file(s) under %s",
+                manifest.record_count,
+                manifest.path,
+                manifest.vendor,
+                len(written),
+                destination,
+            )
+            files.extend(written)
+        counts = _counts(manifests)
+        self._lineage = ([m.directory for m in manifests], [destination])
+        extra = {**counts, "files": len(files), "destination": str(destination), "format": self.file_format}
+        _set_outlet_events(self, context, extra, destination_uri(destination))
+        return {
+            "destination": str(destination),
+            "format": self.file_format,
+            "compression": codec,
+            **counts,
+            "manifests": [str(m.path) for m in manifests],
+            "files": files,
+        }
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """Inputs: the staging run directories; output: the destination."""
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        inputs, outputs = self._lineage
+        return OperatorLineage(
+            inputs=[_ol_dataset(p) for p in inputs], outputs=[_ol_dataset(p) for p in outputs]
+        )
+
+
+class LinkMsgExportToSqlOperator(BaseSQLOperator):
+    """
+    Upsert staged records into SQL tables through any common-sql connection (Postgres, SQLite, MySQL ...).
+
+    Messages go to ``messages_table`` and Koneksi generated messages to ``generated_messages_table``, one
+    row per record key (column ``record_key``), in batches of one transaction each: a re-run or a retry
+    after a crash leaves exactly one row per message. Tables are created when missing.
+
+    Without ``outlets``, the operator declares ``Asset("x-linkmsg-sql://{conn_id}/{messages_table}+
+    {generated_messages_table}")``; the asset event's ``extra`` holds ``records``, ``manifests``,
+    ``by_vendor``, ``by_record_type``, ``by_table`` and ``conn_id``.
+
+    :param manifests: staging manifests: a path, a staging operator's XCom value, or a list (also nested).
+    :param conn_id: an Airflow connection whose hook is a ``DbApiHook``.
+    :param messages_table: table of :class:`~airflow_provider_linkmsg.records.Message` rows.
+    :param generated_messages_table: table of :class:`~airflow_provider_linkmsg.records.GeneratedMessage`
+        rows.
+    :param batch_size: rows per transaction.
+    :param create_table: create missing tables (``CREATE TABLE IF NOT EXISTS``).
+    :param include_raw: store the vendor's raw JSON in the ``raw`` column (when it was staged).
+    :param staging_conn_id: connection of the staging store, for manifest paths given without one.
+    :param database: override the connection's database (schema).
+    :return: ``{"conn_id", "tables", "records", "manifests", "by_vendor", "by_record_type", "by_table"}``.
+    """
+
+    template_fields: Sequence[str] = (
+        *BaseSQLOperator.template_fields,
+        "manifests",
+        "messages_table",
+        "generated_messages_table",
+        "staging_conn_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        manifests: Any,
+        conn_id: str,
+        messages_table: str = DEFAULT_TABLES[Message.record_type],
+        generated_messages_table: str = DEFAULT_TABLES[GeneratedMessage.record_type],
+        batch_size: int = 1000,
+        create_table: bool = True,
+        include_raw: bool = False,
+        staging_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        names = (conn_id, messages_table, generated_messages_table)
+        if "outlets" not in kwargs and not any(_is_templated(n) for n in names):
+            kwargs["outlets"] = [Asset(sql_asset_uri(*names))]
+        super().__init__(conn_id=conn_id, **kwargs)
+        self.manifests = manifests
+        self.messages_table = messages_table
+        self.generated_messages_table = generated_messages_table
+        self.batch_size = batch_size
+        self.create_table = create_table
+        self.include_raw = include_raw
+        self.staging_conn_id = staging_conn_id
+        self._tables_written: list[str] = []
+        self._staged_dirs: list[ObjectStoragePath] = []
+
+    @property
+    def tables(self) -> dict[str, str]:
+        """Table per record type."""
+        return {
+            Message.record_type: check_table_name(self.messages_table),
+            GeneratedMessage.record_type: check_table_name(self.generated_messages_table),
+        }
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        tables = self.tables
+        manifests = resolve_manifests(self.manifests, self.staging_conn_id)
+        if not manifests:
+            raise AirflowSkipException("No staging manifests to export.")
+        by_table: Counter[str] = Counter()
+        upserter = SqlUpserter(
+            self.get_db_hook(),
+            tables=tables,
+            batch_size=self.batch_size,
+            create_table=self.create_table,
+            include_raw=self.include_raw,
+        )
+        with upserter:
+            for manifest in manifests:
+                written = upserter.upsert(iter_records(manifest), record_type=manifest.record_type)
+                table = tables[manifest.record_type]
+                by_table[table] += written
+                self.log.info("Upserted %s records of %s into %s", written, manifest.path, table)
+        self._tables_written = list(by_table)
+        self._staged_dirs = [m.directory for m in manifests]
+        extra = {**_counts(manifests), "by_table": dict(by_table), "conn_id": self.conn_id}
+        uri = sql_asset_uri(self.conn_id, self.messages_table, self.generated_messages_table)
+        _set_outlet_events(self, context, extra, uri)
+        return {**extra, "tables": tables, "manifests": [str(m.path) for m in manifests]}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """Inputs: the staging run directories; outputs: the tables written (named as in OpenLineage SQL)."""
+        from airflow.providers.common.compat.openlineage.facet import Dataset
+        from airflow.providers.openlineage.extractors import OperatorLineage
+        from airflow.providers.openlineage.sqlparser import SQLParser
+
+        hook = self.get_db_hook()
+        connection = hook.get_connection(self.conn_id)
+        info = hook.get_openlineage_database_info(connection)
+        if info is None:
+            namespace, prefix = f"{hook.dialect_name}://{connection.host or ''}", []
+        else:
+            namespace, prefix = SQLParser.create_namespace(info), [info.database]
+        schema = hook.get_openlineage_default_schema() if info is not None else None
+        outputs = []
+        for table in self._tables_written:
+            parts = [*prefix, table] if "." in table else [*prefix, schema, table]
+            outputs.append(Dataset(namespace=namespace, name=".".join(p for p in parts if p)))
+        return OperatorLineage(inputs=[_ol_dataset(p) for p in self._staged_dirs], outputs=outputs)

@@ -1,0 +1,209 @@
+"""State: JSON documents and watermarks that never move past data that was not written."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import fsspec
+import pytest
+from fsspec.implementations.memory import MemoryFileSystem
+
+from airflow_provider_linkmsg.io.staging import Manifest, StagingWriter, iter_records
+from airflow_provider_linkmsg.io.state import JsonState, StagedRun, WatermarkStore, commit_after
+from airflow_provider_linkmsg.records import Message
+
+FORK = multiprocessing.get_context("fork")  # a real process, killed for real, without re-importing Airflow
+
+
+def message(i: int, conversation: str = "c1") -> Message:
+    return Message(
+        vendor="linkup",
+        account_id="acct",
+        conversation_id=conversation,
+        message_id=f"m{i}",
+        sent_at=f"2024-05-01T00:00:{i:02d}.000000Z",
+        direction="inbound",
+        text=f"text {i}",
+    )
+
+
+class ManifestRefusingFileSystem(MemoryFileSystem):
+    """An in-memory store that fails to move ``manifest.json`` into place, like a store that filled up."""
+
+    protocol = "flakymem"
+    store = {}
+    pseudo_dirs = [""]
+
+    def mv(self, path1, path2, **kwargs):
+        if str(path2).endswith("manifest.json"):
+            raise OSError("No space left on device")
+        return super().mv(path1, path2, **kwargs)
+
+
+@pytest.fixture
+def flaky_root():
+    fsspec.register_implementation("flakymem", ManifestRefusingFileSystem, clobber=True)
+    yield f"flakymem://b-{uuid.uuid4().hex[:8]}/root"
+    ManifestRefusingFileSystem.store.clear()
+
+
+@pytest.mark.parametrize("store", ["local", "memory"])
+def test_json_state_round_trip(tmp_path, store):
+    path = tmp_path / "s" / "ids.json" if store == "local" else f"memory://state-{uuid.uuid4().hex}/ids.json"
+    state = JsonState(path)
+    assert state.load() == {}
+    state.save({"synced": ["a", "b"], "n": 1, "name": "Zoë"})
+    assert JsonState(path).load() == {"synced": ["a", "b"], "n": 1, "name": "Zoë"}
+    state.save({"synced": []})
+    assert JsonState(path).load() == {"synced": []}
+    if store == "local":
+        assert [p.name for p in (tmp_path / "s").iterdir()] == ["ids.json"]
+
+
+def test_watermark_store_stages_in_memory_and_commits_atomically(tmp_path):
+    store = WatermarkStore(tmp_path, vendor="linkup", account="urn:li:account/42")
+    assert store.get("c1") is None
+    assert store.all() == {}
+
+    store.stage("c1", {"sent_at": "2024-05-01T00:00:00.000000Z", "ids_at_sent_at": ["m1"]})
+    assert store.get("c1") is None, "a staged value is not a watermark yet"
+    assert not store.path.exists()
+
+    assert store.commit() == 1
+    assert Path(store.path.path).parent == tmp_path / "_state" / "linkup"
+    assert store.path.name.startswith("urn_li_account_42-")
+    again = WatermarkStore(str(tmp_path), vendor="linkup", account="urn:li:account/42")
+    assert again.get("c1") == {"sent_at": "2024-05-01T00:00:00.000000Z", "ids_at_sent_at": ["m1"]}
+    assert WatermarkStore(tmp_path, vendor="linkup", account="urn:li:account/43").all() == {}
+
+    # A second writer of the same account merges per conversation and keeps what it did not touch.
+    again.stage("c2", {"sent_at": "2024-05-02T00:00:00.000000Z"})
+    store.stage("c1", {"sent_at": "2024-05-03T00:00:00.000000Z"})
+    again.commit()
+    store.commit()
+    assert WatermarkStore(tmp_path, vendor="linkup", account="urn:li:account/42").all() == {
+        "c1": {"sent_at": "2024-05-03T00:00:00.000000Z"},
+        "c2": {"sent_at": "2024-05-02T00:00:00.000000Z"},
+    }
+    document = json.loads(store.path.read_text())
+    assert document["account"] == "urn:li:account/42"
+    assert document["vendor"] == "linkup"
+    assert store.commit() == 0
+
+
+def test_watermark_store_on_memory_store():
+    root = f"memory://wm-{uuid.uuid4().hex[:8]}"
+    store = WatermarkStore(root, vendor="connectsafely", account="a")
+    store.stage("c", {"cursor": 5})
+    store.discard()
+    assert store.commit() == 0
+    store.stage("c", {"cursor": 6})
+    store.commit()
+    assert WatermarkStore(root, vendor="connectsafely", account="a").get("c") == {"cursor": 6}
+
+
+def test_staged_run_commits_only_after_the_manifest_is_written(tmp_path):
+    store = WatermarkStore(tmp_path, vendor="linkup", account="acct")
+    writer = StagingWriter(tmp_path, vendor="linkup", record_type="message", run_id="r1")
+    with StagedRun(writer, store) as run:
+        for i in range(3):
+            run.writer.write(message(i))
+            store.stage("c1", {"sent_at": message(i).sent_at})
+        assert not writer.manifest_path.exists()
+        assert store.get("c1") is None
+    assert run.manifest == Manifest.load(writer.manifest_path)
+    assert run.manifest.record_count == 3
+    assert WatermarkStore(tmp_path, vendor="linkup", account="acct").get("c1") == {
+        "sent_at": "2024-05-01T00:00:02.000000Z"
+    }
+
+
+def test_exception_in_the_run_leaves_the_watermark_unchanged(tmp_path):
+    store = WatermarkStore(tmp_path, vendor="linkup", account="acct")
+    store.stage("c1", {"sent_at": "old"})
+    store.commit()
+    writer = StagingWriter(tmp_path, vendor="linkup", record_type="message", run_id="r2")
+    with pytest.raises(ConnectionError), StagedRun(writer, store):
+        writer.write(message(1))
+        store.stage("c1", {"sent_at": "new"})
+        raise ConnectionError("reset by peer")
+    assert store.staged == {}
+    assert not writer.manifest_path.exists()
+    assert WatermarkStore(tmp_path, vendor="linkup", account="acct").get("c1") == {"sent_at": "old"}
+
+
+@pytest.mark.filterwarnings("ignore:UPath 'flakymem'")
+def test_writer_failing_at_close_leaves_the_watermark_unchanged(flaky_root):
+    store = WatermarkStore(flaky_root, vendor="linkup", account="acct")
+    store.stage("c1", {"sent_at": "old"})
+    store.commit()
+    writer = StagingWriter(
+        flaky_root, vendor="linkup", record_type="message", run_id="r3", max_records_per_file=2
+    )
+    with pytest.raises(OSError, match="No space left"), StagedRun(writer, store):
+        for i in range(5):
+            writer.write(message(i))
+        store.stage("c1", {"sent_at": "new"})
+
+    fs = fsspec.filesystem("flakymem")
+    assert fs.find(writer.directory.path) == [], "no part file of the failed run is visible"
+    assert WatermarkStore(flaky_root, vendor="linkup", account="acct").get("c1") == {"sent_at": "old"}
+    assert store.staged == {}
+
+
+def test_commit_after_refuses_anything_but_a_durable_manifest(tmp_path):
+    store = WatermarkStore(tmp_path, vendor="linkup", account="acct")
+    store.stage("c1", {"sent_at": "new"})
+    writer = StagingWriter(tmp_path, vendor="linkup", record_type="message", run_id="r4")
+    with pytest.raises(TypeError, match="Manifest"):
+        commit_after(writer, store)  # type: ignore[arg-type]
+    manifest = writer.close()
+    writer.manifest_path.unlink()
+    with pytest.raises(RuntimeError, match="not on storage"):
+        commit_after(manifest, store)
+    assert not store.path.exists()
+
+
+def close_then_wait(root: str, closed) -> None:
+    """Child process: stage a run, close it, then wait (to be killed) before committing the watermark."""
+    store = WatermarkStore(root, vendor="linkup", account="acct")
+    with StagingWriter(
+        root, vendor="linkup", record_type="message", run_id="r", max_records_per_file=400
+    ) as w:
+        for i in range(1000):
+            w.write(message(i % 60))
+        store.stage("c1", {"sent_at": "2024-05-02T00:00:00Z"})
+    closed.set()
+    time.sleep(120)  # killed here: after the data is durable, before the watermark commit
+    commit_after(w.close(), store)
+
+
+def test_sigkill_between_close_and_commit_keeps_old_watermark_and_complete_data(tmp_path):
+    store = WatermarkStore(tmp_path, vendor="linkup", account="acct")
+    store.stage("c1", {"sent_at": "2024-05-01T00:00:00Z"})
+    store.commit()
+
+    closed = FORK.Event()
+    proc = FORK.Process(target=close_then_wait, args=(str(tmp_path), closed))
+    proc.start()
+    try:
+        assert closed.wait(60), "the child never closed its staging run"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.join()
+    assert proc.exitcode == -signal.SIGKILL
+
+    manifest = Manifest.load(tmp_path / "linkup" / "r")
+    assert manifest.record_count == 1000
+    assert [f["records"] for f in manifest.files] == [400, 400, 200]
+    assert len(list(iter_records(manifest))) == 1000
+    assert WatermarkStore(tmp_path, vendor="linkup", account="acct").get("c1") == {
+        "sent_at": "2024-05-01T00:00:00Z"
+    }
