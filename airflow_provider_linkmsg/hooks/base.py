@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import requests
 import tenacity
@@ -150,6 +150,8 @@ class RateLimiter:
             self._stamp = time.monotonic()
 
 
+_SHARED_HOOKS: dict[tuple[type, str, str], Any] = {}
+_SHARED_LOCK = threading.Lock()
 _LIMITERS: dict[tuple[str, ...], RateLimiter] = {}
 _LIMITERS_LOCK = threading.Lock()
 
@@ -253,6 +255,25 @@ class LinkMsgHook(BaseHook):
         self.retries = 0
 
     # ---- connection -------------------------------------------------------------------------------------
+    @classmethod
+    def shared(cls, conn_id: str | None = None) -> Self:
+        """
+        A hook shared by every caller in this process for the same connection (id and content).
+
+        For triggers: a triggerer runs hundreds of them, and one hook (one session, one connection pool)
+        per connection spares a session per trigger and the garbage collector's time. The connection is
+        looked up on each call, so a changed connection gets a new hook. The transport is thread-safe;
+        call this from a thread (``asyncio.to_thread``), as it may read the connection from Airflow.
+        """
+        hook = cls(conn_id or cls.default_conn_name)
+        key = (cls, hook.conn_id, hashlib.sha256(hook.connection.get_uri().encode()).hexdigest())
+        with _SHARED_LOCK:
+            if key not in _SHARED_HOOKS:
+                if len(_SHARED_HOOKS) >= 64:
+                    _SHARED_HOOKS.pop(next(iter(_SHARED_HOOKS)))
+                _SHARED_HOOKS[key] = hook
+            return _SHARED_HOOKS[key]
+
     @classmethod
     def vendor_info(cls) -> VendorInfo:
         return VENDORS[cls.vendor]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -69,7 +70,7 @@ class KoneksiGenerationTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = KoneksiHook(self.koneksi_conn_id)
+        hook = await asyncio.to_thread(KoneksiHook.shared, self.koneksi_conn_id)
         summary: dict[str, Any] | None = None
         while True:
             try:
@@ -82,14 +83,15 @@ class KoneksiGenerationTrigger(BaseTrigger):
                 )
                 return
             else:
-                summary = result.summary()
                 if result.complete:
-                    yield TriggerEvent({"status": "success", "summary": summary})
+                    yield TriggerEvent({"status": "success", "summary": result.summary()})
                     return
-                self.log.info("Koneksi generation %s: %s", self.secure_request_id, result.progress())
+                if summary != (summary := result.summary()):  # log progress, not every poll
+                    self.log.info("Koneksi generation %s: %s", self.secure_request_id, result.progress())
             now = time.time()
             if now >= self.deadline:
                 message = still_in_progress(self.secure_request_id, now - self.started_at, summary)
                 yield TriggerEvent({"status": "timeout", "message": message, "summary": summary})
                 return
-            await asyncio.sleep(min(self.poll_interval, self.deadline - now))
+            # +-10% jitter: triggers started together do not keep polling (and waking the loop) in lockstep
+            await asyncio.sleep(min(self.poll_interval * random.uniform(0.9, 1.1), self.deadline - now))

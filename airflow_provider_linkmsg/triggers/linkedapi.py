@@ -68,7 +68,7 @@ class LinkedApiJobTrigger(BaseTrigger):
         return TriggerEvent({"status": status, "handle": self.handle, **payload})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = LinkedApiHook(self.linkedapi_conn_id)
+        hook = await asyncio.to_thread(LinkedApiHook.shared, self.linkedapi_conn_id)
         last = None
         while True:
             try:
