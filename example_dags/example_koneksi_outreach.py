@@ -12,7 +12,7 @@ connection ``linkmsg_warehouse``; the export root is the Airflow Variable ``link
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.sdk import DAG
@@ -48,7 +48,7 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     tags=["linkmsg", "koneksi"],
-    default_args={"retries": 2},
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2)},
 ):
     request = KoneksiRequestMessageGenerationOperator(
         task_id="request_generation", campaign=CAMPAIGN, leads=LEADS, max_messages=200

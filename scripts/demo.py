@@ -32,11 +32,36 @@ AIRFLOW = Path(sys.executable).with_name("airflow")
 #: sizes that keep the demo quick and still show paging, failures and incremental reads
 SIZES: dict[str, dict[str, Any]] = {
     "koneksi": {"seconds_per_message": 0.05, "failure_share": 0.2, "webhook_secret": "demo-webhook-secret"},
+    "connectsafely": {"accounts": 2, "conversations": 40, "messages": 12},
+    "linkup": {"accounts": 2, "conversations": 40, "messages": 12},
+    "linkedapi": {"persons": 12, "not_found": 2, "sync_seconds": 1},
 }
-
-FIRST_PASS = ["linkmsg_koneksi_outreach"]
-INBOX_DAGS: list[str] = []
+#: what arrives in the hour between the two passes
+NEWS = {
+    "seconds": 3600,
+    "connectsafely": {"conversations": 4, "messages": 2},
+    "linkup": {"conversations": 4, "messages": 2},
+    "linkedapi": {"persons": 3, "messages": 2},
+}
+INBOX_VENDORS = ("connectsafely", "linkedapi", "linkup")
+FIRST_PASS = [
+    "linkmsg_koneksi_outreach",
+    "linkmsg_connectsafely_inbox",
+    "linkmsg_linkedapi_inbox",
+    "linkmsg_linkup_inbox",
+    "linkmsg_unified_inbox",
+    "linkmsg_new_messages_report",
+]
+INBOX_DAGS = [
+    "linkmsg_connectsafely_inbox",
+    "linkmsg_linkedapi_inbox",
+    "linkmsg_linkup_inbox",
+    "linkmsg_unified_inbox",
+    "linkmsg_new_messages_report",
+]
 WAREHOUSE = DEMO / "warehouse.db"
+STAGING = DEMO / "staging"
+EXPORT = DEMO / "export"
 
 
 def environment(sandbox) -> dict[str, str]:
@@ -49,8 +74,8 @@ def environment(sandbox) -> dict[str, str]:
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            "AIRFLOW__LINKMSG__STAGING_PATH": str(DEMO / "staging"),
-            "AIRFLOW_VAR_LINKMSG_EXPORT_PATH": str(DEMO / "export"),
+            "AIRFLOW__LINKMSG__STAGING_PATH": str(STAGING),
+            "AIRFLOW_VAR_LINKMSG_EXPORT_PATH": str(EXPORT),
             "AIRFLOW_CONN_LINKMSG_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(WAREHOUSE)}),
             "AIRFLOW__OPENLINEAGE__DISABLED": "True",
         }
@@ -76,25 +101,53 @@ def run_dag(env: dict[str, str], dag_id: str, label: str) -> float:
     return seconds
 
 
-def warehouse_keys(table: str, vendor: str) -> set[str]:
+def warehouse_ids(table: str, vendor: str, column: str = "message_id") -> set[str]:
     with sqlite3.connect(WAREHOUSE) as db:
-        return {row[0] for row in db.execute(f"SELECT record_key FROM {table} WHERE vendor = ?", (vendor,))}
+        return {row[0] for row in db.execute(f"SELECT {column} FROM {table} WHERE vendor = ?", (vendor,))}
 
 
-def exported_file_keys(vendor_dir: Path) -> set[str]:
-    keys: set[str] = set()
-    for path in vendor_dir.rglob("*.jsonl"):
-        with open(path) as f:
-            keys.update(json.loads(line)["key"] for line in f)
-    return keys
+def exported_file_ids(vendor_dir: Path, column: str = "message_id") -> set[str]:
+    """Ids in every exported file of a vendor (JSON Lines, CSV or Parquet)."""
+    ids: set[str] = set()
+    for path in vendor_dir.rglob("*"):
+        if path.name.endswith(".jsonl"):
+            with open(path) as f:
+                ids.update(json.loads(line)[column] for line in f)
+        elif path.name.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            ids.update(pq.read_table(path, columns=[column]).column(column).to_pylist())
+    return ids
 
 
-def koneksi_truth_keys(truth: dict[str, Any]) -> set[str]:
-    return {
-        f"koneksi:{request_id}:{m['lead_id']}:{m['message_type']}"
-        for request_id, request in truth["requests"].items()
-        for m in request["messages"]
-    }
+def truth_ids(sandbox, vendor: str) -> set[str]:
+    """Ids a correct client ends up with: generated-message keys for Koneksi, message ids otherwise."""
+    truth = sandbox.truth(vendor)
+    if vendor == "koneksi":
+        return {
+            f"koneksi:{request_id}:{m['lead_id']}:{m['message_type']}"
+            for request_id, request in truth["requests"].items()
+            for m in request["messages"]
+        }
+    if vendor == "linkedapi":
+        return {m["id"] for account in truth["accounts"].values() for m in account["messages"]}
+    return {m["message_id"] for m in truth["messages"]}
+
+
+def staged_since(before: set[Path], vendor: str, unified: bool) -> int:
+    """Records staged for ``vendor`` by the manifests written after ``before`` was taken."""
+    root = STAGING / "unified" if unified else STAGING
+    total = 0
+    for path in (root / vendor).glob("*/manifest.json"):
+        if path not in before:
+            total += json.loads(path.read_text())["record_count"]
+    return total
+
+
+def usage(sandbox, vendor: str) -> tuple[int, float]:
+    stats = sandbox.stats()
+    calls = int(sum(v for k, v in stats.get("calls", {}).items() if k.startswith(vendor + " ")))
+    return calls, stats.get("credits", {}).get(vendor, 0)
 
 
 def main() -> int:
@@ -122,41 +175,68 @@ def main() -> int:
         print("first pass:")
         for dag_id in FIRST_PASS:
             timings[dag_id] = run_dag(env, dag_id, "pass 1")
-        stats_first = sandbox.stats()
+        first_usage = {v: usage(sandbox, v) for v in (*INBOX_VENDORS, "koneksi")}
+        truth_before = {v: truth_ids(sandbox, v) for v in INBOX_VENDORS}
+        manifests_before = set(STAGING.rglob("manifest.json"))
 
-        if INBOX_DAGS:
-            sandbox.advance(seconds=3600)
-            print("one hour later, with new messages in the sandbox:")
-            for dag_id in INBOX_DAGS:
-                timings[dag_id] += run_dag(env, dag_id, "pass 2")
+        sandbox.advance(**NEWS)
+        print("one hour later, new messages have arrived in the sandbox:")
+        for dag_id in INBOX_DAGS:
+            timings[dag_id] += run_dag(env, dag_id, "pass 2")
 
-        failures = []
+        failures: list[str] = []
         rows = []
-        truth = koneksi_truth_keys(sandbox.truth("koneksi"))
-        rows.append(
-            {
-                "vendor": "koneksi",
-                "exported (sql)": len(warehouse_keys("linkmsg_generated_messages", "koneksi")),
-                "exported (files)": len(exported_file_keys(DEMO / "export" / "koneksi")),
+        for vendor in ("koneksi", *INBOX_VENDORS):
+            table, column = (
+                ("linkmsg_generated_messages", "record_key")
+                if vendor == "koneksi"
+                else ("linkmsg_messages", "message_id")
+            )
+            truth = truth_ids(sandbox, vendor)
+            in_table = warehouse_ids(table, vendor, column)
+            in_files = exported_file_ids(EXPORT / vendor, "key" if vendor == "koneksi" else column)
+            calls, credits = usage(sandbox, vendor)
+            row = {
+                "vendor": vendor,
                 "ground truth": len(truth),
+                "in table": len(in_table),
+                "in files": len(in_files),
+                "api calls": calls,
+                "credits": credits,
             }
-        )
-        if warehouse_keys("linkmsg_generated_messages", "koneksi") != truth:
-            failures.append("koneksi: the warehouse table differs from the ground truth")
-        if exported_file_keys(DEMO / "export" / "koneksi") != truth:
-            failures.append("koneksi: the exported files differ from the ground truth")
-        calls = sandbox.stats().get("calls", {})
-        for row in rows:
-            row["api calls"] = int(sum(v for k, v in calls.items() if k.startswith(row["vendor"] + " ")))
-            row["credits"] = sandbox.stats().get("credits", {}).get(row["vendor"], 0)
-        del stats_first
+            if in_table != truth:
+                failures.append(f"{vendor}: table {table} differs from the ground truth")
+            if in_files != truth:
+                failures.append(f"{vendor}: the exported files differ from the ground truth")
+            if vendor in INBOX_VENDORS:
+                new = len(truth - truth_before[vendor])
+                staged = staged_since(manifests_before, vendor, unified=False)
+                staged_unified = staged_since(manifests_before, vendor, unified=True)
+                row.update(
+                    {
+                        "new in pass 2": new,
+                        "staged pass 2": staged,
+                        "pass 2 calls": calls - first_usage[vendor][0],
+                        "pass 2 credits": credits - first_usage[vendor][1],
+                    }
+                )
+                if staged != new or staged_unified != new:
+                    failures.append(
+                        f"{vendor}: pass 2 staged {staged} (unified DAG: {staged_unified}), not the {new} new messages"
+                    )
+            rows.append(row)
 
     print()
-    cols = list(rows[0])
-    print("  ".join(f"{c:>16}" for c in cols))
+    cols = list(dict.fromkeys(c for row in rows for c in row))
+    widths = {c: max(len(c), *(len(str(row.get(c, ""))) for row in rows)) for c in cols}
+    print("  ".join(c.rjust(widths[c]) for c in cols))
     for row in rows:
-        print("  ".join(f"{row[c]!s:>16}" for c in cols))
-    print(f"\nwarehouse: {WAREHOUSE.relative_to(ROOT)}   files: {(DEMO / 'export').relative_to(ROOT)}")
+        print("  ".join(str(row.get(c, "")).rjust(widths[c]) for c in cols))
+    print(
+        "\nseconds per DAG (both passes): "
+        + ", ".join(f"{d.removeprefix('linkmsg_')} {t:.0f}" for d, t in timings.items())
+    )
+    print(f"warehouse: {WAREHOUSE.relative_to(ROOT)}   files: {EXPORT.relative_to(ROOT)}")
     print(f"demo finished in {time.monotonic() - started:.0f} s")
     if failures:
         print("\n".join(["MISMATCH:", *failures]))

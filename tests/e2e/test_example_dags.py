@@ -1,0 +1,57 @@
+"""The example DAGs: every file imports cleanly, quickly, and without heavy modules at the top level."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
+FILES = sorted(EXAMPLES.glob("example_*.py"))
+#: modules a DAG file must not pull in at parse time (they belong inside tasks)
+HEAVY = ("pyarrow", "pandas", "psycopg", "psycopg2", "openlineage.client", "selenium")
+#: generous ceiling per file on top of Airflow itself: DAG files are parsed every 30 s by default
+PARSE_BUDGET_S = 2.0
+
+PROBE = r"""
+import json, sys, time
+import airflow.sdk  # Airflow itself is not the DAG file's cost
+from airflow_provider_linkmsg.hooks import base  # nor is the provider's shared transport, loaded once per process
+from airflow.dag_processing.dagbag import DagBag
+before = set(sys.modules)
+started = time.perf_counter()
+bag = DagBag(dag_folder=sys.argv[1])
+seconds = time.perf_counter() - started
+print(json.dumps({"seconds": seconds, "errors": {k: str(v) for k, v in bag.import_errors.items()},
+                  "dags": sorted(bag.dags), "new_modules": sorted(set(sys.modules) - before)}))
+"""
+
+
+def test_there_is_an_example_dag_per_vendor_and_more():
+    names = {p.stem for p in FILES}
+    assert {
+        "example_koneksi_outreach",
+        "example_connectsafely_inbox",
+        "example_linkedapi_inbox",
+        "example_linkup_inbox",
+        "example_unified_inbox",
+        "example_new_messages_report",
+    } <= names
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_each_example_dag_parses_cleanly_and_fast(path):
+    """Parsed in a fresh interpreter, so the time and the imported modules are the file's own."""
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, timeout=180, check=True
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["errors"] == {}
+    assert len(report["dags"]) == 1 and report["dags"][0].startswith("linkmsg_")
+    heavy = [m for m in report["new_modules"] if m.split(".")[0] in HEAVY or m in HEAVY]
+    assert heavy == [], f"{path.name} imports {heavy} at parse time"
+    print(f"{path.name}: parsed in {report['seconds']:.3f} s")
+    assert report["seconds"] < PARSE_BUDGET_S, f"{path.name} took {report['seconds']:.2f} s to parse"
