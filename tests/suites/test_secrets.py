@@ -1,0 +1,140 @@
+"""
+Secrets: every example DAG runs under ``dag.test()`` with distinctive keys, and the keys appear in no log
+line, XCom value, staged file, manifest, export, metadata-database row or exception text.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
+
+#: distinctive enough that any appearance is ours, long enough for Airflow's masker (>= 5 chars)
+KEYS = {
+    "koneksi": "KSECRET-koneksi-5b1f0e9d7c",
+    "koneksi_get": "KSECRET-koneksi-get-0a9e8d",
+    "koneksi_webhook": "KSECRET-koneksi-whsec-77f1",
+    "connectsafely": "KSECRET-connectsafely-3c2d",
+    "linkedapi": "KSECRET-linkedapi-token-91aa",
+    "linkedapi_id": "KSECRET-linkedapi-ident-42bb",
+    "linkup": "KSECRET-linkup-8e7f6a5b4c",
+}
+SIZES = {
+    "koneksi": {
+        "api_key": KEYS["koneksi"],
+        "get_messages_api_key": KEYS["koneksi_get"],
+        "webhook_secret": KEYS["koneksi_webhook"],
+        "seconds_per_message": 0.01,
+    },
+    "connectsafely": {"api_key": KEYS["connectsafely"], "accounts": 2, "conversations": 6, "messages": 4},
+    "linkedapi": {
+        "api_key": KEYS["linkedapi"],
+        "identification_token": KEYS["linkedapi_id"],
+        "persons": 12,
+        "not_found": 2,
+        "sync_seconds": 0.2,
+        "pending_seconds": 0.05,
+    },
+    "linkup": {"api_key": KEYS["linkup"], "accounts": 2, "conversations": 6, "messages": 4},
+}
+ORDER = [
+    "linkmsg_koneksi_outreach",
+    "linkmsg_connectsafely_inbox",
+    "linkmsg_linkedapi_inbox",
+    "linkmsg_linkup_inbox",
+    "linkmsg_unified_inbox",
+    "linkmsg_new_messages_report",
+]
+
+
+def leaks(text: str | bytes) -> list[str]:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    return [name for name, key in KEYS.items() if key in text]
+
+
+def test_the_leak_check_finds_a_key():
+    assert leaks(f"token={KEYS['linkup']};") == ["linkup"]
+    assert leaks(KEYS["linkedapi_id"].encode()) == ["linkedapi_id"]
+
+
+def files_with_keys(root: Path) -> dict[str, list[str]]:
+    found = {}
+    for path in root.rglob("*"):
+        if path.is_file() and (names := leaks(path.read_bytes())):
+            found[str(path)] = names
+    return found
+
+
+@pytest.fixture
+def example_env(sandbox_factory, monkeypatch, tmp_path):
+    sandbox = sandbox_factory(seed=0, sizes=SIZES)
+    monkeypatch.setenv("AIRFLOW__LINKMSG__STAGING_PATH", str(tmp_path / "staging"))
+    monkeypatch.setenv("AIRFLOW_VAR_LINKMSG_EXPORT_PATH", str(tmp_path / "export"))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_LINKMSG_WAREHOUSE",
+        json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "warehouse.db")}),
+    )
+    # the sandbox's connections carry the keys; check that they really are the distinctive ones
+    env = "".join(sandbox.env().values())
+    assert all(key in env for key in KEYS.values())
+    return sandbox
+
+
+def test_no_key_leaks_from_any_example_dag(example_env, run_dag, tmp_path, capfd, caplog):
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    DagBundlesManager().sync_bundles_to_db()
+    bag = DagBag(dag_folder=str(EXAMPLES), safe_mode=False)
+    assert bag.import_errors == {}
+    assert set(ORDER) <= set(bag.dags)
+    for dag_id in ORDER:
+        run = run_dag(bag.dags[dag_id])
+        assert run.state == "success", f"{dag_id} ended {run.state}"
+
+    out, err = capfd.readouterr()
+    assert "DAG TEST" in out + err + caplog.text, "expected the DAG runs' logs to be captured"
+    assert leaks(out + err) == []
+    assert leaks(caplog.text) == []
+
+    with create_session() as session:
+        values = [
+            json.dumps(x.value, default=str)
+            for x in session.query(XComModel).filter(XComModel.dag_id.in_(ORDER)).all()
+        ]
+    assert values, "expected XCom values from the example DAGs"
+    assert leaks("\n".join(values)) == []
+
+    assert (tmp_path / "staging").is_dir() and (tmp_path / "export").is_dir()
+    assert any((tmp_path / "staging").rglob("manifest.json"))
+    assert files_with_keys(tmp_path) == {}
+
+    import os
+
+    home = Path(os.environ["AIRFLOW_HOME"])
+    assert files_with_keys(home) == {}  # the metadata database and any task logs
+
+
+def test_a_wrong_key_fails_without_showing_the_key(example_env, run_dag, monkeypatch, capfd, caplog):
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag
+
+    wrong = "KSECRET-wrong-linkup-key-6d6d"
+    conn = json.loads(example_env.env()["AIRFLOW_CONN_LINKUP_DEFAULT"])
+    conn["password"] = wrong
+    monkeypatch.setenv("AIRFLOW_CONN_LINKUP_DEFAULT", json.dumps(conn))
+    DagBundlesManager().sync_bundles_to_db()
+    bag = DagBag(dag_folder=str(EXAMPLES / "example_linkup_inbox.py"))
+    dag = bag.dags["linkmsg_linkup_inbox"]
+    run = run_dag(dag)
+    assert run.state == "failed"
+    out, err = capfd.readouterr()
+    text = out + err + caplog.text
+    assert "INVALID_API_KEY" in text and "linkup_default" in text
+    assert wrong not in text
