@@ -18,6 +18,7 @@ import email.utils
 import hashlib
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -342,6 +343,28 @@ class LinkMsgHook(BaseHook):
     def auth_headers(self) -> dict[str, str]:
         """Headers that authenticate a request; every vendor hook implements this."""
         raise NotImplementedError
+
+    # ---- accounts (vendors whose calls name an account) -------------------------------------------------
+    #: the vendor's account-id form, and how to describe it in an error (vendors with account ids set both)
+    account_id_pattern: ClassVar[re.Pattern[str] | None] = None
+    account_id_form: ClassVar[str] = ""
+
+    def default_account_id(self) -> str | None:
+        """The connection's ``account_id`` extra, if any."""
+        value = self.extra("account_id")
+        return str(value) if value else None
+
+    @classmethod
+    def check_account_id(cls, value: Any, field: str = "account_id") -> str:
+        """``value`` if it is one of the vendor's account ids, else a validation error naming ``field``."""
+        if cls.account_id_pattern is None or (isinstance(value, str) and cls.account_id_pattern.match(value)):
+            return value
+        raise LinkMsgValidationError(
+            f"{field} {value!r} is not a {cls.vendor_info().label} account id: expected {cls.account_id_form} "
+            "(GET /accounts lists them)",
+            field=field,
+            vendor=cls.vendor,
+        )
 
     # ---- session and limiter ----------------------------------------------------------------------------
     @cached_property

@@ -44,6 +44,8 @@ class ConnectSafelyHook(LinkMsgHook):
     default_conn_name = "connectsafely_default"
     hook_name = "ConnectSafely"
     vendor = "connectsafely"
+    account_id_pattern = ACCOUNT_ID
+    account_id_form = "24 hex digits such as 696ce9e780e0483585e4e553"
     auth_statuses = frozenset({401, 403})  # 403: trial expired or no subscription
 
     def __init__(self, connectsafely_conn_id: str = default_conn_name, **kwargs: Any) -> None:
@@ -72,22 +74,6 @@ class ConnectSafelyHook(LinkMsgHook):
         return message, code
 
     # ---- inputs ---------------------------------------------------------------------------------------
-    def default_account_id(self) -> str | None:
-        """The connection's ``account_id`` extra, if any."""
-        value = self.extra("account_id")
-        return str(value) if value else None
-
-    @staticmethod
-    def check_account_id(value: Any, field: str = "account_id") -> str:
-        """``value`` if it is a ConnectSafely account id (24 lowercase hex digits), else a validation error."""
-        if isinstance(value, str) and ACCOUNT_ID.match(value):
-            return value
-        raise LinkMsgValidationError(
-            f"{field} {value!r} is not a ConnectSafely account id: expected 24 hex digits such as "
-            "696ce9e780e0483585e4e553 (GET /accounts lists them)",
-            field=field,
-            vendor="connectsafely",
-        )
 
     # ---- accounts -------------------------------------------------------------------------------------
     def list_accounts(self, q: str | None = None) -> list[dict[str, Any]]:

@@ -68,6 +68,8 @@ class LinkupHook(LinkMsgHook):
     default_conn_name = "linkup_default"
     hook_name = "LinkupAPI"
     vendor = "linkup"
+    account_id_pattern = ACCOUNT_ID
+    account_id_form = "acc_ followed by letters and digits, such as acc_abc123"
     auth_statuses = frozenset({401, 403})  # INVALID_API_KEY and ACCOUNT_INACTIVE are 403
 
     def __init__(
@@ -93,22 +95,6 @@ class LinkupHook(LinkMsgHook):
         return _ERRORS.get(code or "") or super().error_class(status, code)
 
     # ---- inputs ---------------------------------------------------------------------------------------
-    def default_account_id(self) -> str | None:
-        """The connection's ``account_id`` extra, if any."""
-        value = self.extra("account_id")
-        return str(value) if value else None
-
-    @staticmethod
-    def check_account_id(value: Any, field: str = "account_id") -> str:
-        """``value`` if it is a LinkupAPI account id (``acc_...``), else a validation error."""
-        if isinstance(value, str) and ACCOUNT_ID.match(value):
-            return value
-        raise LinkMsgValidationError(
-            f"{field} {value!r} is not a LinkupAPI account id: expected acc_ followed by letters and digits, "
-            "such as acc_abc123 (GET /accounts lists them)",
-            field=field,
-            vendor="linkup",
-        )
 
     # ---- the action call ------------------------------------------------------------------------------
     def action(
