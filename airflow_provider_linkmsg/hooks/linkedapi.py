@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -407,6 +407,7 @@ class LinkedApiHook(LinkMsgHook):
         *,
         result_handling: str | None = None,
         batch_size: int = 100,
+        on_started: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         """
         Start synchronizing the persons' conversations; return the job handle (small, JSON).
@@ -418,26 +419,35 @@ class LinkedApiHook(LinkMsgHook):
         :param persons: URLs or dicts (see :func:`parse_persons`).
         :param result_handling: seed API only: ``reslink`` (default) or ``long``.
         :param batch_size: persons per call.
+        :param on_started: called with the handle so far after each batch's job started, so a caller can
+            keep it before the next (paid) start could fail.
         :return: ``{"api", "kind": "result_links" | "workflows" | "done", "jobs": [...], "outcomes"?: [...]}``
         """
         people = parse_persons(persons)
         mode = self.result_handling(result_handling, "reslink")
-        if self.api == "current":
-            ids = [self._start_workflow(batch) for batch in _batches(people, batch_size)]
-            return {"api": "current", "kind": "workflows", "jobs": ids}
-        links: list[str] = []
+        jobs: list[str] = []
         outcomes: list[dict[str, Any]] = []
+
+        def handle() -> dict[str, Any]:
+            if self.api == "current":
+                return {"api": "current", "kind": "workflows", "jobs": list(jobs)}
+            kind = "result_links" if jobs else "done"
+            return {"api": "seed", "kind": kind, "jobs": list(jobs), "outcomes": list(outcomes)}
+
         for batch in _batches(people, batch_size):
-            body = self._seed_call(
-                "/account/conversations.synchronize", self._seed_body(batch), mode, idempotent=False
-            )
-            if body.get("status") == "processing":
-                links.append(body["process"]["resultLink"])
+            if self.api == "current":
+                jobs.append(self._start_workflow(batch))
             else:
-                outcomes += [o.to_dict() for o in self._seed_outcomes(body)]
-        if links:
-            return {"api": "seed", "kind": "result_links", "jobs": links, "outcomes": outcomes}
-        return {"api": "seed", "kind": "done", "jobs": [], "outcomes": outcomes}
+                body = self._seed_call(
+                    "/account/conversations.synchronize", self._seed_body(batch), mode, idempotent=False
+                )
+                if body.get("status") == "processing":
+                    jobs.append(body["process"]["resultLink"])
+                else:
+                    outcomes.extend(o.to_dict() for o in self._seed_outcomes(body))
+            if on_started is not None:
+                on_started(handle())
+        return handle()
 
     def _start_workflow(self, batch: Sequence[Person]) -> str:
         actions = [

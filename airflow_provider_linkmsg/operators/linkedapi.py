@@ -249,7 +249,12 @@ class LinkedApiSyncConversationsOperator(BaseOperator):
         self.log.info("%d of %d person(s) to synchronize", len(todo), len(persons))
         if not todo:
             return self._finish(context, JobStatus("completed"))
-        handle = self.hook.synchronize(todo, result_handling=self.result_handling, batch_size=self.batch_size)
+        handle = self.hook.synchronize(
+            todo,
+            result_handling=self.result_handling,
+            batch_size=self.batch_size,
+            on_started=lambda started: self._save_handle(context, started),  # kept batch by batch
+        )
         self._save_handle(context, handle)
         return self._wait(context, handle)
 
@@ -315,14 +320,22 @@ class LinkedApiSyncConversationsOperator(BaseOperator):
         synced.update(status.outcomes)
         self._clear_handle(context)
         done = {Person(o.person, o.channel): o for o in status.outcomes}
-        persons = parse_persons(person_list(self.persons))
+        known = synced.load()
+        rest = [p for p in parse_persons(person_list(self.persons)) if p not in done]
         result = {
             "synced": [p.spec() for p, o in done.items() if o.status == "synced"],
             "not_found": [p.url for p, o in done.items() if o.status == "not_found"],
             "failed": [{**p.spec(), "error": o.error} for p, o in done.items() if o.status == "failed"],
-            "already_synced": [p.spec() for p in persons if p not in done],
+            "already_synced": [p.spec() for p in rest if known.get(p.key, {}).get("status") == "synced"],
+            "not_started": [p.spec() for p in rest if known.get(p.key, {}).get("status") != "synced"],
             "api_calls": self.hook.api_calls,
         }
+        if result["not_started"]:
+            self.log.warning(
+                "%d person(s) were not synchronized: an earlier try stopped before starting their batch; "
+                "the next run synchronizes them",
+                len(result["not_started"]),
+            )
         if result["not_found"]:
             self.log.warning("Not LinkedIn persons (personNotFound): %s", ", ".join(result["not_found"]))
         for failure in result["failed"]:

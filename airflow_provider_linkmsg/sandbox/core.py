@@ -175,7 +175,8 @@ class FaultRule:
     Faults injected on the routes matching ``vendor`` and ``route`` (fnmatch globs on ``"GET /path"``).
 
     Each request draws from a generator seeded by (seed, route, request number), so the same sequence of
-    requests meets the same faults. ``times`` caps how many faults this rule serves (``None``: no cap).
+    requests meets the same faults. ``times`` caps how many faults this rule serves (``None``: no cap);
+    ``after`` lets that many matching requests through first.
     Reset and 5xx faults are served before the handler runs (the vendor did nothing); truncation cuts the
     handler's real answer short.
     """
@@ -191,7 +192,9 @@ class FaultRule:
     latency_ms: float = 0.0
     p_latency: float = 1.0
     times: int | None = None
+    after: int = 0
     served: int = 0
+    seen: int = 0
 
     def matches(self, vendor: str, route: str) -> bool:
         return fnmatch.fnmatchcase(vendor, self.vendor) and fnmatch.fnmatchcase(route, self.route)
@@ -268,7 +271,8 @@ class SandboxState:
                 rng = random.Random(f"{self.fault_seed}:{vendor}:{route}:{n}:{i}")
                 if rule.latency_ms and rng.random() < rule.p_latency:
                     latency += rule.latency_ms / 1000
-                if kind or (rule.times is not None and rule.served >= rule.times):
+                rule.seen += 1
+                if kind or rule.seen <= rule.after or (rule.times is not None and rule.served >= rule.times):
                     continue
                 draw = rng.random()
                 for name, p in (

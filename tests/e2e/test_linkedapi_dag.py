@@ -91,6 +91,38 @@ def test_sync_retry_reconnects_to_the_job_it_started(
     assert not (tmp_path / "_state" / "linkedapi-jobs").exists()  # the handle lived in task_state_store
 
 
+def test_a_retry_after_a_later_batch_failed_to_start_pays_for_no_batch_twice(
+    linkedapi_world, linkedapi_run_dag, tmp_path
+):
+    """Batch 1's workflow starts, batch 2's start fails: the handle of batch 1 was kept, the retry reuses it."""
+    world = linkedapi_world("current", conn_extra={"max_retries": 0})
+    world.sandbox.set_faults(
+        [{"vendor": "linkedapi", "route": "POST /workflows", "p_5xx": 1.0, "after": 1, "times": 1}]
+    )
+    with _dag("retry_batches") as dag:
+        LinkedApiSyncConversationsOperator(
+            task_id="sync",
+            persons=world.persons(),
+            staging_path=str(tmp_path),
+            batch_size=7,
+            poll_interval=0.05,
+            timeout=60,
+            deferrable=True,
+            retries=1,
+            retry_delay=timedelta(seconds=0),
+        )
+
+    dr = linkedapi_run_dag(dag)
+
+    ti = _ti(dr, "sync")
+    assert dr.state == "success" and ti.try_number == 2
+    assert world.sandbox.stats()["faults"] == {"linkedapi 5xx": 1}
+    assert world.counter("jobs_started") == 1  # batch 1's workflow, started once
+    result = ti.xcom_pull(task_ids="sync")
+    started = len(result["synced"]) + len(result["not_found"])
+    assert started == 7 and len(result["not_started"]) == len(world.persons()) - 7
+
+
 def test_401_fails_the_task_at_once(linkedapi_world, linkedapi_run_dag, tmp_path, monkeypatch):
     world = linkedapi_world("current")
     monkeypatch.setenv(
