@@ -50,10 +50,12 @@ VENDORS: dict[str, VendorInfo] = {
         label="ConnectSafely",
         hook_class="airflow_provider_linkmsg.hooks.connectsafely.ConnectSafelyHook",
         base_url="https://api.connectsafely.ai/linkedin",
-        requests_per_second=1.0,
-        burst=5,
+        # a bucket of depth b at rate r admits up to b + 60 r requests in any minute: 2 + 57 <= 60
+        requests_per_second=0.95,
+        burst=2,
         max_in_flight=4,
-        limits_note="Documented: 60 requests a minute, bursts to 100 per 10 s.",
+        limits_note="Documented: 60 requests a minute, bursts to 100 per 10 s; the default stays within "
+        "60 in any sliding minute.",
     ),
     "linkedapi": VendorInfo(
         name="linkedapi",

@@ -1,20 +1,227 @@
-"""`make bench`: run every benchmark and print one table of figures, ratios and targets."""
+"""
+`make bench`: run the benchmarks and print one table of figures, measures and targets.
+
+    python -m bench                      # all seven, in the issue's order
+    python -m bench overhead latency     # a subset
+    python -m bench --json results.json  # also keep the raw figures
+
+Each benchmark runs in a fresh Python process (its own imports, connections, limiters and heap, none left
+over from the one before), with a throw-away ``AIRFLOW_HOME``; its ``run()`` result comes back as JSON.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from importlib import import_module
+from pathlib import Path
+from typing import Any
 
-from bench import bench_sandbox
-from bench.common import print_table
+from bench.common import print_table, quiet
+
+REPO = Path(__file__).resolve().parents[1]
+MARKER = "BENCH-RESULT "
 
 
-def main() -> int:
-    rows = [bench_sandbox.run()]
-    print_table(
-        f"linkmsg benchmarks on {platform.node()} ({platform.machine()}, Python {platform.python_version()})",
-        rows,
+def _pct(value: float) -> str:
+    return f"{value * 100:.1f}%"
+
+
+def _overhead(r: dict) -> list[dict]:
+    figures = (
+        f"{r['calls']} calls, {r['conversations']} conversations: hook {r['hook_wall_s']:.3f} s "
+        f"({r['hook_cpu_ms_per_call']:.3f} ms CPU/call), bare requests {r['bare_wall_s']:.3f} s "
+        f"({r['bare_cpu_ms_per_call']:.3f} ms); operator with staging {r['operator_wall_s']:.3f} s "
+        f"({r['operator_wall_ratio']:.2f}x)"
     )
+    return [_row(r, figures, f"wall {r['wall_ratio']:.2f}x, CPU {r['cpu_ratio']:.2f}x")]
+
+
+def _latency(r: dict) -> list[dict]:
+    figures = (
+        f"{r['calls']} calls x {r['latency_ms']:g} ms, {r['workers']} workers ({r['listing_calls']} "
+        f"sequential listing calls): {r['wall_s']:.2f} s, ideal {r['ideal_s']:.2f} s"
+    )
+    return [_row(r, figures, f"{r['ratio']:.2f}x ideal")]
+
+
+def _ratelimit(rows: list[dict]) -> list[dict]:
+    return [
+        _row(
+            r,
+            f"limit {r['limit']}, client {r['client']}: {r['requests']} calls in {r['wall_s']:.1f} s, "
+            f"{r['answered_429']} answered 429",
+            f"{_pct(r['use'])} of allowed, {_pct(r['share_429'])} 429",
+            name=f"rate limit (burst {r['burst']})",
+        )
+        for r in rows
+    ]
+
+
+def _incremental(rows: list[dict]) -> list[dict]:
+    def runs(r: dict) -> str:
+        parts = []
+        for run, label in (("full", "full"), ("unchanged", "unchanged"), ("changed", "1% changed")):
+            part = f"{label} {r['calls_' + run]} calls ({r['lists_' + run]} list, {r['reads_' + run]} read)"
+            if "linkup" in r["benchmark"]:
+                part += f" {r['credits_' + run]:g} credits"
+            parts.append(part)
+        return "; ".join(parts)
+
+    return [
+        _row(
+            r,
+            f"{r['conversations']} conversations, {r['changed']} changed: {runs(r)}",
+            f"unchanged: {r['lists_unchanged']} list calls / {r['listing_pages']} pages, "
+            f"{r['reads_unchanged']} reads",
+        )
+        for r in rows
+    ]
+
+
+def _memory(rows: list[dict]) -> list[dict]:
+    small, large = rows[0], rows[-1]
+    growth = large["export_peak_mb"] - small["export_peak_mb"]
+    figures = "; ".join(
+        f"{r['size']:,} messages: stage peak {r['stage_peak_mb']:.0f} MB, export peak {r['export_peak_mb']:.0f} MB "
+        f"({r['export_seconds']:.0f} s)"
+        for r in rows
+    )
+    return [
+        {
+            "benchmark": "memory",
+            "figures": figures,
+            "measure": f"export peak {growth:+.1f} MB",
+            "target": "<= +50 MB",
+            "met": growth <= 50,
+        }
+    ]
+
+
+def _triggerer(r: dict) -> list[dict]:
+    figures = (
+        f"{r['succeeded']}/{r['triggers']} triggers: {r['wall_s']:.2f} s, ideal {r['ideal_s']:.2f} s; "
+        f"longest full GC {r['max_full_gc_ms']:.0f} ms"
+    )
+    return [_row(r, figures, f"{r['ratio']:.2f}x ideal, stall {r['max_loop_stall_ms']:.0f} ms")]
+
+
+def _sandbox(r: dict) -> list[dict]:
+    figures = f"{r['requests']:,} requests in {r['seconds']:.1f} s from 8 threads"
+    return [_row(r, figures, f"{r['requests_per_second']:,.0f} req/s")]
+
+
+def _row(r: dict, figures: str, measure: str, name: str | None = None) -> dict[str, Any]:
+    return {
+        "benchmark": name or r["benchmark"],
+        "figures": figures,
+        "measure": measure,
+        "target": r["target"],
+        "met": r["met"],
+    }
+
+
+#: name -> summary of its ``run()`` result as table rows, in the issue's order
+BENCHMARKS: dict[str, Callable[[Any], list[dict]]] = {
+    "overhead": _overhead,
+    "latency": _latency,
+    "ratelimit": _ratelimit,
+    "incremental": _incremental,
+    "memory": _memory,
+    "triggerer": _triggerer,
+    "sandbox": _sandbox,
+}
+
+
+def machine() -> str:
+    """Host, CPU model and count, memory and Python: where the figures come from."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        memory = f", {pages / 2**30:.0f} GiB"
+    except (OSError, ValueError):
+        memory = ""
+    return (
+        f"{platform.node()}: {cpu} x {os.cpu_count()}{memory}, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def _child(name: str) -> int:
+    """Run one benchmark in this process and print its result after :data:`MARKER`."""
+    quiet()
+    result = import_module(f"bench.bench_{name}").run()
+    print(MARKER + json.dumps(result, default=str), flush=True)
     return 0
+
+
+def _spawn(name: str, home: str) -> Any:
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": home,
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "--child", name],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    lines = [line for line in out.stdout.splitlines() if line.startswith(MARKER)]
+    if out.returncode or not lines:
+        raise RuntimeError(f"exit {out.returncode}: {(out.stderr or out.stdout).strip()[-2000:]}")
+    return json.loads(lines[-1][len(MARKER) :])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--json", type=Path, help="also write every benchmark's raw result here")
+    parser.add_argument("--child", choices=list(BENCHMARKS), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return _child(args.child)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
+
+    rows: list[dict[str, Any]] = []
+    raw: dict[str, Any] = {}
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="linkmsg-bench-home-") as home:
+        for name in args.names or list(BENCHMARKS):
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            started = time.monotonic()
+            try:
+                raw[name] = _spawn(name, home)
+                rows += BENCHMARKS[name](raw[name])
+            except Exception as exc:  # one broken benchmark must not hide the others' figures
+                failed = True
+                rows.append({"benchmark": name, "figures": f"FAILED: {exc}"[:300], "measure": "-"})
+                rows[-1].update(target="-", met=False)
+            print(f"  {name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    print_table(f"linkmsg benchmarks on {machine()}", rows)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "results": raw}, indent=2, default=str))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -148,7 +148,7 @@ class RateLimiter:
         with self._lock:
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
             self._tokens = 0.0
-            self._stamp = time.monotonic()
+            self._stamp = self._paused_until  # no tokens pile up during the pause: it ends without a burst
 
 
 _SHARED_HOOKS: dict[tuple[type, str, str], Any] = {}
