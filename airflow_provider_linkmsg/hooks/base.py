@@ -187,6 +187,13 @@ class _Transient(Exception):
         self.error = error
         self.reason = reason
         self.retry_after = retry_after
+        self.answer_lost = getattr(error, "answer_lost", False)
+
+
+def _lost(error: LinkMsgError, reason: str, retry: bool) -> Exception:
+    """The vendor may have acted but its answer is lost (cut off, unparsable, timed out): mark it so."""
+    error.answer_lost = True
+    return _Transient(error, reason) if retry else error
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -281,8 +288,16 @@ class LinkMsgHook(BaseHook):
 
     @cached_property
     def connection(self):
-        """The Airflow connection (looked up once, lazily: no I/O at construction)."""
-        return self.get_connection(self.conn_id)
+        """The Airflow connection (looked up once, lazily: no I/O at construction), of this vendor's type."""
+        conn = self.get_connection(self.conn_id)
+        if conn.conn_type and conn.conn_type != self.conn_type:
+            raise LinkMsgValidationError(
+                f"connection {self.conn_id!r} is a {conn.conn_type!r} connection, not a {self.conn_type!r} "
+                f"one: give {self.conn_name_attr} a {self.vendor_info().label} connection",
+                field=self.conn_name_attr,
+                vendor=self.vendor,
+            )
+        return conn
 
     def extra(self, key: str, default: Any = None) -> Any:
         """A value from the connection's extra (plain or ``extra__<type>__`` key), or ``default``."""
@@ -437,6 +452,7 @@ class LinkMsgHook(BaseHook):
         idempotent: bool = True,
         timeout: float | None = None,
         max_retries: int | None = None,
+        on_lost_answer: Callable[[], None] | None = None,
     ) -> ApiResponse:
         """
         Call ``endpoint`` (a path under the base URL, or an absolute URL) and return the parsed 2xx response.
@@ -447,6 +463,8 @@ class LinkMsgHook(BaseHook):
         Raises the typed error of :mod:`airflow_provider_linkmsg.exceptions` otherwise.
 
         :param timeout: read timeout for this call (e.g. a long-poll), instead of the connection's.
+        :param on_lost_answer: called each time the vendor may have acted but its answer was lost (a paid
+            call may have been charged); it may raise to stop the retries.
         """
         p = self.conn_params
         url = endpoint if endpoint.startswith(("http://", "https://")) else f"{p.base_url}{endpoint}"
@@ -459,9 +477,21 @@ class LinkMsgHook(BaseHook):
             self.api_calls += 1
 
         def send() -> ApiResponse:
-            return self._send_once(
-                method, url, where, clean_params, json_body, headers, idempotent, timeout or p.read_timeout
-            )
+            try:
+                return self._send_once(
+                    method,
+                    url,
+                    where,
+                    clean_params,
+                    json_body,
+                    headers,
+                    idempotent,
+                    timeout or p.read_timeout,
+                )
+            except (_Transient, LinkMsgError) as exc:
+                if on_lost_answer is not None and getattr(exc, "answer_lost", False):
+                    on_lost_answer()
+                raise
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Transient),
@@ -532,16 +562,12 @@ class LinkMsgHook(BaseHook):
                 error = LinkMsgVendorError(
                     f"no answer within the read timeout of {read_timeout:.0f} s", **where
                 )
-                if idempotent:
-                    raise _Transient(error, "read timeout") from exc
-                raise error from None
+                raise _lost(error, "read timeout", idempotent) from exc
             except requests.exceptions.RequestException as exc:  # ChunkedEncodingError, ContentDecodingError
                 error = LinkMsgResponseError(
                     f"the response body was cut off or malformed ({type(exc).__name__})", **where
                 )
-                if idempotent:
-                    raise _Transient(error, "truncated response body") from exc
-                raise error from None
+                raise _lost(error, "truncated response body", idempotent) from exc
         return self._interpret(response.status_code, response.headers, content, where, idempotent)
 
     def _interpret(
@@ -560,9 +586,7 @@ class LinkMsgHook(BaseHook):
                     status=status,
                     **where,
                 )
-                if idempotent:
-                    raise _Transient(error, f"HTTP {status} with an unparsable body")
-                raise error
+                raise _lost(error, f"HTTP {status} with an unparsable body", idempotent)
             return ApiResponse(status=status, data=body, headers=headers)
         message, code = self.describe_error(status, body, text)
         error_type = self.error_class(status, code)

@@ -291,11 +291,18 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _since_param(value: str | None) -> str | None:
+def _since_param(value: str | None, field: str = "since") -> str | None:
     """A ``since`` as the vendor writes times (seconds, ``Z``), floored so nothing is skipped."""
     if value is None:
         return None
-    return to_utc_iso(value)[:19] + "Z"
+    try:
+        return to_utc_iso(value)[:19] + "Z"
+    except (TypeError, ValueError):
+        raise LinkMsgValidationError(
+            f"{field} {value!r} is not a time: give an ISO-8601 timestamp such as 2026-01-01T09:00:00Z",
+            field=field,
+            vendor="linkedapi",
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -668,7 +675,9 @@ class LinkedApiHook(LinkMsgHook):
         """
         mode = self.result_handling(result_handling, "long")
         pairs = [p if isinstance(p, tuple) else (p, None) for p in persons]
-        since = {parse_person(p, field=f"persons[{i}]"): _since_param(s) for i, (p, s) in enumerate(pairs)}
+        since = {
+            parse_person(p, field=f"persons[{i}]"): _since_param(s, "since") for i, (p, s) in enumerate(pairs)
+        }
         people = list(since)
         for batch in _batches(people, batch_size):
             if self.api == "seed":

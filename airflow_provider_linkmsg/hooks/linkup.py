@@ -128,7 +128,13 @@ class LinkupHook(LinkMsgHook):
         self.budget.reserve(estimate, f"{action} on {account_id}")
         credits: float = 0
         try:
-            response = self.request("POST", f"/{category}", json_body=body, idempotent=idempotent)
+            response = self.request(
+                "POST",
+                f"/{category}",
+                json_body=body,
+                idempotent=idempotent,
+                on_lost_answer=lambda: self.budget.charge_lost(estimate, f"{action} on {account_id}"),
+            )
             envelope = response.data if isinstance(response.data, dict) else {}
             if envelope.get("success") is not True:
                 message, code = self.describe_error(response.status, envelope, "")

@@ -145,6 +145,21 @@ class CreditBudget:
                 )
             self._reserved += estimate
 
+    def charge_lost(self, estimate: float, what: str = "call") -> None:
+        """
+        A call's answer was lost after the vendor may have charged it: count its estimate as spent, and
+        refuse (raise :class:`LinkMsgBudgetExceededError`) when a retry, still reserved, no longer fits.
+        """
+        with self._lock:
+            self.spent += estimate
+            if self.limit is not None and self.spent + self._reserved > self.limit:
+                raise LinkMsgBudgetExceededError(
+                    f"the answer to {what} was lost after the vendor may have charged up to {estimate:g} "
+                    f"credits; trying again could pass max_credits={self.limit:g} ({self.spent:g} counted as "
+                    "spent); not retried",
+                    vendor=self.vendor,
+                )
+
     def settle(self, estimate: float, actual: float) -> None:
         """Release a reservation and record what the call really cost (0 when it failed)."""
         with self._lock:

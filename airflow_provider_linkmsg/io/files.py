@@ -18,8 +18,10 @@ import gzip
 import io
 import json
 from collections.abc import Iterable, Iterator
+from datetime import date
 from typing import IO, TYPE_CHECKING, Any
 
+from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
 from airflow_provider_linkmsg.io.sql import Column, columns
 from airflow_provider_linkmsg.io.staging import Manifest, atomic_write, iter_part, iter_part_lines, safe_name
 
@@ -41,9 +43,27 @@ def check_format(file_format: str, compression: str | None) -> None:
         ``gzip`` ...) or ``None`` for Parquet.
     """
     if file_format not in FORMATS:
-        raise ValueError(f"file_format must be one of {FORMATS}, not {file_format!r}")
+        raise LinkMsgValidationError(
+            f"file_format must be one of {FORMATS}, not {file_format!r}", field="file_format"
+        )
     if file_format != "parquet" and compression not in TEXT_COMPRESSIONS:
-        raise ValueError(f"{file_format} files support compression None or 'gzip', not {compression!r}")
+        raise LinkMsgValidationError(
+            f"{file_format} files support compression None or 'gzip', not {compression!r}",
+            field="compression",
+        )
+
+
+def check_partition_date(value: str | None) -> None:
+    """Refuse a ``partition_date`` that is not ``YYYY-MM-DD`` (``None`` means the staging day)."""
+    if value is None:
+        return
+    try:
+        date.fromisoformat(str(value))
+    except ValueError:
+        raise LinkMsgValidationError(
+            f"partition_date {value!r} is not a date: give YYYY-MM-DD, e.g. '{{{{ ds }}}}'",
+            field="partition_date",
+        ) from None
 
 
 def file_columns(record_type: str, include_raw: bool) -> tuple[Column, ...]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
 from airflow_provider_linkmsg.records import RECORD_TYPES, GeneratedMessage, Message
 
 if TYPE_CHECKING:
@@ -90,14 +91,18 @@ def columns(record_type: str) -> tuple[Column, ...]:
     return tuple(sorted(cols, key=lambda c: c.kind == "json"))
 
 
-def check_table_name(table: str) -> str:
+def check_table_name(table: str, field: str = "table") -> str:
     """
     Refuse table names that are not plain identifiers (``table`` or ``schema.table``).
 
     :param table: the table name given by the user.
+    :param field: the argument that named it, for the error.
     """
-    if not _TABLE_NAME.match(table):
-        raise ValueError(f"table name {table!r} must be an identifier, optionally schema-qualified")
+    if not isinstance(table, str) or not _TABLE_NAME.match(table):
+        raise LinkMsgValidationError(
+            f"{field} {table!r} must be an identifier (letters, digits, _), optionally schema-qualified",
+            field=field,
+        )
     return table
 
 
@@ -204,7 +209,9 @@ class SqlUpserter:
         include_raw: bool = False,
     ) -> None:
         if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+            raise LinkMsgValidationError(
+                f"batch_size must be at least 1, got {batch_size}", field="batch_size"
+            )
         self.hook = hook
         self.tables = {**DEFAULT_TABLES, **(tables or {})}
         for table in self.tables.values():

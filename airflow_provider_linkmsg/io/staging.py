@@ -31,7 +31,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-from airflow_provider_linkmsg.exceptions import LinkMsgError
+from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgValidationError
 from airflow_provider_linkmsg.records import RECORD_TYPES, GeneratedMessage, Message, to_utc_iso
 
 if TYPE_CHECKING:
@@ -73,6 +73,36 @@ def to_path(path: str | os.PathLike | ObjectStoragePath, conn_id: str | None = N
     if isinstance(path, ObjectStoragePath):
         return path
     return ObjectStoragePath(os.fspath(path), conn_id=conn_id)
+
+
+def staging_root(
+    path: str | os.PathLike | ObjectStoragePath | None,
+    conn_id: str | None = None,
+    *,
+    field: str = "staging_path",
+) -> ObjectStoragePath:
+    """
+    The root of staged data and state, checked before any paid call: a scheme that fsspec knows, and not
+    an existing file. ``None`` or ``""`` means the configured default (``[linkmsg] staging_path``).
+
+    :param path: the operator's ``staging_path``.
+    :param conn_id: its ``staging_conn_id``.
+    :param field: the argument to name in the error.
+    """
+    from airflow_provider_linkmsg.utils import default_staging_root
+
+    try:
+        root = to_path(path or default_staging_root(), conn_id)
+        is_file = filesystem(root).isfile(root.path)
+    except Exception as exc:  # an unknown scheme, a missing fsspec extra, a refused connection
+        raise LinkMsgValidationError(
+            f"{field} {str(path)!r} cannot be used ({type(exc).__name__}: {exc}); give a folder or an fsspec "
+            f"URL (s3://, gs:// ...) whose filesystem is installed, with its connection in {field[:-5]}_conn_id",
+            field=field,
+        ) from None
+    if is_file:
+        raise LinkMsgValidationError(f"{field} {str(path)!r} is a file; give a folder", field=field)
+    return root
 
 
 def filesystem(path: ObjectStoragePath) -> AbstractFileSystem:

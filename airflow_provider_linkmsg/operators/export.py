@@ -18,15 +18,19 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowNotFoundException,
     AirflowSkipException,
     Asset,
     AssetAlias,
     BaseOperator,
     ObjectStoragePath,
 )
+from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.providers.common.sql.operators.sql import BaseSQLOperator
 
-from airflow_provider_linkmsg.io.files import check_format, export_manifest
+from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
+from airflow_provider_linkmsg.io.files import check_format, check_partition_date, export_manifest
 from airflow_provider_linkmsg.io.sql import DEFAULT_TABLES, SqlUpserter, check_table_name
 from airflow_provider_linkmsg.io.staging import Manifest, is_local, iter_records, to_path
 from airflow_provider_linkmsg.records import GeneratedMessage, Message
@@ -71,13 +75,20 @@ def resolve_manifests(value: Any, conn_id: str | None = None) -> list[Manifest]:
         elif isinstance(item, Mapping):
             path = item.get("manifest") or item.get("path")
             if not path:
-                raise ValueError(f"a manifest reference needs a 'manifest' or 'path' key, got {dict(item)!r}")
+                raise LinkMsgValidationError(
+                    f"a manifest reference needs a 'manifest' or 'path' key, got {dict(item)!r}",
+                    field="manifests",
+                )
             visit(path, item.get("conn_id") or item_conn_id)
         elif isinstance(item, Iterable):
             for element in item:
                 visit(element, item_conn_id)
         else:
-            raise TypeError(f"cannot read a staging manifest from {type(item).__name__}: {item!r}")
+            raise LinkMsgValidationError(
+                f"cannot read a staging manifest from {type(item).__name__}: {item!r}; give a manifest path, "
+                "a staging operator's XCom value or a list of them",
+                field="manifests",
+            )
 
     visit(value, conn_id)
     return list(found.values())
@@ -211,6 +222,7 @@ class LinkMsgExportToFilesOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         codec = self.compression or ("snappy" if self.file_format == "parquet" else None)
         check_format(self.file_format, codec)
+        check_partition_date(self.partition_date)
         manifests = resolve_manifests(self.manifests, self.staging_conn_id)
         if not manifests:
             raise AirflowSkipException("No staging manifests to export.")
@@ -322,9 +334,29 @@ class LinkMsgExportToSqlOperator(BaseSQLOperator):
     def tables(self) -> dict[str, str]:
         """Table per record type."""
         return {
-            Message.record_type: check_table_name(self.messages_table),
-            GeneratedMessage.record_type: check_table_name(self.generated_messages_table),
+            Message.record_type: check_table_name(self.messages_table, "messages_table"),
+            GeneratedMessage.record_type: check_table_name(
+                self.generated_messages_table, "generated_messages_table"
+            ),
         }
+
+    def _db_hook(self) -> DbApiHook:
+        """The connection's ``DbApiHook``, or an error naming the connection when it is not a database."""
+        try:
+            hook = self.get_db_hook()
+        except AirflowNotFoundException:
+            raise
+        except (TypeError, AirflowException) as exc:
+            hook, reason = None, f" ({exc})"
+        else:
+            reason = ""
+        if not isinstance(hook, DbApiHook):
+            raise LinkMsgValidationError(
+                f"connection {self.conn_id!r} is not a SQL database connection{reason}: give a connection "
+                "whose hook is a common-sql DbApiHook (postgres, sqlite, mysql ...)",
+                field="conn_id",
+            )
+        return hook
 
     def execute(self, context: Context) -> dict[str, Any]:
         tables = self.tables
@@ -333,7 +365,7 @@ class LinkMsgExportToSqlOperator(BaseSQLOperator):
             raise AirflowSkipException("No staging manifests to export.")
         by_table: Counter[str] = Counter()
         upserter = SqlUpserter(
-            self.get_db_hook(),
+            self._db_hook(),
             tables=tables,
             batch_size=self.batch_size,
             create_table=self.create_table,
@@ -358,7 +390,7 @@ class LinkMsgExportToSqlOperator(BaseSQLOperator):
         from airflow.providers.openlineage.extractors import OperatorLineage
         from airflow.providers.openlineage.sqlparser import SQLParser
 
-        hook = self.get_db_hook()
+        hook = self._db_hook()
         connection = hook.get_connection(self.conn_id)
         info = hook.get_openlineage_database_info(connection)
         if info is None:

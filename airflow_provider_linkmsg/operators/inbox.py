@@ -37,10 +37,10 @@ from airflow_provider_linkmsg.exceptions import (
     LinkMsgError,
     LinkMsgValidationError,
 )
-from airflow_provider_linkmsg.io.staging import Manifest, StagingWriter, exists, iter_records
+from airflow_provider_linkmsg.io.staging import Manifest, StagingWriter, exists, iter_records, staging_root
 from airflow_provider_linkmsg.io.state import WatermarkStore, commit_after
 from airflow_provider_linkmsg.records import Message, parse_utc, to_utc_iso, utc_to_epoch_ms
-from airflow_provider_linkmsg.utils import default_staging_root, task_run_id
+from airflow_provider_linkmsg.utils import task_run_id
 
 if TYPE_CHECKING:
     import logging
@@ -554,7 +554,7 @@ class BaseInboxRetrieveOperator(BaseOperator):
         retrieval = InboxRetrieval(
             vendor=self.vendor,
             account_id=account_id,
-            root=self.staging_path or default_staging_root(),
+            root=staging_root(self.staging_path, self.staging_conn_id),
             run_id=task_run_id(context),
             conn_id=self.staging_conn_id,
             include_raw=self.include_raw,

@@ -30,9 +30,9 @@ from airflow_provider_linkmsg.hooks.koneksi import (
     KoneksiHook,
     count_messages,
 )
-from airflow_provider_linkmsg.io.staging import StagingWriter, open_for_read, safe_name, to_path
+from airflow_provider_linkmsg.io.staging import StagingWriter, open_for_read, safe_name, staging_root, to_path
 from airflow_provider_linkmsg.io.state import JsonState
-from airflow_provider_linkmsg.utils import default_staging_root, task_run_id
+from airflow_provider_linkmsg.utils import task_run_id
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -200,7 +200,18 @@ class KoneksiRequestMessageGenerationOperator(BaseOperator):
     def check_budget(self, payload: Mapping[str, Any]) -> int:
         """Raise :class:`LinkMsgBudgetExceededError` if the generation exceeds ``max_messages``."""
         messages = count_messages(payload)
-        if self.max_messages not in (None, "") and messages > int(self.max_messages):
+        if self.max_messages in (None, ""):
+            return messages
+        try:
+            limit = int(self.max_messages)
+        except (TypeError, ValueError):
+            raise LinkMsgValidationError(
+                f"max_messages must be a whole number of messages (or None for no limit), got "
+                f"{self.max_messages!r}",
+                field="max_messages",
+                vendor="koneksi",
+            ) from None
+        if messages > limit:
             raise LinkMsgBudgetExceededError(
                 f"the generation would create {messages} messages ({len(payload['lead_data'])} leads x "
                 f"{len(payload['message_sequence'])} steps), more than max_messages={int(self.max_messages)}; "
@@ -214,7 +225,9 @@ class KoneksiRequestMessageGenerationOperator(BaseOperator):
         self.hook.validate_generation_request(payload)
         messages = self.check_budget(payload)
         fingerprint = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-        store = _RequestIdStore(context, self.staging_path or default_staging_root(), self.staging_conn_id)
+        store = _RequestIdStore(
+            context, staging_root(self.staging_path, self.staging_conn_id), self.staging_conn_id
+        )
         saved = store.get()
         if saved and saved.get("fingerprint") == fingerprint:
             request_id = saved["secure_request_id"]
@@ -289,6 +302,7 @@ class KoneksiRetrieveMessagesOperator(BaseOperator):
         return KoneksiHook(self.koneksi_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        root = staging_root(self.staging_path, self.staging_conn_id)
         result = self.hook.retrieve_messages(self.secure_request_id)
         if not result.complete and not self.allow_partial:
             raise KoneksiGenerationInProgressError(
@@ -299,7 +313,7 @@ class KoneksiRetrieveMessagesOperator(BaseOperator):
             )
         counts: Counter[str] = Counter()
         writer = StagingWriter(
-            self.staging_path or default_staging_root(),
+            root,
             vendor="koneksi",
             record_type="generated_message",
             run_id=task_run_id(context),

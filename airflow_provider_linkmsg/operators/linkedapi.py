@@ -36,7 +36,7 @@ from airflow_provider_linkmsg.hooks.linkedapi import (
     normalize_person_url,
     parse_persons,
 )
-from airflow_provider_linkmsg.io.staging import safe_name, to_path
+from airflow_provider_linkmsg.io.staging import safe_name, staging_root, to_path
 from airflow_provider_linkmsg.io.state import JsonState
 from airflow_provider_linkmsg.operators.inbox import (
     BaseInboxRetrieveOperator,
@@ -47,10 +47,10 @@ from airflow_provider_linkmsg.operators.inbox import (
 )
 from airflow_provider_linkmsg.records import Message, to_utc_iso
 from airflow_provider_linkmsg.triggers.linkedapi import LinkedApiJobTrigger
-from airflow_provider_linkmsg.utils import default_staging_root, task_run_id
+from airflow_provider_linkmsg.utils import task_run_id
 
 if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import Context
+    from airflow.providers.common.compat.sdk import Context, ObjectStoragePath
 
 VENDOR = "linkedapi"
 HANDLE_KEY = "linkedapi_sync_job"
@@ -191,8 +191,8 @@ class LinkedApiSyncConversationsOperator(BaseOperator):
         return LinkedApiHook(self.linkedapi_conn_id)
 
     @property
-    def root(self) -> str:
-        return self.staging_path or default_staging_root()
+    def root(self) -> ObjectStoragePath:
+        return staging_root(self.staging_path, self.staging_conn_id)
 
     def _synced(self) -> SyncedPersons:
         return SyncedPersons(self.root, self.account_id or self.hook.account_id, self.staging_conn_id)
@@ -385,6 +385,7 @@ class _BatchReader:
         size = operator.effective_page_size
         self.batches = [persons[i : i + size] for i in range(0, len(persons), size)]
         self.batch_of = {p.conversation_id: i // size for i, p in enumerate(persons)}
+        self.person_of = {p.conversation_id: p for p in persons}
         self.locks = [threading.Lock() for _ in self.batches]
         self.fetched: dict[int, BaseException | None] = {}
         self.results: dict[str, PersonMessages] = {}
@@ -417,7 +418,8 @@ class _BatchReader:
                     self.fetched[index] = None
                 except BaseException as exc:  # every reader of this batch gets the same error, no refetch
                     self.fetched[index] = exc
-            if self.fetched[index] is not None:
+            if self.fetched[index] is not None:  # the batch's call failed past its retries
+                self.failed.append(self.person_of[conversation.id])
                 raise self.fetched[index]
             result = self.results.pop(conversation.id)
         if result.error is not None:
@@ -569,14 +571,15 @@ class LinkedApiRetrieveMessagesOperator(BaseInboxRetrieveOperator):
         if failed and self.fail_on_error:
             raise LinkMsgVendorError(
                 f"{len(failed)} person(s) could not be read: {', '.join(p.url for p in failed[:5])}. The "
-                f"others are staged in {result['manifest']}; a retry reads the failed ones again.",
+                f"others are staged in {result['manifest']}; a retry reads the failed ones again. "
+                f"First error: {result.get('first_error') or 'see the log'}",
                 vendor=VENDOR,
             )
         return result
 
     @property
-    def _root(self) -> str:
-        return self.staging_path or default_staging_root()
+    def _root(self) -> ObjectStoragePath:
+        return staging_root(self.staging_path, self.staging_conn_id)
 
     def _run(self, context: Context, account: str, persons: list[Person]) -> tuple[_BatchReader, dict]:
         """One pass of the inbox engine over ``persons``: the reader (who was read) and the XCom value."""

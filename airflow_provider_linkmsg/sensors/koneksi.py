@@ -21,6 +21,7 @@ from airflow.providers.common.compat.sdk import (
 from airflow_provider_linkmsg.exceptions import (
     LinkMsgError,
     LinkMsgRateLimitedError,
+    LinkMsgValidationError,
     LinkMsgVendorError,
 )
 from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
@@ -82,6 +83,13 @@ class KoneksiGenerationSensor(BaseSensorOperator):
 
     # ---- modes ------------------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
+        share = self.max_failed_share
+        if share is not None and not (isinstance(share, int | float) and 0 <= share <= 1):
+            raise LinkMsgValidationError(
+                f"max_failed_share must be a share from 0 to 1 (0.3 for 30%), got {share!r}",
+                field="max_failed_share",
+                vendor="koneksi",
+            )
         self._started_at = self._wait_started(context)
         if not self.deferrable:
             return super().execute(context)
