@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from airflow.sdk.execution_time.context import OutletEventAccessors
 
-from airflow_provider_linkmsg.exceptions import LinkMsgError
+from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgValidationError
 from airflow_provider_linkmsg.io.sql import SqlUpserter
 from airflow_provider_linkmsg.io.staging import Manifest, StagingWriter, iter_records
 from airflow_provider_linkmsg.operators.export import (
@@ -315,9 +315,9 @@ def test_resolve_manifests_accepts_every_xcom_shape(tmp_path):
     for value in shapes:
         assert [m.run_id for m in resolve_manifests(value)] == ["a", "b", "c"]
     assert resolve_manifests([]) == []
-    with pytest.raises(ValueError, match="'manifest' or 'path'"):
+    with pytest.raises(LinkMsgValidationError, match="'manifest' or 'path'"):
         resolve_manifests([{"records": 3}])
-    with pytest.raises(TypeError, match="int"):
+    with pytest.raises(LinkMsgValidationError, match="from int"):
         resolve_manifests([3])
     with pytest.raises(FileNotFoundError, match="did not complete"):
         resolve_manifests(str(tmp_path / "linkup" / "missing"))
