@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context, ObjectStoragePath
 
 VENDOR = "linkedapi"
+#: recorded statuses that need no synchronization job (unless ``resync``)
+SETTLED = ("synced", "not_found")
 HANDLE_KEY = "linkedapi_sync_job"
 _WORKING_HOURS_POLICIES = ("wait", "fail")
 
@@ -119,7 +121,8 @@ class LinkedApiSyncConversationsOperator(BaseOperator):
     """
     Synchronize the conversations of a list of persons (standard and Sales Navigator) with Linked API.
 
-    Persons already recorded as synced are skipped (``resync=True`` syncs them again). The job's handle is
+    Persons already recorded as synced, or reported not found, are skipped (``resync=True`` tries them
+    all again). The job's handle is
     kept in the task's ``task_state_store`` (or a state file), so a retry reconnects to the job it started
     instead of starting another. While the job runs the task defers (``LinkedApiJobTrigger``), or polls
     when ``deferrable=False``. A job held outside the account's working hours is logged as such and waited
@@ -245,7 +248,8 @@ class LinkedApiSyncConversationsOperator(BaseOperator):
                 return self._wait(context, handle)
             self.log.warning("The job this task started earlier is %s; starting a new one", status.describe())
         known = self._synced().load()
-        todo = [p for p in persons if self.resync or known.get(p.key, {}).get("status") != "synced"]
+        # synced persons need no job, and a URL the vendor found to be no person will not become one
+        todo = [p for p in persons if self.resync or known.get(p.key, {}).get("status") not in SETTLED]
         self.log.info("%d of %d person(s) to synchronize", len(todo), len(persons))
         if not todo:
             return self._finish(context, JobStatus("completed"))
@@ -324,10 +328,11 @@ class LinkedApiSyncConversationsOperator(BaseOperator):
         rest = [p for p in parse_persons(person_list(self.persons)) if p not in done]
         result = {
             "synced": [p.spec() for p, o in done.items() if o.status == "synced"],
-            "not_found": [p.url for p, o in done.items() if o.status == "not_found"],
+            "not_found": [p.url for p, o in done.items() if o.status == "not_found"]
+            + [p.url for p in rest if known.get(p.key, {}).get("status") == "not_found"],
             "failed": [{**p.spec(), "error": o.error} for p, o in done.items() if o.status == "failed"],
             "already_synced": [p.spec() for p in rest if known.get(p.key, {}).get("status") == "synced"],
-            "not_started": [p.spec() for p in rest if known.get(p.key, {}).get("status") != "synced"],
+            "not_started": [p.spec() for p in rest if known.get(p.key, {}).get("status") not in SETTLED],
             "api_calls": self.hook.api_calls,
         }
         if result["not_started"]:
