@@ -86,7 +86,7 @@ def test_second_run_stages_exactly_the_new_messages(
     assert third["records"] == 0
 
 
-def test_sync_skips_persons_already_synced(linkedapi_world, tmp_path, linkedapi_context):
+def test_sync_skips_persons_already_synced_or_not_found(linkedapi_world, tmp_path, linkedapi_context):
     world = linkedapi_world("current")
     sync_op(world, tmp_path).execute(linkedapi_context("sync"))
     assert world.counter("workflows") == 1
@@ -95,9 +95,11 @@ def test_sync_skips_persons_already_synced(linkedapi_world, tmp_path, linkedapi_
 
     found = [{"person": p["person"], "channel": p["channel"]} for p in world.truth["persons"]]
     assert sorted(again["already_synced"], key=str) == sorted(found, key=str)
-    assert sorted(again["not_found"]) == sorted(world.truth["not_found"])  # not-found persons are retried
-    assert world.counter("workflows") == 2
-    assert list(world.app.jobs.values())[-1].effects == []  # the second job held only the ghosts
+    assert sorted(again["not_found"]) == sorted(world.truth["not_found"])  # as recorded, not paid for again
+    assert world.counter("workflows") == 1  # nothing left to synchronize: no second job
+
+    resync = sync_op(world, tmp_path, resync=True).execute(linkedapi_context("sync", run_id="run-3"))
+    assert world.counter("workflows") == 2 and len(resync["synced"]) == len(found)
 
 
 @pytest.mark.parametrize("api", ["seed", "current"])
