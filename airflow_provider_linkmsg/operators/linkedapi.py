@@ -56,6 +56,8 @@ VENDOR = "linkedapi"
 #: recorded statuses that need no synchronization job (unless ``resync``)
 SETTLED = ("synced", "not_found")
 HANDLE_KEY = "linkedapi_sync_job"
+#: set just before a paid start call, so a try that never hears back tells the next one
+INTENT_KEY = "linkedapi_sync_starting"
 _WORKING_HOURS_POLICIES = ("wait", "fail")
 
 
@@ -137,6 +139,8 @@ class LinkedApiSyncConversationsOperator(BaseOperator):
     :param poll_interval: seconds between job checks.
     :param timeout: seconds to wait for the job.
     :param outside_working_hours: ``wait`` or ``fail``.
+    :param lost_answer_wait: seconds a retry watches the persons of a job whose start answer was lost
+        before it pays for another (Linked API cannot tell whether it started one).
     :param staging_path: root of the state files (default: :func:`default_staging_root`).
     :param staging_conn_id: connection of the staging store.
     :param account_id: key of the account's state (default: a digest of the identification token).
@@ -168,6 +172,7 @@ class LinkedApiSyncConversationsOperator(BaseOperator):
         poll_interval: float = 5.0,
         timeout: float = 3600.0,
         outside_working_hours: str = "wait",
+        lost_answer_wait: float = 300.0,
         staging_path: str | None = None,
         staging_conn_id: str | None = None,
         account_id: str | None = None,
@@ -175,6 +180,7 @@ class LinkedApiSyncConversationsOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.lost_answer_wait = lost_answer_wait
         self.persons = persons
         self.linkedapi_conn_id = linkedapi_conn_id
         self.resync = resync
@@ -205,27 +211,36 @@ class LinkedApiSyncConversationsOperator(BaseOperator):
         name = f"{safe_name(task_run_id(context), max_length=160)}.json"
         return JsonState(to_path(self.root, self.staging_conn_id) / "_state" / f"{VENDOR}-jobs" / name)
 
-    def _load_handle(self, context: Context) -> dict[str, Any] | None:
+    def _state(self, context: Context, key: str, value: Any = None, *, delete: bool = False) -> Any:
+        """Read, set or delete ``key`` in the task's ``task_state_store``, else in the task run's state file."""
         store = context.get("task_state_store")
         if store is not None:
-            return store.get(HANDLE_KEY)
-        return self._handle_file(context).load().get(HANDLE_KEY)
+            if delete:
+                store.delete(key)
+            elif value is not None:
+                store.set(key, value)
+            return store.get(key) if value is None and not delete else None
+        state = self._handle_file(context)
+        data = state.load()
+        if delete or value is not None:
+            data.pop(key, None)
+            if value is not None:
+                data[key] = value
+            state.save(data)
+            return None
+        return data.get(key)
+
+    def _load_handle(self, context: Context) -> dict[str, Any] | None:
+        return self._state(context, HANDLE_KEY)
 
     def _save_handle(self, context: Context, handle: dict[str, Any]) -> None:
         self._handle = handle
-        store = context.get("task_state_store")
-        if store is not None:
-            store.set(HANDLE_KEY, handle)
-        else:
-            self._handle_file(context).save({HANDLE_KEY: handle})
+        self._state(context, HANDLE_KEY, handle)
+        self._state(context, INTENT_KEY, delete=True)  # the job's own handle says it all now
 
     def _clear_handle(self, context: Context) -> None:
         self._handle = None
-        store = context.get("task_state_store")
-        if store is not None:
-            store.delete(HANDLE_KEY)
-        else:
-            self._handle_file(context).save({})
+        self._state(context, HANDLE_KEY, delete=True)
 
     # ---- execution -------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
@@ -247,12 +262,18 @@ class LinkedApiSyncConversationsOperator(BaseOperator):
                 self._handle = handle
                 return self._wait(context, handle)
             self.log.warning("The job this task started earlier is %s; starting a new one", status.describe())
+        recovered, unconfirmed = self._after_lost_answer(context)
         known = self._synced().load()
         # synced persons need no job, and a URL the vendor found to be no person will not become one
-        todo = [p for p in persons if self.resync or known.get(p.key, {}).get("status") not in SETTLED]
+        todo = [
+            p
+            for p in persons
+            if (self.resync or known.get(p.key, {}).get("status") not in SETTLED) and p not in unconfirmed
+        ]
         self.log.info("%d of %d person(s) to synchronize", len(todo), len(persons))
         if not todo:
-            return self._finish(context, JobStatus("completed"))
+            return self._finish(context, JobStatus("completed", outcomes=recovered))
+        self._state(context, INTENT_KEY, {"persons": [p.spec() for p in todo], "at": time.time()})
         handle = self.hook.synchronize(
             todo,
             result_handling=self.result_handling,
@@ -261,6 +282,49 @@ class LinkedApiSyncConversationsOperator(BaseOperator):
         )
         self._save_handle(context, handle)
         return self._wait(context, handle)
+
+    def _after_lost_answer(self, context: Context) -> tuple[list[SyncOutcome], list[Person]]:
+        """
+        An earlier try asked for a job but never heard back (it died in the call, or the answer was cut
+        off): the job may be running, and Linked API neither de-duplicates nor lists jobs. Watch its
+        persons (free reads) for up to ``lost_answer_wait`` seconds. If some show up synchronized, the job
+        ran: return their outcomes, and the others, for which this try pays no second job (the next run
+        does, if they still need one). If none does, no job ran: return nothing, and all are synchronized.
+        """
+        intent = self._state(context, INTENT_KEY)
+        if not intent:
+            return [], []
+        pending = parse_persons(intent["persons"])
+        self.log.warning(
+            "An earlier try asked Linked API to synchronize %d person(s) and never got the answer; watching "
+            "them for up to %.0f s before paying for another job",
+            len(pending),
+            self.lost_answer_wait,
+        )
+        deadline, now = time.monotonic() + self.lost_answer_wait, to_utc_iso(datetime.now(UTC))
+        seen_synced: list[Person] = []
+        while True:
+            results = self.hook.get_messages([(p, now) for p in pending], batch_size=self.batch_size)
+            synced = [r.person for r in results if r.error is None]
+            settled = seen_synced and not synced  # the job ran, and nothing more came of it since
+            seen_synced += synced
+            pending = [p for p in pending if p not in synced]
+            if not pending or settled or time.monotonic() + self.poll_interval > deadline:
+                break
+            time.sleep(self.poll_interval)
+        outcomes = [SyncOutcome(p.url, p.channel, "synced") for p in seen_synced]
+        self._synced().update(outcomes)
+        self._state(context, INTENT_KEY, delete=True)
+        if not seen_synced:
+            self.log.info("None of them is synchronized: the earlier job never started")
+            return [], []
+        self.log.info(
+            "The earlier job ran (%d synchronized); no second job for the %d still unsynchronized "
+            "(not LinkedIn persons, or failed): the next run tries them again",
+            len(seen_synced),
+            len(pending),
+        )
+        return outcomes, pending
 
     def _wait(self, context: Context, handle: dict[str, Any]) -> dict[str, Any]:
         if handle.get("kind") == "done":

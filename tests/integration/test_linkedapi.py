@@ -354,3 +354,21 @@ def test_check_connection(linkedapi_shared_world):
     linkedapi_shared_world("current")
     ok, message = LinkedApiHook().test_connection()
     assert ok and "Ada Sandbox" in message
+
+
+@pytest.mark.parametrize("api", ["seed", "current"])
+def test_a_retry_after_a_start_that_never_reached_the_vendor_starts_the_job_once(
+    linkedapi_world, tmp_path, linkedapi_context, api
+):
+    """The try failed before the vendor acted (a 503): the retry watches briefly, sees no job ran, starts one."""
+    world = linkedapi_world(api, conn_extra={"max_retries": 0})
+    route = "POST /account/conversations.synchronize" if api == "seed" else "POST /workflows"
+    world.sandbox.set_faults([{"vendor": "linkedapi", "route": route, "p_5xx": 1, "times": 1}])
+    with pytest.raises(LinkMsgVendorError, match="503"):
+        sync_op(world, tmp_path, lost_answer_wait=0.3).execute(linkedapi_context("sync"))
+    assert world.counter("jobs_started") == 0
+
+    result = sync_op(world, tmp_path, lost_answer_wait=0.3).execute(linkedapi_context("sync"))
+
+    assert world.counter("jobs_started") == 1
+    assert len(result["synced"]) == len(world.truth["persons"]) and result["not_started"] == []

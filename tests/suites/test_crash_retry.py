@@ -259,13 +259,6 @@ def test_a_linkedapi_sync_killed_after_the_job_started_reconnects_to_it(
     assert_synced_once_and_read_whole(world, result, staging, inbox_context("run-1", task_id="retrieve"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="A Linked API sync killed while the vendor holds its long-mode synchronize call (the job is "
-    "started, its answer not yet received) starts a second job on retry: the handle is saved only after the "
-    "call returns, and nothing before it records that a job may be under way",
-)
 def test_a_linkedapi_sync_killed_while_the_vendor_holds_the_long_call_starts_no_second_job(
     linkedapi_world, inbox_context, tmp_path
 ):
@@ -279,22 +272,12 @@ def test_a_linkedapi_sync_killed_while_the_vendor_holds_the_long_call_starts_no_
     assert_synced_once_and_read_whole(world, result, staging, inbox_context("run-1", task_id="retrieve"))
 
 
-LOST_ANSWER_STARTS_A_SECOND_JOB = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="When the answer to the job-starting call is lost (the vendor started the job; the client got a "
-    "truncated body or the process died before reading it), the retry of the Linked API sync starts a "
-    "second job: the vendor does not de-duplicate (unlike Koneksi) and the operator keeps no record before "
-    "the call",
-)
-
-
 @pytest.mark.parametrize(
     "case",
     [
         "koneksi",
-        pytest.param("linkedapi-seed", marks=LOST_ANSWER_STARTS_A_SECOND_JOB),
-        pytest.param("linkedapi-current", marks=LOST_ANSWER_STARTS_A_SECOND_JOB),
+        "linkedapi-seed",
+        "linkedapi-current",
     ],
 )
 def test_a_lost_answer_to_the_paid_call_is_paid_once_after_the_retry(
