@@ -67,6 +67,9 @@ EXPORT = DEMO / "export"
 def environment(sandbox) -> dict[str, str]:
     """The environment of every Airflow command of the demo."""
     env = dict(os.environ)
+    env["PATH"] = (
+        f"{AIRFLOW.parent}{os.pathsep}{env.get('PATH', '')}"  # `airflow standalone` runs `airflow ...`
+    )
     env.update(sandbox.env())
     env.update(
         {
@@ -78,6 +81,7 @@ def environment(sandbox) -> dict[str, str]:
             "AIRFLOW_VAR_LINKMSG_EXPORT_PATH": str(EXPORT),
             "AIRFLOW_CONN_LINKMSG_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(WAREHOUSE)}),
             "AIRFLOW__OPENLINEAGE__DISABLED": "True",
+            "AIRFLOW__API__HOST": "127.0.0.1",  # `make airflow` serves the UI on loopback only
         }
     )
     return env
@@ -167,7 +171,10 @@ def main() -> int:
         print(f"sandbox at {sandbox.base_url}; Airflow home {DEMO / 'airflow'}")
         airflow(env, "db", "migrate", log=DEMO / "logs" / "db-migrate.log")
         if args.standalone:
-            print("starting `airflow standalone` (Ctrl-C to stop); the DAGs use the sandbox's connections")
+            print(
+                "starting `airflow standalone` (Ctrl-C to stop): the UI is at http://127.0.0.1:8080 (user "
+                "admin, password printed below); the DAGs use the sandbox's connections"
+            )
             subprocess.run([str(AIRFLOW), "standalone"], env=env, check=False)
             return 0
 
