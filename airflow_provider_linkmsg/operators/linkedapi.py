@@ -199,7 +199,7 @@ class LinkedApiSyncConversationsOperator(BaseOperator):
     def hook(self) -> LinkedApiHook:
         return LinkedApiHook(self.linkedapi_conn_id)
 
-    @property
+    @cached_property  # rendered and checked once, in execute
     def root(self) -> ObjectStoragePath:
         return staging_root(self.staging_path, self.staging_conn_id)
 
@@ -646,7 +646,7 @@ class LinkedApiRetrieveMessagesOperator(BaseInboxRetrieveOperator):
             )
         return result
 
-    @property
+    @cached_property  # rendered and checked once, in execute
     def _root(self) -> ObjectStoragePath:
         return staging_root(self.staging_path, self.staging_conn_id)
 

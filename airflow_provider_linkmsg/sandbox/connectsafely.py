@@ -299,7 +299,7 @@ class ConnectSafelyApp(InboxApp):
     def messages(self, request: Request) -> Response:
         if denied := self._auth(request):
             return denied
-        raw = getattr(request, "raw_path", "")
+        raw = request.raw_path
         if any(ch in raw for ch in "(),"):
             return reply(400, {"success": False, "error": "conversationUrn must be URL-encoded"})
         urn = request.params["urn"]

@@ -46,9 +46,18 @@ EPOCH_START = 1767225600.0
 class Request:
     """One incoming request, as a vendor route handler sees it."""
 
-    def __init__(self, method: str, path: str, query: dict[str, list[str]], headers: Any, body: bytes):
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        headers: Any,
+        body: bytes,
+        raw_path: str = "",
+    ):
         self.method = method
         self.path = path
+        self.raw_path = raw_path or path  # before percent-decoding (URNs arrive encoded)
         self.query_lists = query
         self.headers = headers  # email.message.Message: case-insensitive .get()
         self.body = body
@@ -311,8 +320,9 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        request = Request(self.command, unquote(parts.path), parse_qs(parts.query), self.headers, body)
-        request.raw_path = parts.path
+        request = Request(
+            self.command, unquote(parts.path), parse_qs(parts.query), self.headers, body, parts.path
+        )
         try:
             response = self.server.sandbox.dispatch(request, self)
         except Exception as exc:  # a sandbox bug must show, not hang the client

@@ -529,14 +529,24 @@ class LinkedApiApp(VendorApp):
         ]
 
     # ---- the current API ----------------------------------------------------------------------------
-    def create_workflow(self, request: Request) -> Response:
+    def _authed_body(self, request: Request) -> tuple[Any, Any, Response | None]:
+        """The account and JSON body of a current-API call, or the error to answer instead."""
         account, denied = self._auth(request)
         if denied:
-            return denied
+            return account, None, denied
         try:
-            body = request.json()
+            return account, request.json(), None
         except BadJson as exc:
-            return self._error(400, "invalidRequestPayload", f"The request body is not valid JSON: {exc}")
+            return (
+                account,
+                None,
+                self._error(400, "invalidRequestPayload", f"The request body is not valid JSON: {exc}"),
+            )
+
+    def create_workflow(self, request: Request) -> Response:
+        account, body, denied = self._authed_body(request)
+        if denied:
+            return denied
         actions = body if isinstance(body, list) else [body]
         if not actions or not all(isinstance(a, dict) for a in actions):
             return self._error(
@@ -628,13 +638,9 @@ class LinkedApiApp(VendorApp):
         return reply(200, {"success": True, "result": {"cancelled": cancel}})
 
     def poll(self, request: Request) -> Response:
-        account, denied = self._auth(request)
+        account, body, denied = self._authed_body(request)
         if denied:
             return denied
-        try:
-            body = request.json()
-        except BadJson as exc:
-            return self._error(400, "invalidRequestPayload", f"The request body is not valid JSON: {exc}")
         if not isinstance(body, list) or not body:
             return self._error(400, "invalidRequestPayload", "The body must be a non-empty array.")
         if problem := self._too_many(len(body)):
