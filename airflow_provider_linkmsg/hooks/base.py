@@ -1,8 +1,8 @@
 """
 The one HTTP transport every vendor hook stands on.
 
-:class:`LinkMsgHook` owns the ``requests.Session`` (pooled), connect and read timeouts, retries with
-tenacity (exponential back-off with jitter on 429, 5xx, resets, timeouts and truncated bodies, honouring
+:class:`LinkMsgHook` owns the ``requests.Session`` (pooled), connect and read timeouts, retries
+(exponential back-off with jitter on 429, 5xx, resets, timeouts and truncated bodies, honouring
 ``Retry-After`` in seconds or HTTP-date form, under a cap on the total wait), a client-side rate limiter
 shared by every hook of the same vendor, key and host in the process, the ``User-Agent``, secret
 masking, and the mapping of error responses to :mod:`airflow_provider_linkmsg.exceptions`.
@@ -29,7 +29,6 @@ from functools import cached_property
 from typing import Any, ClassVar, Self
 
 import requests
-import tenacity
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 from requests.adapters import HTTPAdapter
 
@@ -476,7 +475,9 @@ class LinkMsgHook(BaseHook):
         with self._stats_lock:
             self.api_calls += 1
 
-        def send() -> ApiResponse:
+        started = time.monotonic()
+        attempt, waited = 1, 0.0
+        while True:  # a plain loop, not a retry library: it leaves no reference cycles for the GC per call
             try:
                 return self._send_once(
                     method,
@@ -491,39 +492,37 @@ class LinkMsgHook(BaseHook):
             except (_Transient, LinkMsgError) as exc:
                 if on_lost_answer is not None and getattr(exc, "answer_lost", False):
                     on_lost_answer()
-                raise
+                if not isinstance(exc, _Transient):
+                    raise
+                pause = self._backoff(exc, attempt)
+                if attempt > retries or waited + pause > p.max_retry_wait:
+                    raise self._gave_up(exc, attempt, waited, time.monotonic() - started) from None
+                with self._stats_lock:
+                    self.retries += 1
+                self.log.warning("%s: %s; retry %d in %.1f s", self.vendor, exc.reason, attempt, pause)
+            time.sleep(pause)
+            waited += pause
+            attempt += 1
 
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Transient),
-            wait=self._wait,
-            stop=self._stop(retries, p.max_retry_wait),
-            before_sleep=self._before_sleep,
-            reraise=True,
+    def _gave_up(self, exc: _Transient, attempts: int, waited: float, elapsed: float) -> LinkMsgError:
+        """The error to raise when the retries are spent: what the last failure was and how long it took."""
+        budget = ""
+        max_wait = self.conn_params.max_retry_wait
+        if exc.retry_after is not None and waited + exc.retry_after > max_wait:
+            budget = (
+                f"; the vendor asked to wait {exc.retry_after:.1f} s more, past the max_retry_wait "
+                f"of {max_wait:.0f} s"
+            )
+        error = exc.error
+        return type(error)(
+            f"gave up after {attempts} attempt(s) in {elapsed:.1f} s, {waited:.1f} s of it waiting "
+            f"between retries{budget}. Last failure: {exc.reason}",
+            vendor=error.vendor,
+            method=error.method,
+            endpoint=error.endpoint,
+            status=error.status,
+            code=error.code,
         )
-        started = time.monotonic()
-        try:
-            return retrying(send)
-        except _Transient as exc:
-            stats = retrying.statistics
-            attempts = stats.get("attempt_number", 1)
-            waited = stats.get("idle_for", 0.0)
-            elapsed = time.monotonic() - started
-            budget = ""
-            if exc.retry_after is not None and waited + exc.retry_after > p.max_retry_wait:
-                budget = (
-                    f"; the vendor asked to wait {exc.retry_after:.1f} s more, past the max_retry_wait "
-                    f"of {p.max_retry_wait:.0f} s"
-                )
-            error = exc.error
-            raise type(error)(
-                f"gave up after {attempts} attempt(s) in {elapsed:.1f} s, {waited:.1f} s of it waiting "
-                f"between retries{budget}. Last failure: {exc.reason}",
-                vendor=error.vendor,
-                method=error.method,
-                endpoint=error.endpoint,
-                status=error.status,
-                code=error.code,
-            ) from None
 
     def _send_once(
         self,
@@ -610,33 +609,12 @@ class LinkMsgHook(BaseHook):
 
     # ---- retry policy -----------------------------------------------------------------------------------
     @staticmethod
-    def _wait(state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Transient) and exc.retry_after is not None:
+    def _backoff(exc: _Transient, attempt: int) -> float:
+        """Seconds before retry ``attempt``: what ``Retry-After`` asked, else exponential back-off with jitter."""
+        if exc.retry_after is not None:
             return exc.retry_after + random.uniform(0, 0.1)
-        base = min(30.0, 0.5 * 2 ** (state.attempt_number - 1))
+        base = min(30.0, 0.5 * 2 ** (attempt - 1))
         return random.uniform(base / 2, base)
-
-    @staticmethod
-    def _stop(max_retries: int, max_wait: float) -> Callable[[tenacity.RetryCallState], bool]:
-        def stop(state: tenacity.RetryCallState) -> bool:
-            if state.attempt_number > max_retries:
-                return True
-            return state.idle_for + state.upcoming_sleep > max_wait
-
-        return stop
-
-    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        with self._stats_lock:
-            self.retries += 1
-        self.log.warning(
-            "%s: %s; retry %d in %.1f s",
-            self.vendor,
-            exc.reason if isinstance(exc, _Transient) else exc,
-            state.attempt_number,
-            state.upcoming_sleep,
-        )
 
     # ---- connection test --------------------------------------------------------------------------------
     def check_connection(self) -> str:
