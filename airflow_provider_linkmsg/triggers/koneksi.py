@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import random
+import functools
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,6 +11,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgRateLimitedError, LinkMsgVendorError
 from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
+from airflow_provider_linkmsg.triggers.polling import Watch
 
 
 def still_in_progress(secure_request_id: str, elapsed: float, summary: dict[str, Any] | None) -> str:
@@ -24,8 +24,9 @@ class KoneksiGenerationTrigger(BaseTrigger):
     """
     Poll a Koneksi generation until it is complete or the deadline passes; fire one event.
 
-    Every retrieval runs the sync hook in a thread (``asyncio.to_thread``), so the triggerer's event loop
-    never blocks. Transient failures (429, 5xx, resets past the transport's retries) are logged and
+    The retrievals run in the triggerer's shared poller threads for the connection
+    (:mod:`~airflow_provider_linkmsg.triggers.polling`): the event loop never blocks and only wakes when
+    the counts change. Transient failures (429, 5xx, resets past the transport's retries) are logged and
     polled through; anything else ends the wait. The event is a small JSON dict with ``status``:
 
     * ``success``: complete; ``summary`` holds the id and counts.
@@ -70,28 +71,41 @@ class KoneksiGenerationTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = await asyncio.to_thread(KoneksiHook.shared, self.koneksi_conn_id)
+        yield TriggerEvent(await self._wait())
+
+    async def _wait(self) -> dict[str, Any]:
         summary: dict[str, Any] | None = None
-        while True:
-            try:
-                result = await asyncio.to_thread(hook.retrieve_messages, self.secure_request_id)
-            except (LinkMsgRateLimitedError, LinkMsgVendorError) as exc:
-                self.log.warning("Koneksi generation %s: %s; will look again", self.secure_request_id, exc)
-            except LinkMsgError as exc:
-                yield TriggerEvent(
-                    {"status": "error", "secure_request_id": self.secure_request_id, "message": str(exc)}
-                )
-                return
-            else:
-                if result.complete:
-                    yield TriggerEvent({"status": "success", "summary": result.summary()})
-                    return
-                if summary != (summary := result.summary()):  # log progress, not every poll
-                    self.log.info("Koneksi generation %s: %s", self.secure_request_id, result.progress())
-            now = time.time()
-            if now >= self.deadline:
-                message = still_in_progress(self.secure_request_id, now - self.started_at, summary)
-                yield TriggerEvent({"status": "timeout", "message": message, "summary": summary})
-                return
-            # +-10% jitter: triggers started together do not keep polling (and waking the loop) in lockstep
-            await asyncio.sleep(min(self.poll_interval * random.uniform(0.9, 1.1), self.deadline - now))
+        poll = functools.partial(_summary, self.secure_request_id)
+        async with Watch(
+            KoneksiHook, self.koneksi_conn_id, poll, interval=self.poll_interval, until=self.deadline
+        ) as watch:
+            async for value, _final in watch:  # changes only, and the last poll at the deadline
+                if isinstance(value, (LinkMsgRateLimitedError, LinkMsgVendorError)):
+                    self.log.warning(
+                        "Koneksi generation %s: %s; will look again", self.secure_request_id, value
+                    )
+                elif isinstance(value, LinkMsgError):
+                    return {
+                        "status": "error",
+                        "secure_request_id": self.secure_request_id,
+                        "message": str(value),
+                    }
+                elif isinstance(value, BaseException):
+                    raise value
+                elif value["generation_status"] == "complete":
+                    return {"status": "success", "summary": value}
+                elif value != summary:
+                    summary = value
+                    self.log.info(
+                        "Koneksi generation %s: generated %s of %s",
+                        self.secure_request_id,
+                        value["generated"],
+                        value["requested"],
+                    )
+        message = still_in_progress(self.secure_request_id, time.time() - self.started_at, summary)
+        return {"status": "timeout", "message": message, "summary": summary}
+
+
+def _summary(secure_request_id: str, hook: KoneksiHook) -> dict[str, Any]:
+    """One poll, in a poller thread: the generation's summary (it changes as messages are generated)."""
+    return hook.retrieve_messages(secure_request_id).summary()

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_linkmsg.exceptions import LinkMsgError
-from airflow_provider_linkmsg.hooks.linkedapi import LinkedApiHook
+from airflow_provider_linkmsg.hooks.linkedapi import JobStatus, LinkedApiHook
+from airflow_provider_linkmsg.triggers.polling import Watch
 
 
 class LinkedApiJobTrigger(BaseTrigger):
     """
     Poll a Linked API job (seed result links or current-API workflows) until it is done or time runs out.
 
-    Every HTTP call runs in a thread (``asyncio.to_thread``), so the triggerer's event loop never blocks.
-    Fires one event, a small JSON dict with ``status``:
+    The checks run in the triggerer's shared poller threads for the connection
+    (:mod:`~airflow_provider_linkmsg.triggers.polling`): the event loop never blocks and only wakes when
+    the job's state changes. Fires one event, a small JSON dict with ``status``:
 
     * ``success``: the job completed; ``job`` holds the per-person outcomes.
     * ``failed`` / ``cancelled``: the vendor failed or cancelled it; ``job`` says why.
@@ -68,31 +70,32 @@ class LinkedApiJobTrigger(BaseTrigger):
         return TriggerEvent({"status": status, "handle": self.handle, **payload})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        hook = await asyncio.to_thread(LinkedApiHook.shared, self.linkedapi_conn_id)
-        last = None
-        while True:
-            try:
-                status = await asyncio.to_thread(hook.check_job, self.handle)
-            except LinkMsgError as exc:
-                yield self._event("error", message=str(exc))
-                return
-            if status.done:
-                outcome = {"completed": "success"}.get(status.state, status.state)
-                yield self._event(outcome, job=status.to_dict())
-                return
-            if status.outside_working_hours and self.outside_working_hours == "fail":
-                yield self._event("outside_working_hours", job=status.to_dict(), message=status.message)
-                return
-            if status.describe() != last:
-                last = status.describe()
+        yield await self._wait()
+
+    async def _wait(self) -> TriggerEvent:
+        poll = functools.partial(_check, self.handle)
+        async with Watch(
+            LinkedApiHook, self.linkedapi_conn_id, poll, interval=self.poll_interval, until=self.end_time
+        ) as watch:
+            async for status, final in watch:  # changes only, and the last check at the deadline
+                if isinstance(status, LinkMsgError):
+                    return self._event("error", message=str(status))
+                if isinstance(status, BaseException):
+                    raise status
+                if status.done:
+                    outcome = {"completed": "success"}.get(status.state, status.state)
+                    return self._event(outcome, job=status.to_dict())
+                if status.outside_working_hours and self.outside_working_hours == "fail":
+                    return self._event("outside_working_hours", job=status.to_dict(), message=status.message)
+                if final:
+                    return self._event("timeout", job=status.to_dict())
                 if status.outside_working_hours:
-                    self.log.warning("Linked API job is held outside the account's working hours: %s", last)
+                    self.log.warning(
+                        "Linked API job is held outside the account's working hours: %s", status.describe()
+                    )
                 else:
-                    self.log.info("Linked API job is %s", last)
-            if time.time() + self.poll_interval > self.end_time:
-                yield self._event("timeout", job=status.to_dict())
-                return
-            await asyncio.sleep(self.poll_interval)
+                    self.log.info("Linked API job is %s", status.describe())
+        raise AssertionError("a watch ends with its final check")  # pragma: no cover
 
     async def on_kill(self) -> None:
         """The deferred task was marked or cleared by a user: cancel the job's unfinished workflows."""
@@ -101,3 +104,8 @@ class LinkedApiJobTrigger(BaseTrigger):
             await asyncio.to_thread(hook.cancel_job, self.handle)
         except Exception as exc:  # best effort: the task is going away anyway
             self.log.warning("Could not cancel the Linked API job: %s", exc)
+
+
+def _check(handle: dict[str, Any], hook: LinkedApiHook) -> JobStatus:
+    """One check, in a poller thread (a status compares equal while nothing changes)."""
+    return hook.check_job(handle)
