@@ -267,10 +267,10 @@ class LinkMsgHook(BaseHook):
         """
         A hook shared by every caller in this process for the same connection (id and content).
 
-        For triggers: a triggerer runs hundreds of them, and one hook (one session, one connection pool)
-        per connection spares a session per trigger and the garbage collector's time. The connection is
-        looked up on each call, so a changed connection gets a new hook. The transport is thread-safe;
-        call this from a thread (``asyncio.to_thread``), as it may read the connection from Airflow.
+        For the triggers' poller (:mod:`airflow_provider_linkmsg.triggers.polling`): one hook (one
+        session, one connection pool) per connection for all its threads. The connection is looked up on
+        each call, so a changed connection gets a new hook. The transport is thread-safe; call this off
+        the event loop, as it may read the connection from Airflow.
         """
         hook = cls(conn_id or cls.default_conn_name)
         key = (cls, hook.conn_id, hashlib.sha256(hook.connection.get_uri().encode()).hexdigest())
