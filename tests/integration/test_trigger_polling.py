@@ -6,10 +6,12 @@ import asyncio
 import threading
 import time
 
+import pytest
+
 from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
 from airflow_provider_linkmsg.sandbox.koneksi import SEED_001_ID
 from airflow_provider_linkmsg.triggers.koneksi import KoneksiGenerationTrigger
-from airflow_provider_linkmsg.triggers.polling import Watch
+from airflow_provider_linkmsg.triggers.polling import MAX_THREADS, Watch
 from tests.fixtures.koneksi import RETRIEVE, koneksi_calls, set_koneksi_conn
 
 
@@ -40,8 +42,11 @@ async def test_unchanged_polls_do_not_wake_the_loop(shared_koneksi_sandbox):
     assert await wait_for_no_poller_threads() == []
 
 
-async def test_a_thousand_waits_share_the_connections_in_flight_threads(shared_koneksi_sandbox, monkeypatch):
-    set_koneksi_conn(monkeypatch, shared_koneksi_sandbox, max_in_flight=3)
+@pytest.mark.parametrize(("max_in_flight", "threads"), [(3, 3), (16, MAX_THREADS)])
+async def test_a_thousand_waits_share_a_few_threads(
+    shared_koneksi_sandbox, monkeypatch, max_in_flight, threads
+):
+    set_koneksi_conn(monkeypatch, shared_koneksi_sandbox, max_in_flight=max_in_flight)
     most_threads = 0
 
     async def count_threads() -> None:
@@ -61,7 +66,7 @@ async def test_a_thousand_waits_share_the_connections_in_flight_threads(shared_k
 
     assert {e.payload["status"] for e in events} == {"timeout"}
     assert {e.payload["summary"]["generated"] for e in events} == {3}
-    assert most_threads == 3
+    assert most_threads == threads
     assert await wait_for_no_poller_threads() == []  # the threads end with the last wait
 
 
