@@ -108,7 +108,8 @@ def _memory(rows: list[dict]) -> list[dict]:
 def _triggerer(r: dict) -> list[dict]:
     figures = (
         f"{r['succeeded']}/{r['triggers']} triggers: {r['wall_s']:.2f} s, ideal {r['ideal_s']:.2f} s; "
-        f"longest full GC {r['max_full_gc_ms']:.0f} ms"
+        f"{r['full_gcs']} full GC(s) of the heap during the run"
+        + (f", longest {r['max_full_gc_ms']:.0f} ms" if r["full_gcs"] else "")
     )
     return [_row(r, figures, f"{r['ratio']:.2f}x ideal, stall {r['max_loop_stall_ms']:.0f} ms")]
 

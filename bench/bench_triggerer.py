@@ -5,6 +5,12 @@ Starts N generations (each completes ``seconds`` after it was requested), then r
 :class:`KoneksiGenerationTrigger` in one event loop, as Airflow's triggerer would, beside a ticker
 coroutine that measures the longest stall of the loop. Ideal: every trigger fires the moment its
 generation completes, so the wall time equals the time until the last one completes.
+
+The triggers start as Airflow 3.3's ``TriggerRunner.create_triggers`` starts them: one
+``asyncio.create_task`` per trigger with an ``await asyncio.sleep(0)`` between, so the loop runs other
+work while they arrive. The run also counts CPython's full (generation 2) garbage collections: one
+scans the whole process heap (Airflow's included) while holding the GIL, stalling the loop for its
+whole length (about 150 ms here), so the triggers must not make enough long-lived garbage to cause one.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ async def _run_triggers(ids: list[str], poll_interval: float) -> dict[str, Any]:
 
     stall = 0.0
     done = asyncio.Event()
-    pauses: list[float] = []
+    pauses: list[float] = []  # full collections during the run
 
     def on_gc(phase: str, info: dict[str, int], started: list[float] = [0.0]) -> None:  # noqa: B006
         if phase == "start":
@@ -76,11 +82,15 @@ async def _run_triggers(ids: list[str], poll_interval: float) -> dict[str, Any]:
         for i in ids
     ]
     tick = asyncio.create_task(ticker())
-    statuses = await asyncio.gather(*(first_event(t) for t in triggers))
+    tasks = []
+    for trigger in triggers:  # as TriggerRunner.create_triggers does
+        await asyncio.sleep(0)
+        tasks.append(asyncio.create_task(first_event(trigger)))
+    statuses = await asyncio.gather(*tasks)
     done.set()
     await tick
     gc.callbacks.remove(on_gc)
-    return {"statuses": statuses, "stall": stall, "gc_pause": max(pauses, default=0.0)}
+    return {"statuses": statuses, "stall": stall, "full_gcs": pauses}
 
 
 def run(n: int = 1000, seconds: float = 8.0, poll_interval: float = 1.0) -> dict[str, Any]:
@@ -111,7 +121,8 @@ def run(n: int = 1000, seconds: float = 8.0, poll_interval: float = 1.0) -> dict
         "ideal_s": ideal,
         "ratio": ratio,
         "max_loop_stall_ms": outcome["stall"] * 1000,
-        "max_full_gc_ms": outcome["gc_pause"] * 1000,
+        "full_gcs": len(outcome["full_gcs"]),
+        "max_full_gc_ms": max(outcome["full_gcs"], default=0.0) * 1000,
         "target": "ratio <= 2, stall <= 100 ms",
         "met": ok == n and ratio <= 2 and outcome["stall"] <= 0.1,
     }
