@@ -21,7 +21,11 @@ and de-duplicates by key: data is repeated at worst, never lost.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +34,7 @@ from airflow_provider_linkmsg.io.staging import (
     StagingWriter,
     atomic_write,
     exists,
+    is_local,
     open_for_read,
     safe_name,
     to_path,
@@ -80,9 +85,11 @@ class WatermarkStore:
     Values are opaque dicts chosen by the operator (``{"sent_at": ..., "ids_at_sent_at": [...]}``).
     :meth:`stage` buffers new values in memory; :meth:`commit` merges them into the file atomically and
     must only be called once the data they cover is durable (see :class:`StagedRun`). Commits re-read
-    the file and replace values per conversation, so two tasks that touch different conversations of
-    one account lose nothing unless they commit at the very same moment; give concurrent tasks of one
-    account disjoint ``account`` keys (e.g. ``f"{account}#shard-{n}"``) to rule that out.
+    the file and replace values per conversation, under an exclusive lock on the local disk (a hidden
+    ``.{account}.json.lock`` beside the file), so tasks that touch different conversations of one
+    account never lose each other's watermarks. Object stores have no such lock: there, two commits at
+    the very same moment can lose one; give concurrent tasks of one account disjoint ``account`` keys
+    (e.g. ``f"{account}#shard-{n}"``) to rule that out.
 
     :param root: staging root (usually the same as the StagingWriter's).
     :param vendor: vendor name.
@@ -141,20 +148,33 @@ class WatermarkStore:
         """Merge the staged values into the file atomically; returns how many were written."""
         if not self._staged:
             return 0
-        current = self.state.load().get("watermarks", {})
-        current.update(self._staged)
-        self.state.save(
-            {
-                "vendor": self.vendor,
-                "account": self.account,
-                "updated_at": to_utc_iso(datetime.now(UTC)),
-                "watermarks": current,
-            }
-        )
+        with _exclusive(self.path):  # read, merge and replace as one step
+            current = self.state.load().get("watermarks", {})
+            current.update(self._staged)
+            self.state.save(
+                {
+                    "vendor": self.vendor,
+                    "account": self.account,
+                    "updated_at": to_utc_iso(datetime.now(UTC)),
+                    "watermarks": current,
+                }
+            )
         count = len(self._staged)
         self._committed = current
         self._staged = {}
         return count
+
+
+@contextlib.contextmanager
+def _exclusive(path: ObjectStoragePath) -> Iterator[None]:
+    """Hold an exclusive lock for ``path`` across processes and threads (local disk only; else nothing)."""
+    if not is_local(path):
+        yield
+        return
+    os.makedirs(path.parent.path, exist_ok=True)
+    with open(path.parent.path + f"/.{path.name}.lock", "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file is closed
+        yield
 
 
 def commit_after(manifest: Manifest, *stores: WatermarkStore) -> Manifest:

@@ -108,6 +108,30 @@ def test_watermark_store_on_memory_store():
     assert WatermarkStore(root, vendor="connectsafely", account="a").get("c") == {"cursor": 6}
 
 
+def _commit_each(root: str, worker: int, count: int) -> None:
+    for n in range(count):
+        store = WatermarkStore(root, vendor="linkup", account="acct")  # a task of its own each time
+        store.stage(f"w{worker}-c{n}", {"n": n})
+        store.commit()
+
+
+def test_concurrent_commits_of_one_account_lose_nothing(tmp_path):
+    """Four processes commit 25 conversations each to one account's file, all at once: all 100 stay."""
+    workers = [FORK.Process(target=_commit_each, args=(str(tmp_path), w, 25)) for w in range(4)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+
+    watermarks = WatermarkStore(str(tmp_path), vendor="linkup", account="acct").all()
+    assert len(watermarks) == 100
+    assert sorted(p.name for p in (tmp_path / "_state" / "linkup").iterdir()) == [
+        ".acct.json.lock",
+        "acct.json",
+    ]
+
+
 def test_staged_run_commits_only_after_the_manifest_is_written(tmp_path):
     store = WatermarkStore(tmp_path, vendor="linkup", account="acct")
     writer = StagingWriter(tmp_path, vendor="linkup", record_type="message", run_id="r1")
