@@ -25,7 +25,7 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +75,22 @@ class JsonState:
         with atomic_write(self.path, "w") as f:
             f.write(text)
 
+    def update(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """
+        Read, change and replace the document as one step; returns the new document.
+
+        On the local disk an exclusive lock (a hidden ``.{name}.lock`` beside the file) makes concurrent
+        updates from other tasks wait their turn, so none is lost. Object stores have no such lock: there,
+        two updates at the very same moment can lose one.
+
+        :param change: changes the loaded document in place.
+        """
+        with _exclusive(self.path):
+            data = self.load()
+            change(data)
+            self.save(data)
+        return data
+
 
 class WatermarkStore:
     """
@@ -85,11 +101,11 @@ class WatermarkStore:
     Values are opaque dicts chosen by the operator (``{"sent_at": ..., "ids_at_sent_at": [...]}``).
     :meth:`stage` buffers new values in memory; :meth:`commit` merges them into the file atomically and
     must only be called once the data they cover is durable (see :class:`StagedRun`). Commits re-read
-    the file and replace values per conversation, under an exclusive lock on the local disk (a hidden
-    ``.{account}.json.lock`` beside the file), so tasks that touch different conversations of one
-    account never lose each other's watermarks. Object stores have no such lock: there, two commits at
-    the very same moment can lose one; give concurrent tasks of one account disjoint ``account`` keys
-    (e.g. ``f"{account}#shard-{n}"``) to rule that out.
+    the file and replace values per conversation (:meth:`JsonState.update`: under a lock on the local
+    disk), so tasks that touch different conversations of one account never lose each other's
+    watermarks. Object stores have no such lock: there, two commits at the very same moment can lose
+    one; give concurrent tasks of one account disjoint ``account`` keys (e.g. ``f"{account}#shard-{n}"``)
+    to rule that out.
 
     :param root: staging root (usually the same as the StagingWriter's).
     :param vendor: vendor name.
@@ -148,19 +164,15 @@ class WatermarkStore:
         """Merge the staged values into the file atomically; returns how many were written."""
         if not self._staged:
             return 0
-        with _exclusive(self.path):  # read, merge and replace as one step
-            current = self.state.load().get("watermarks", {})
-            current.update(self._staged)
-            self.state.save(
-                {
-                    "vendor": self.vendor,
-                    "account": self.account,
-                    "updated_at": to_utc_iso(datetime.now(UTC)),
-                    "watermarks": current,
-                }
+
+        def merge(document: dict[str, Any]) -> None:
+            document.update(
+                vendor=self.vendor, account=self.account, updated_at=to_utc_iso(datetime.now(UTC))
             )
+            document.setdefault("watermarks", {}).update(self._staged)
+
         count = len(self._staged)
-        self._committed = current
+        self._committed = self.state.update(merge)["watermarks"]
         self._staged = {}
         return count
 

@@ -94,17 +94,19 @@ class SyncedPersons:
 
     def update(self, outcomes: Iterable[SyncOutcome] = (), forget: Iterable[Person] = ()) -> None:
         """Record synced and not-found outcomes, and forget persons found not synced (or failed)."""
-        data = self.state.load()
-        persons = data.setdefault("persons", {})
-        for outcome in outcomes:
-            key = Person(outcome.person, outcome.channel).key
-            if outcome.status == "failed":
-                persons.pop(key, None)
-            else:
-                persons[key] = {"status": outcome.status, "at": _now()}
-        for person in forget:
-            persons.pop(person.key, None)
-        self.state.save(data)
+
+        def change(document: dict[str, Any]) -> None:
+            persons = document.setdefault("persons", {})
+            for outcome in outcomes:
+                key = Person(outcome.person, outcome.channel).key
+                if outcome.status == "failed":
+                    persons.pop(key, None)
+                else:
+                    persons[key] = {"status": outcome.status, "at": _now()}
+            for person in forget:
+                persons.pop(person.key, None)
+
+        self.state.update(change)  # read, change, replace under a lock: concurrent tasks lose nothing
 
 
 def check_settings(hook: LinkedApiHook, result_handling: Any, batch_size: Any, field: str) -> None:
