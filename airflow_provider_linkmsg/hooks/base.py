@@ -214,6 +214,30 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - current)
 
 
+def parse_reset_time(value: Any, *, now: float | None = None) -> float | None:
+    """
+    Seconds until a rate-limit reset time, as vendors write it: ISO-8601 (``2026-01-01T10:00:00Z``),
+    Unix seconds or milliseconds, or (a small number) seconds from now. ``None`` when it is none of these.
+    """
+    if value is None or isinstance(value, bool) or value == "":
+        return None
+    current = datetime.now(UTC).timestamp() if now is None else now
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        try:
+            when = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        return max(0.0, when.timestamp() - current)
+    if number > 1e12:  # Unix milliseconds
+        number = number / 1000 - current
+    elif number > 1e9:  # Unix seconds
+        number -= current
+    return max(0.0, number)
+
+
 def _short(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "..."
@@ -590,7 +614,7 @@ class LinkMsgHook(BaseHook):
         message, code = self.describe_error(status, body, text)
         error_type = self.error_class(status, code)
         error = error_type(self._hint(error_type, message), status=status, code=code, **where)
-        retry_after = parse_retry_after(headers.get("Retry-After"))
+        retry_after = self.retry_after(headers, body)
         if error_type is LinkMsgRateLimitedError:
             if retry_after is not None:
                 self.limiter.pause(retry_after)
@@ -598,6 +622,14 @@ class LinkMsgHook(BaseHook):
         if error_type is LinkMsgVendorError and status >= 500 and idempotent:
             raise _Transient(error, f"HTTP {status} {message}", retry_after)
         raise error
+
+    def retry_after(self, headers: Mapping[str, str], body: Any) -> float | None:
+        """
+        Seconds an error answer asks the client to wait, if it says: ``Retry-After`` by default.
+
+        Vendor hooks extend this with their own fields (a reset header, a time in the body).
+        """
+        return parse_retry_after(headers.get("Retry-After"))
 
     def _hint(self, error_type: type[LinkMsgError], message: str) -> str:
         if error_type is LinkMsgAuthError:

@@ -9,12 +9,12 @@ Timestamps are epoch milliseconds.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
-from airflow_provider_linkmsg.hooks.base import LinkMsgHook
+from airflow_provider_linkmsg.hooks.base import LinkMsgHook, parse_reset_time
 from airflow_provider_linkmsg.hooks.pagination import (
     DEFAULT_MAX_PAGES,
     Page,
@@ -73,7 +73,17 @@ class ConnectSafelyHook(LinkMsgHook):
             message += " (ConnectSafely answers 403 when the trial has expired or there is no subscription)"
         return message, code
 
-    # ---- inputs ---------------------------------------------------------------------------------------
+    def retry_after(self, headers: Mapping[str, str], body: Any) -> float | None:
+        """
+        ``Retry-After`` if sent, else the 429 body's ``holdUntil`` (ISO), else ``X-RateLimit-Reset``
+        (ISO-8601 per the cookbook, Unix time per an older page): ConnectSafely documents the last two.
+        """
+        seconds = super().retry_after(headers, body)
+        if seconds is None and isinstance(body, dict):
+            seconds = parse_reset_time(body.get("holdUntil"))
+        if seconds is None:
+            seconds = parse_reset_time(headers.get("X-RateLimit-Reset"))
+        return seconds
 
     # ---- accounts -------------------------------------------------------------------------------------
     def list_accounts(self, q: str | None = None) -> list[dict[str, Any]]:

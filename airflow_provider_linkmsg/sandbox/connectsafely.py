@@ -7,6 +7,9 @@ world sizes of :mod:`.inbox_world`:
 
 * ``expired_api_key``: a key that answers 403 (trial expired / no subscription).
 * ``rate_limit``: ``[limit, window_seconds]`` installs a per-key limit (the vendor documents 60 a minute).
+  Its 429s carry the ``X-RateLimit-*`` headers and what ``rate_limit_fields`` lists of ``hold_until``
+  (``holdUntil`` in the body), ``reset_header`` (``X-RateLimit-Reset``, ISO) and ``retry_after``; by
+  default the first two, as the vendor documents (injected 429 faults always carry a ``Retry-After``).
 * ``pagination``: quirks of :func:`.inbox_world.next_cursor` and ``page_cap`` of :func:`.inbox_world.take_page`.
 * ``fail_conversations``: URNs whose messages always answer ``fail_status`` (500).
 * ``sync_latency_ms``: added when a request asks ``sync=true``.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -107,16 +111,22 @@ class ConnectSafelyApp(InboxApp):
         limiter = self.sandbox.rate_limits.get(self.name)
         limit = limiter.limit if limiter else 60
         reset = datetime.now(UTC) + timedelta(seconds=retry_after)
-        return reply(
-            429,
-            {"success": False, "error": "Rate limit exceeded", "holdUntil": reset.isoformat()},
-            Retry_After=str(retry_after),
-            X_RateLimit_Action="api_request",
-            X_RateLimit_Limit=str(limit),
-            X_RateLimit_Used=str(limit),
-            X_RateLimit_Remaining="0",
-            X_RateLimit_Reset=reset.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        )
+        fields = self.options.get("rate_limit_fields", ["hold_until", "reset_header"])
+        body: dict[str, Any] = {"success": False, "error": "Rate limit exceeded"}
+        headers = {
+            "X_RateLimit_Action": "api_request",
+            "X_RateLimit_Limit": str(limit),
+            "X_RateLimit_Used": str(limit),
+            "X_RateLimit_Remaining": "0",
+        }
+        if "hold_until" in fields:
+            body["holdUntil"] = reset.isoformat()
+        if "reset_header" in fields:  # whole seconds, rounded up: never before the window opens
+            whole = datetime.fromtimestamp(math.ceil(reset.timestamp()), UTC)
+            headers["X_RateLimit_Reset"] = whole.isoformat().replace("+00:00", "Z")
+        if "retry_after" in fields:
+            headers["Retry_After"] = str(retry_after)
+        return reply(429, body, **headers)
 
     def server_error(self) -> Response:
         return reply(500, {"success": False, "error": "Internal server error"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import requests
@@ -286,9 +287,29 @@ def test_a_429_carries_the_documented_headers(inbox_sandbox):
     headers = {"Authorization": f"Bearer {sandbox.apps[VENDOR].api_key}"}
     assert requests.get(url, headers=headers).status_code == 200
     limited = requests.get(url, headers=headers)
-    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    assert limited.status_code == 429 and "Retry-After" not in limited.headers  # not documented
     assert limited.headers["X-RateLimit-Limit"] == "1" and limited.headers["X-RateLimit-Remaining"] == "0"
     assert limited.headers["X-RateLimit-Reset"].endswith("Z") and "holdUntil" in limited.json()
+    sandbox.configure({"vendors": {VENDOR: {"rate_limit_fields": ["retry_after"]}}})  # a fresh window
+    assert requests.get(url, headers=headers).status_code == 200
+    limited = requests.get(url, headers=headers)
+    assert int(limited.headers["Retry-After"]) >= 1 and "X-RateLimit-Reset" not in limited.headers
+
+
+@pytest.mark.parametrize("fields", [["hold_until", "reset_header"], ["reset_header"], ["hold_until"]])
+def test_a_429_is_waited_out_until_the_documented_reset(inbox_sandbox, fields):
+    """No Retry-After: the wait comes from holdUntil or X-RateLimit-Reset, not from guessed back-off."""
+    sandbox = inbox_sandbox(
+        VENDOR, rate_limit=[2, 3], rate_limit_fields=fields, extra={"requests_per_second": 0}
+    )
+    hook = ConnectSafelyHook()
+    started = time.monotonic()
+    for _ in range(3):
+        hook.list_accounts()
+    elapsed = time.monotonic() - started
+
+    assert sandbox.stats()["rate_limited"][VENDOR] == 1  # one 429, then one wait to the reset
+    assert 2.0 <= elapsed < 6.0 and hook.retries == 1
 
 
 def test_a_conversation_that_keeps_failing_does_not_lose_the_others(inbox_sandbox, tmp_path, inbox_context):

@@ -17,7 +17,7 @@ from airflow_provider_linkmsg.exceptions import (
     LinkMsgValidationError,
     LinkMsgVendorError,
 )
-from airflow_provider_linkmsg.hooks.base import parse_retry_after
+from airflow_provider_linkmsg.hooks.base import parse_reset_time, parse_retry_after
 from airflow_provider_linkmsg.hooks.connectsafely import ConnectSafelyHook
 from airflow_provider_linkmsg.hooks.linkup import LinkupHook
 
@@ -60,6 +60,19 @@ def test_parse_retry_after_forms():
     assert parse_retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now=now.timestamp()) == 10.0
     assert parse_retry_after("Wed, 31 Dec 2025 00:00:10 GMT", now=now.timestamp()) == 0.0
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_parse_reset_time_forms():
+    now = 1_767_261_600.0  # 2026-01-01T10:00:00Z
+    assert parse_reset_time("2026-01-01T10:00:30Z", now=now) == 30.0
+    assert parse_reset_time("2026-01-01T11:00:30+01:00", now=now) == 30.0
+    assert parse_reset_time("2026-01-01T10:00:30.500000+00:00", now=now) == 30.5
+    assert parse_reset_time(str(now + 12), now=now) == 12.0  # Unix seconds
+    assert parse_reset_time((now + 12) * 1000, now=now) == 12.0  # Unix milliseconds
+    assert parse_reset_time("45", now=now) == 45.0  # seconds from now
+    assert parse_reset_time("2025-12-31T00:00:00Z", now=now) == 0.0  # past: no wait
+    assert parse_reset_time("soon", now=now) is None
+    assert parse_reset_time(None) is None and parse_reset_time("") is None and parse_reset_time(True) is None
 
 
 @pytest.mark.parametrize(
