@@ -6,7 +6,8 @@ does not; both are measured.
 
 The sandbox counts listing calls and message reads separately (its ``lists`` and ``reads`` counters), and
 each run's staged records are checked against what the sandbox added. Target: the unchanged re-run makes
-at most one listing call per page of conversations and no message read.
+at most one listing call per page of conversations and no message read. (The re-runs list one page:
+the listing stops at the first conversation the first run's complete pass covered.)
 """
 
 from __future__ import annotations

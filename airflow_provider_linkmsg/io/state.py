@@ -120,8 +120,9 @@ class WatermarkStore:
         self.account = account
         path = to_path(root, conn_id) / "_state" / safe_name(vendor) / f"{safe_name(account)}.json"
         self.state = JsonState(path)
-        self._committed: dict[str, dict] | None = None
+        self._document: dict[str, Any] | None = None
         self._staged: dict[str, dict] = {}
+        self._staged_sweep: tuple[dict[str, Any] | None] | None = None  # (value,) when staged
 
     @property
     def path(self) -> ObjectStoragePath:
@@ -133,11 +134,25 @@ class WatermarkStore:
         """Values staged and not yet committed."""
         return dict(self._staged)
 
+    def _loaded(self) -> dict[str, Any]:
+        if self._document is None:
+            self._document = self.state.load()
+        return self._document
+
     def all(self) -> dict[str, dict]:
         """Every committed watermark, by conversation id (staged values are not included)."""
-        if self._committed is None:
-            self._committed = self.state.load().get("watermarks", {})
-        return dict(self._committed)
+        return dict(self._loaded().get("watermarks", {}))
+
+    def sweep(self) -> dict[str, Any] | None:
+        """
+        What the last complete pass over the account's listing covered (``{"through": ISO}``: every
+        conversation last active at or before then was read), or ``None``; see ``InboxRetrieval``.
+        """
+        return self._loaded().get("sweep")
+
+    def stage_sweep(self, value: dict[str, Any] | None) -> None:
+        """Buffer a new sweep marker (``None`` clears it); written by :meth:`commit` with the watermarks."""
+        self._staged_sweep = (value,)
 
     def get(self, conversation_id: str) -> dict | None:
         """
@@ -159,10 +174,11 @@ class WatermarkStore:
     def discard(self) -> None:
         """Forget the staged values (the data they describe was not written)."""
         self._staged.clear()
+        self._staged_sweep = None
 
     def commit(self) -> int:
         """Merge the staged values into the file atomically; returns how many were written."""
-        if not self._staged:
+        if not self._staged and self._staged_sweep is None:
             return 0
 
         def merge(document: dict[str, Any]) -> None:
@@ -170,10 +186,13 @@ class WatermarkStore:
                 vendor=self.vendor, account=self.account, updated_at=to_utc_iso(datetime.now(UTC))
             )
             document.setdefault("watermarks", {}).update(self._staged)
+            if self._staged_sweep is not None:
+                (document["sweep"],) = self._staged_sweep
 
         count = len(self._staged)
-        self._committed = self.state.update(merge)["watermarks"]
+        self._document = self.state.update(merge)
         self._staged = {}
+        self._staged_sweep = None
         return count
 
 

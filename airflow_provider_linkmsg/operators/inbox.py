@@ -18,6 +18,19 @@ task fails, and a retry of the task (same staging directory) carries over what t
 A watermark, per (vendor, account, conversation), is ``{"sent_at", "last_activity", "recent"}``: the
 newest staged message time, the vendor's last activity when it was read, and the ids of the staged
 messages within ``overlap_seconds`` of the newest (to de-duplicate the overlap of the next read).
+
+Listing costs calls (and LinkupAPI credits) too, so the listing stops early when it can: the vendors
+list conversations most recently active first, and after a run that listed and read everything it had
+to, the account's *sweep* marker says up to which activity time everything is staged. The next run
+stops listing at the first conversation last active before that time, less ``overlap_seconds`` or
+``LISTING_MARGIN`` (15 minutes), whichever is longer: all later ones are older still, and already
+covered. (The margin is for messages that reach the vendor a little after the time they carry: a
+message in an older conversation that surfaces later than that is found by the daily full listing.) The order is checked as far as each listing goes: one
+found out of activity order clears the marker, and runs list in full until one is in order again; and
+once a day (``FULL_LISTING_EVERY``) a run lists in full anyway, so a vendor that ever lists out of
+order below the stopping point cannot hide a change for longer. Runs with ``conversation_ids`` or
+``full_refresh`` always list in full; a run with failed or left-over conversations keeps the old
+marker, so the next run lists down to them again.
 """
 
 from __future__ import annotations
@@ -26,7 +39,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import BaseOperator
@@ -49,6 +62,11 @@ if TYPE_CHECKING:
 
 #: failed conversations named in an error message or XCom value, at most
 _SHOWN = 10
+_EPOCH = "1970-01-01T00:00:00.000000Z"
+#: how often a run lists the whole inbox even though the sweep marker would let it stop early
+FULL_LISTING_EVERY = timedelta(days=1)
+#: how far before the sweep marker's time a listing goes on, at least (messages that surface late)
+LISTING_MARGIN = timedelta(minutes=15)
 
 
 @dataclass
@@ -136,6 +154,15 @@ def next_watermark(
 
 
 @dataclass
+class _Listing:
+    conversations: list[Conversation] = field(default_factory=list)
+    complete: bool = True  # listed to the end, or down to what the sweep marker covers
+    stopped_early: bool = False  # at the sweep marker
+    in_order: bool = True  # most recently active first, as far as it went
+    budget_error: LinkMsgBudgetExceededError | None = None
+
+
+@dataclass
 class _Outcome:
     conversation: Conversation
     messages: list[Message] = field(default_factory=list)
@@ -204,6 +231,7 @@ class InboxRetrieval:
         list_conversations: Callable[[], Iterable[Conversation]],
         read_conversation: Callable[[Conversation, ReadWindow], Iterable[Message]],
         usage: Callable[[], dict[str, float]],
+        listing_memo: Callable[[], dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """
         List, read, stage and commit; returns the XCom value.
@@ -212,15 +240,19 @@ class InboxRetrieval:
         :param read_conversation: yields the messages of a conversation that may be new in the window
             (it may yield some that are not: they are dropped here); it should stop paging once below it.
         :param usage: the hook's counters, ``{"api_calls": n, "credits": x}``.
+        :param listing_memo: what the vendor operator learnt from the listing and needs on runs that stop
+            listing early (kept in the sweep marker as ``memo``; see :attr:`previous_memo`).
         :raises LinkMsgError: after staging and committing what was read, when conversations failed.
         """
         keys: set[str] = set()
+        sweep = self.store.sweep()
         try:
             carried = self._carry_over(keys)
-            listed, listing_complete, budget_error = self._list(list_conversations)
+            listing = self._list(list_conversations, None if self._lists_in_full else sweep)
         except BaseException:
             self.writer.abort()
             raise
+        listed, listing_complete, budget_error = listing.conversations, listing.complete, listing.budget_error
         watermarks = self.store.all()
         wanted = listed
         missing: list[str] = []
@@ -234,10 +266,13 @@ class InboxRetrieval:
                 )
         changed = [c for c in wanted if self.full_refresh or not is_current(c, watermarks.get(c.id))]
         self._info(
-            "%s %s: %d conversation(s) listed, %d wanted, %d changed since their watermark",
+            "%s %s: %d conversation(s) listed%s, %d wanted, %d changed since their watermark",
             self.vendor,
             self.account_id,
             len(listed),
+            f" (the rest were last active before {sweep['through']}, all staged)"
+            if listing.stopped_early
+            else "",
             len(wanted),
             len(changed),
         )
@@ -271,6 +306,9 @@ class InboxRetrieval:
                     conversation.id, next_watermark(old, conversation, outcome.messages, self.overlap_seconds)
                 )
                 read.append(conversation.id)
+            covered = listing_complete and not failed and not skipped and budget_error is None
+            if self.conversation_ids is None and covered:  # everything listed is staged or current
+                self.store.stage_sweep(self._next_sweep(listing, sweep, listing_memo))
             stats = usage()
             self.writer.add_stats(
                 api_calls=int(stats.get("api_calls", 0)),
@@ -293,6 +331,7 @@ class InboxRetrieval:
             "account_id": self.account_id,
             "conversations_listed": len(listed),
             "listing_complete": listing_complete,
+            "listing_stopped_early": listing.stopped_early,
             "conversations_changed": len(changed),
             "conversations_read": len(read),
             "conversations_failed": len(failed),
@@ -345,21 +384,78 @@ class InboxRetrieval:
         self._info("Carried over %d record(s) staged by an earlier try of this run", count)
         return count
 
+    @property
+    def _lists_in_full(self) -> bool:
+        return self.full_refresh or self.conversation_ids is not None
+
+    @property
+    def previous_memo(self) -> dict[str, Any]:
+        """The vendor operator's ``listing_memo`` as of the last complete pass (``{}`` if none)."""
+        return dict((self.store.sweep() or {}).get("memo") or {})
+
     def _list(
-        self, list_conversations: Callable[[], Iterable[Conversation]]
-    ) -> tuple[list[Conversation], bool, LinkMsgBudgetExceededError | None]:
-        listed: list[Conversation] = []
+        self, list_conversations: Callable[[], Iterable[Conversation]], sweep: dict[str, Any] | None
+    ) -> _Listing:
+        """List the conversations, down to those the sweep marker covers (when there is one)."""
+        listing = _Listing()
+        cutoff = None
+        fresh = (
+            sweep
+            and datetime.now(UTC) - parse_utc(sweep.get("listed_in_full_at") or _EPOCH) < FULL_LISTING_EVERY
+        )
+        if fresh and sweep.get("through"):
+            margin = max(timedelta(seconds=self.overlap_seconds), LISTING_MARGIN)
+            cutoff = to_utc_iso(parse_utc(sweep["through"]) - margin)
         seen: set[str] = set()
+        previous: str | None = None
         try:
             for conversation in list_conversations():
+                activity = conversation.last_activity
+                if activity is None or (previous is not None and activity > previous):
+                    listing.in_order = False
+                if cutoff is not None and listing.in_order and activity < cutoff:
+                    listing.stopped_early = True  # this one and all after it are covered
+                    break
+                previous = activity or previous
                 if conversation.id not in seen:  # a conversation moved up while we paged: keep it once
                     seen.add(conversation.id)
-                    listed.append(conversation)
+                    listing.conversations.append(conversation)
         except LinkMsgBudgetExceededError as error:
             if error.status is not None:  # the vendor's own "insufficient credits"
                 raise
-            return listed, False, error
-        return listed, True, None
+            listing.complete, listing.budget_error = False, error
+        return listing
+
+    def _next_sweep(
+        self,
+        listing: _Listing,
+        sweep: dict[str, Any] | None,
+        listing_memo: Callable[[], dict[str, Any]] | None,
+    ) -> dict[str, Any] | None:
+        """The marker after a run that read all it listed: through its newest activity (None: out of order)."""
+        if not listing.in_order:
+            if sweep:
+                self._warn(
+                    "%s %s: the listing is not in activity order: it is listed in full",
+                    self.vendor,
+                    self.account_id,
+                )
+            return None
+        activity = [c.last_activity for c in listing.conversations if c.last_activity]
+        if sweep and sweep.get("through"):
+            activity.append(sweep["through"])
+        if not activity:
+            return None
+        in_full = (
+            sweep.get("listed_in_full_at")
+            if sweep and listing.stopped_early
+            else to_utc_iso(datetime.now(UTC))
+        )
+        return {
+            "through": max(activity),
+            "listed_in_full_at": in_full,
+            "memo": listing_memo() if listing_memo else {},
+        }
 
     def _read_all(
         self,
@@ -512,6 +608,13 @@ class BaseInboxRetrieveOperator(BaseOperator):
         """``{"api_calls": n, "credits": x}`` of this task's hook."""
         raise NotImplementedError
 
+    def listing_memo(self) -> dict[str, Any]:
+        """What the listing taught this operator that a later run, stopping its listing early, needs."""
+        return {}
+
+    def recall_listing_memo(self, memo: dict[str, Any]) -> None:
+        """Take back, before listing, what :meth:`listing_memo` kept at the last complete pass."""
+
     # ---- shared -----------------------------------------------------------------------------------------
     @property
     def effective_page_size(self) -> int:
@@ -565,8 +668,10 @@ class BaseInboxRetrieveOperator(BaseOperator):
             fail_on_error=self.fail_on_error,
             log=self.log,
         )
+        self.recall_listing_memo(retrieval.previous_memo)
         return retrieval.run(
             list_conversations=lambda: self.list_conversations(account_id),
             read_conversation=lambda c, w: self.read_conversation(account_id, c, w),
             usage=self.usage,
+            listing_memo=self.listing_memo,
         )

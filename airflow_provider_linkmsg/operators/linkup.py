@@ -122,3 +122,10 @@ class LinkupRetrieveMessagesOperator(BaseInboxRetrieveOperator):
 
     def usage(self) -> dict[str, float]:
         return {"api_calls": self.hook.api_calls, "credits": self.hook.credits_used}
+
+    def listing_memo(self) -> dict[str, Any]:
+        # the owner's profile URLs tell sent from received: keep them for runs that list only a page
+        return {"owner_urls": sorted(self._owner_urls)}
+
+    def recall_listing_memo(self, memo: dict[str, Any]) -> None:
+        self._owner_urls |= set(memo.get("owner_urls") or [])

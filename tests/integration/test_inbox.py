@@ -5,20 +5,24 @@ real DAG run (``dag.test()`` on the SQLite metadata database).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pendulum
 import pytest
 
+from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgVendorError
 from airflow_provider_linkmsg.io.state import WatermarkStore
 from airflow_provider_linkmsg.operators.connectsafely import ConnectSafelyRetrieveMessagesOperator
 from airflow_provider_linkmsg.operators.inbox import (
     Conversation,
+    InboxRetrieval,
     ReadWindow,
     is_current,
     next_watermark,
     read_window,
 )
 from airflow_provider_linkmsg.operators.linkup import LinkupRetrieveMessagesOperator
-from airflow_provider_linkmsg.records import Message
+from airflow_provider_linkmsg.records import Message, parse_utc, to_utc_iso
 from tests.fixtures.inbox import assert_exactly, staged_messages, truth_messages
 
 
@@ -142,3 +146,132 @@ def test_the_default_account_comes_from_the_connection(inbox_sandbox, tmp_path, 
     result = operator[vendor](task_id="t", staging_path=str(tmp_path)).execute(inbox_context())
     assert result["account_id"] == sandbox.truth(vendor)["accounts"][0]["id"]
     assert_exactly(staged_messages(result["manifest"]), truth_messages(sandbox, vendor))
+
+
+# ---- the sweep marker: listing stops at what the last complete pass covered --------------------------------
+def iso(hour: float) -> str:
+    return to_utc_iso(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=hour))
+
+
+class Inbox:
+    """A vendor inbox as plain data: conversation id -> message times (hours); listed by activity."""
+
+    def __init__(self, conversations: dict[str, list[int]]) -> None:
+        self.conversations = conversations
+        self.swap_first_two = False  # a listing out of activity order near its top
+        self.listed: list[str] = []  # what the last listing handed out, in order
+        self.fail: set[str] = set()
+
+    def listing(self):
+        order = sorted(self.conversations, key=lambda c: -max(self.conversations[c]))
+        if self.swap_first_two:
+            order[:2] = order[1::-1]
+        for cid in order:
+            self.listed.append(cid)
+            yield Conversation(cid, last_activity=iso(max(self.conversations[cid])))
+
+    def read(self, conversation, window):
+        if conversation.id in self.fail:
+            raise LinkMsgVendorError("HTTP 500", vendor="linkup")
+        for minute in self.conversations[conversation.id]:
+            yield Message(
+                "linkup", "acc_1", conversation.id, f"{conversation.id}-{minute}", iso(minute), "inbound"
+            )
+
+    def run(self, root, run_id: str, **kwargs):
+        self.listed = []
+        retrieval = InboxRetrieval(
+            vendor="linkup", account_id="acc_1", root=str(root), run_id=run_id, **kwargs
+        )
+        return retrieval.run(
+            list_conversations=self.listing,
+            read_conversation=self.read,
+            usage=lambda: {},
+            listing_memo=lambda: {"seen": True},
+        )
+
+
+def sweep_of(root) -> dict | None:
+    return WatermarkStore(str(root), vendor="linkup", account="acc_1").sweep()
+
+
+def test_a_rerun_lists_only_down_to_what_the_last_complete_pass_covered(tmp_path):
+    inbox = Inbox({"a": [1, 2], "b": [3], "c": [5, 6], "d": [4]})
+    first = inbox.run(tmp_path, "r1")
+    assert (
+        first["records"] == 6 and not first["listing_stopped_early"] and inbox.listed == ["c", "d", "b", "a"]
+    )
+    assert sweep_of(tmp_path)["through"] == iso(6) and sweep_of(tmp_path)["memo"] == {"seen": True}
+
+    inbox.conversations["a"].append(7)  # a moves to the top
+    second = inbox.run(tmp_path, "r2")
+    assert second["records"] == 1 and second["listing_stopped_early"]
+    assert inbox.listed == ["a", "c", "d"]  # c is current (not read); d is older than the marker: stop
+    assert sweep_of(tmp_path)["through"] == iso(7)
+
+    third = inbox.run(tmp_path, "r3")  # the marker is at a (7): c (6) is more than the margin before
+    assert third["records"] == 0 and inbox.listed == ["a", "c"]
+    inbox.run(tmp_path, "r4", overlap_seconds=7200)  # an overlap of 2 h reaches back to c and past it
+    assert inbox.listed == ["a", "c", "d"]
+
+
+def test_the_listing_goes_on_a_margin_before_the_marker_for_messages_that_surface_late(tmp_path):
+    inbox = Inbox({"a": [1], "b": [5]})
+    inbox.run(tmp_path, "r1")  # marker: 5:00
+    inbox.conversations["a"].append(4.9)  # a message of 4:54 in a, seen by the vendor only now
+    second = inbox.run(tmp_path, "r2")
+    assert second["records"] == 1 and inbox.listed == ["b", "a"]
+
+
+def test_a_failed_conversation_keeps_the_marker_so_the_next_run_lists_down_to_it(tmp_path):
+    inbox = Inbox({"a": [1], "b": [2]})
+    inbox.run(tmp_path, "r1")
+    inbox.conversations["a"].append(3)
+    inbox.conversations["b"].append(4)
+    inbox.fail = {"a"}
+    with pytest.raises(LinkMsgError, match="1 conversation"):
+        inbox.run(tmp_path, "r2")
+    assert sweep_of(tmp_path)["through"] == iso(2)  # not advanced past a, which failed
+
+    inbox.fail = set()
+    third = inbox.run(tmp_path, "r3")
+    assert third["conversations_read"] == 1 and inbox.listed == ["b", "a"]  # a is listed and read again
+
+
+def test_a_listing_out_of_activity_order_clears_the_marker_and_is_listed_in_full(tmp_path):
+    inbox = Inbox({"a": [1], "b": [2], "c": [3]})
+    inbox.run(tmp_path, "r1")
+    inbox.conversations["a"].append(9)
+    inbox.swap_first_two = True  # c (3) before a (9)
+    second = inbox.run(tmp_path, "r2")
+    assert not second["listing_stopped_early"] and inbox.listed == ["c", "a", "b"] and second["records"] == 1
+    assert sweep_of(tmp_path) is None
+
+    inbox.swap_first_two = False
+    inbox.run(tmp_path, "r3")
+    assert inbox.listed == ["a", "c", "b"]  # no marker: in full (and in order: a marker again)
+    assert sweep_of(tmp_path)["through"] == iso(9)
+
+
+def test_a_run_lists_in_full_once_a_day(tmp_path):
+    inbox = Inbox({"a": [1], "b": [2], "c": [3]})
+    inbox.run(tmp_path, "r1")
+    inbox.run(tmp_path, "r2")
+    assert inbox.listed == ["c", "b"]  # stopped at b
+    store = WatermarkStore(str(tmp_path), vendor="linkup", account="acc_1")
+    store.stage_sweep({**store.sweep(), "listed_in_full_at": "2025-12-30T10:00:00.000000Z"})
+    store.commit()
+    third = inbox.run(tmp_path, "r3")
+    assert inbox.listed == ["c", "b", "a"] and not third["listing_stopped_early"]
+    assert parse_utc(sweep_of(tmp_path)["listed_in_full_at"]) > parse_utc("2026-01-01T00:00:00Z")
+
+
+def test_runs_for_some_conversations_or_a_full_refresh_list_in_full(tmp_path):
+    inbox = Inbox({"a": [1], "b": [2], "c": [3]})
+    inbox.run(tmp_path, "r1")
+    inbox.run(tmp_path, "r2", conversation_ids=["a"])
+    assert inbox.listed == ["c", "b", "a"]
+    inbox.run(tmp_path, "r3", full_refresh=True)
+    assert inbox.listed == ["c", "b", "a"]
+    inbox.run(tmp_path, "r4")
+    assert inbox.listed == ["c", "b"]  # c, current; b is older than the marker (c's time): stop

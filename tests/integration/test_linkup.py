@@ -16,6 +16,7 @@ from airflow_provider_linkmsg.exceptions import (
 from airflow_provider_linkmsg.hooks.linkup import LinkupHook
 from airflow_provider_linkmsg.io.state import WatermarkStore
 from airflow_provider_linkmsg.operators.linkup import LinkupRetrieveMessagesOperator
+from airflow_provider_linkmsg.records import to_utc_iso
 from tests.fixtures.inbox import assert_exactly, reads, set_extra, staged_messages, truth_messages
 
 VENDOR = "linkup"
@@ -212,7 +213,7 @@ def test_conversation_pagination_stops_where_it_should(
 
 
 # ---- incremental retrieval ------------------------------------------------------------------------------
-def test_second_run_spends_credits_only_on_the_listing_and_the_5_changed_conversations(
+def test_second_run_spends_credits_only_on_the_first_listing_page_and_the_5_changed_conversations(
     inbox_sandbox, tmp_path, inbox_context
 ):
     sandbox = inbox_sandbox(VENDOR, conversations=200, messages=4)
@@ -230,8 +231,16 @@ def test_second_run_spends_credits_only_on_the_listing_and_the_5_changed_convers
     # one read of one page (10 messages, 1 credit) for each changed conversation, and nothing else
     assert reads(sandbox) == {c: 1 for c in changed["changed"]}
     assert credits(sandbox, "get_conversation") == 5
-    assert credits(sandbox, "list_inbox") == 20  # 200 conversations at a credit per ten
-    assert second["credits"] == credits(sandbox) == 25
+    # the 5 changed moved to the top; the listing stops at the first conversation the last pass covered:
+    # one page of 50 (5 credits) instead of all 200 (20 credits)
+    # (listed: the 5, and the newest of the last pass, which is current: not read)
+    assert second["listing_stopped_early"] and second["conversations_listed"] == 6
+    assert credits(sandbox, "list_inbox") == 5
+    assert second["credits"] == credits(sandbox) == 10
+    sweep = WatermarkStore(str(tmp_path), vendor=VENDOR, account=second["account_id"]).sweep()
+    newest = max(c["last_activity_ms"] for c in sandbox.truth(VENDOR)["conversations"])
+    assert sweep["through"] == to_utc_iso(newest)
+    assert sweep["memo"]["owner_urls"]  # the owner learnt from the first, full listing is kept
 
 
 def test_backward_reads_stop_at_the_first_page_that_reaches_the_watermark(
