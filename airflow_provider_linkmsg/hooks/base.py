@@ -3,9 +3,10 @@ The one HTTP transport every vendor hook stands on.
 
 :class:`LinkMsgHook` owns the ``requests.Session`` (pooled), connect and read timeouts, retries
 (exponential back-off with jitter on 429, 5xx, resets, timeouts and truncated bodies, honouring
-``Retry-After`` in seconds or HTTP-date form, under a cap on the total wait), a client-side rate limiter
-shared by every hook of the same vendor, key and host in the process, the ``User-Agent``, secret
-masking, and the mapping of error responses to :mod:`airflow_provider_linkmsg.exceptions`.
+``Retry-After`` in seconds or HTTP-date form, or the vendor's own reset time, under a cap on the total
+wait), a client-side rate limiter shared by every hook of the same vendor, key and host in the process,
+the ``User-Agent``, secret masking, and the mapping of error responses to
+:mod:`airflow_provider_linkmsg.exceptions`.
 
 A vendor hook sets its class attributes, implements :meth:`LinkMsgHook.auth_headers` and, when its error
 bodies or codes need it, :meth:`LinkMsgHook.describe_error` and :meth:`LinkMsgHook.error_class`; it then
