@@ -11,8 +11,8 @@ Nothing is ever visible half written. Every file is written under a hidden tempo
 (``.{name}.tmp-{uuid}``) and renamed onto its final name only when complete; the part files of a run are
 renamed only when the whole run is written, and the manifest after them. A reader that goes through the
 manifest (:func:`iter_records`) therefore sees a complete run or none: a crash leaves hidden temporary
-files at worst, and the previous manifest of the same run id, if any, stays valid until the new parts
-replace it.
+files at worst (on the local disk, the next complete write of the same name deletes those older than an
+hour), and the previous manifest of the same run id, if any, stays valid until the new parts replace it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 MANIFEST_NAME = "manifest.json"
 _LOCAL_PROTOCOLS = ("", "file", "local")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: a hidden temporary file this much older than a complete write of the same name was left by a killed one
+STALE_TMP_SECONDS = 3600
 _RUN_FILE = re.compile(r"^(part-\d+\.jsonl|\.part-\d+\.jsonl\.tmp-\w+|\.manifest\.json\.tmp-\w+)$")
 
 
@@ -153,6 +156,16 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def _remove_stale_tmp(path: ObjectStoragePath) -> None:
+    """Delete hidden ``.{name}.tmp-*`` siblings of ``path`` older than an hour: left by writes killed hard."""
+    prefix, cutoff = f".{path.name}.tmp-", time.time() - STALE_TMP_SECONDS
+    with contextlib.suppress(OSError), os.scandir(path.parent.path) as entries:
+        for entry in entries:
+            if entry.name.startswith(prefix) and entry.stat().st_mtime < cutoff:
+                with contextlib.suppress(OSError):
+                    os.remove(entry.path)
+
+
 class _TempFile:
     """
     A file written under a hidden temporary sibling of ``path``, moved onto ``path`` by :meth:`commit`.
@@ -193,6 +206,7 @@ class _TempFile:
         if self._local:
             os.replace(self.tmp.path, self.path.path)
             _fsync_dir(self.path.parent.path)
+            _remove_stale_tmp(self.path)
         else:
             self._fs.mv(self.tmp.path, self.path.path)
 

@@ -16,6 +16,7 @@ import pytest
 
 from airflow_provider_linkmsg.exceptions import LinkMsgError
 from airflow_provider_linkmsg.io.staging import (
+    STALE_TMP_SECONDS,
     Manifest,
     StagingWriter,
     atomic_write,
@@ -270,6 +271,22 @@ def test_atomic_write_success_and_failure(tmp_path):
     with atomic_write(str(tmp_path / "text.csv"), "w", newline="") as f:
         f.write("a,b\r\n\u00e9,1\r\n")
     assert (tmp_path / "text.csv").read_bytes() == "a,b\r\n\u00e9,1\r\n".encode()
+
+
+def test_a_complete_write_deletes_temporary_files_a_killed_write_left_an_hour_ago(tmp_path):
+    target = tmp_path / "data.jsonl"
+    stale, recent, other = (
+        tmp_path / n for n in (".data.jsonl.tmp-old", ".data.jsonl.tmp-new", ".x.tmp-old")
+    )
+    for leftover in (stale, recent, other):
+        leftover.write_bytes(b"half")
+    an_hour_ago = time.time() - STALE_TMP_SECONDS - 60
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    os.utime(other, (an_hour_ago, an_hour_ago))
+    with atomic_write(str(target)) as f:
+        f.write(b"complete")
+    # the stale one of this name goes; a recent one (maybe a write in progress) and other names stay
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".data.jsonl.tmp-new", ".x.tmp-old", "data.jsonl"]
 
 
 def test_atomic_write_on_memory_store(memory_root):
