@@ -47,6 +47,9 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 
+_NOT_STAGED = object()  # no sweep marker staged (None is a marker: "clear it")
+
+
 class JsonState:
     """
     One JSON document on any store, read whole and replaced atomically.
@@ -122,7 +125,7 @@ class WatermarkStore:
         self.state = JsonState(path)
         self._document: dict[str, Any] | None = None
         self._staged: dict[str, dict] = {}
-        self._staged_sweep: tuple[dict[str, Any] | None] | None = None  # (value,) when staged
+        self._staged_sweep: Any = _NOT_STAGED  # a marker dict, None (clear it) or _NOT_STAGED
 
     @property
     def path(self) -> ObjectStoragePath:
@@ -152,7 +155,7 @@ class WatermarkStore:
 
     def stage_sweep(self, value: dict[str, Any] | None) -> None:
         """Buffer a new sweep marker (``None`` clears it); written by :meth:`commit` with the watermarks."""
-        self._staged_sweep = (value,)
+        self._staged_sweep = value
 
     def get(self, conversation_id: str) -> dict | None:
         """
@@ -174,11 +177,11 @@ class WatermarkStore:
     def discard(self) -> None:
         """Forget the staged values (the data they describe was not written)."""
         self._staged.clear()
-        self._staged_sweep = None
+        self._staged_sweep = _NOT_STAGED
 
     def commit(self) -> int:
         """Merge the staged values into the file atomically; returns how many were written."""
-        if not self._staged and self._staged_sweep is None:
+        if not self._staged and self._staged_sweep is _NOT_STAGED:
             return 0
 
         def merge(document: dict[str, Any]) -> None:
@@ -186,13 +189,13 @@ class WatermarkStore:
                 vendor=self.vendor, account=self.account, updated_at=to_utc_iso(datetime.now(UTC))
             )
             document.setdefault("watermarks", {}).update(self._staged)
-            if self._staged_sweep is not None:
-                (document["sweep"],) = self._staged_sweep
+            if self._staged_sweep is not _NOT_STAGED:
+                document["sweep"] = self._staged_sweep
 
         count = len(self._staged)
         self._document = self.state.update(merge)
         self._staged = {}
-        self._staged_sweep = None
+        self._staged_sweep = _NOT_STAGED
         return count
 
 
