@@ -24,7 +24,9 @@ async def first_event(trigger: KoneksiGenerationTrigger):
     return await anext(trigger.run())
 
 
-async def test_the_event_loop_keeps_running_while_the_vendor_is_slow(shared_koneksi_sandbox):
+async def test_the_event_loop_keeps_running_while_the_vendor_is_slow(
+    shared_koneksi_sandbox, no_full_gc_pauses
+):
     shared_koneksi_sandbox.set_faults(
         [{"vendor": "koneksi", "route": "GET /messages/retrieve_messages", "latency_ms": 1500}]
     )

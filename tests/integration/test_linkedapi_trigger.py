@@ -83,7 +83,7 @@ async def test_a_call_that_fails_past_retries_fires_error(linkedapi_world):
     assert world.conn["password"] not in event["message"]
 
 
-async def test_http_calls_run_off_the_event_loop(linkedapi_world):
+async def test_http_calls_run_off_the_event_loop(linkedapi_world, no_full_gc_pauses):
     world = linkedapi_world("current", sync_seconds=0.5)
     handle = LinkedApiHook().synchronize(world.persons()[:2])
     world.sandbox.set_faults([{"vendor": "linkedapi", "route": "GET /workflows/{id}", "latency_ms": 300}])

@@ -30,7 +30,7 @@ async def wait_for_no_poller_threads(timeout: float = 2.0) -> list[threading.Thr
     return poller_threads()
 
 
-async def test_unchanged_polls_do_not_wake_the_loop(shared_koneksi_sandbox):
+async def test_unchanged_polls_do_not_wake_the_loop(shared_koneksi_sandbox, no_full_gc_pauses):
     updates = []
     async with Watch(KoneksiHook, "koneksi_default", summary_of, interval=0.02, until=time.time() + 0.5) as w:
         async for value, final in w:
