@@ -15,6 +15,11 @@ world sizes of :mod:`.inbox_world`:
 * ``sync_latency_ms``: added when a request asks ``sync=true``.
 
 Counters: ``reads`` per conversation URN (one per messages request) and ``lists`` per account.
+
+Conversations list by their listed activity (``lastActivityAt``, which can lag behind or run ahead of the
+newest message: see :meth:`.inbox_world.InboxWorld.add_messages`); an empty one lists with
+``latestMessage: null`` and the time it was opened. A page of messages never ends inside a millisecond (the
+``cursor`` is a time, and the next page starts strictly before it).
 """
 
 from __future__ import annotations
@@ -215,12 +220,12 @@ class ConnectSafelyApp(InboxApp):
 
     # ---- conversations --------------------------------------------------------------------------------
     def _conversation_json(self, c: WorldConversation) -> dict[str, Any]:
-        last = c.messages[-1]
+        last = c.listed_message
         item = {
             "conversationUrn": c.id,
             "conversationId": c.token if c.sales_nav else f"2-{c.token}",
             "accountId": c.account.id,
-            "lastActivityAt": _iso(c.last_ms),
+            "lastActivityAt": _iso(c.listed_ms),
             "unreadCount": c.unread,
             "labels": list(c.labels),
             "participants": [
@@ -233,7 +238,9 @@ class ConnectSafelyApp(InboxApp):
                     "distance": "DISTANCE_1",
                 }
             ],
-            "latestMessage": {
+            "latestMessage": None
+            if last is None
+            else {
                 "text": last.text,
                 "sentAt": last.sent_ms,
                 "senderName": c.sender(last).name,
@@ -247,7 +254,7 @@ class ConnectSafelyApp(InboxApp):
 
     @staticmethod
     def _list_token(c: WorldConversation) -> str:
-        return base64.urlsafe_b64encode(json.dumps([c.last_ms, c.id]).encode()).decode()
+        return base64.urlsafe_b64encode(json.dumps([c.listed_ms, c.id]).encode()).decode()
 
     def conversations(self, request: Request) -> Response:
         if denied := self._auth(request):
@@ -272,7 +279,7 @@ class ConnectSafelyApp(InboxApp):
                 last_ms, last_id = json.loads(base64.urlsafe_b64decode(token.encode()))
             except (binascii.Error, ValueError, TypeError):
                 return reply(400, {"success": False, "error": "Invalid nextCursor"})
-            items = [c for c in items if (-c.last_ms, c.id) > (-int(last_ms), str(last_id))]
+            items = [c for c in items if (-c.listed_ms, c.id) > (-int(last_ms), str(last_id))]
         for account in accounts:
             self.sandbox.count("lists", account.id)
         quirks = self.options.get("pagination") or {}
@@ -342,7 +349,7 @@ class ConnectSafelyApp(InboxApp):
         else:
             below = [m for m in older_first if numbers["cursor"] is None or m.sent_ms < numbers["cursor"]]
             quirks = self.options.get("pagination") or {}
-            page, more = take_page(below[::-1], count, quirks)
+            page, more = take_page(below[::-1], count, quirks, tie=lambda m: m.sent_ms)
             request_cursor = request.arg("cursor")
             cursor_out, more = next_cursor(page, more, request_cursor, quirks, lambda m: str(m.sent_ms))
             page.reverse()  # oldest first within a page

@@ -17,14 +17,18 @@ Size options (``Sandbox(sizes={vendor: {...}})``):
 * ``attachments`` (0.1): share of messages with an attachment.
 
 Timestamps are epoch milliseconds, unique within a conversation, all before the sandbox clock's start
-until time passes.
+until time passes. Time passing (:meth:`InboxWorld.add_messages`) can break both on purpose: a message can
+arrive late, with the same time as the newest one or an older one, and the listing can keep showing a
+conversation's old activity (a lagging vendor listing); :meth:`InboxWorld.add_empty` opens conversations
+with no message yet.
 """
 
 from __future__ import annotations
 
 import base64
+import bisect
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,7 +84,13 @@ class WorldMessage:
 
 @dataclass
 class WorldConversation:
-    """One conversation of an account with one other member; messages are sorted oldest first."""
+    """
+    One conversation of an account with one other member; messages are sorted oldest first.
+
+    What the vendor's listing shows (:attr:`listed_ms`, :attr:`listed_message`) follows the newest message
+    unless ``activity_ms`` / ``shown`` say otherwise: a late message whose arrival moved the activity past
+    its own time, a listing that lags behind the messages, or an empty conversation.
+    """
 
     id: str
     account: WorldAccount
@@ -90,10 +100,24 @@ class WorldConversation:
     labels: list[str] = field(default_factory=list)
     unread: int = 0
     messages: list[WorldMessage] = field(default_factory=list)
+    activity_ms: int | None = None  # the listed activity when it is not the newest message's time
+    shown: WorldMessage | None = None  # the listed latest message when it is not the newest one
 
     @property
     def last_ms(self) -> int:
         return self.messages[-1].sent_ms if self.messages else 0
+
+    @property
+    def listed_ms(self) -> int:
+        """The activity time the vendor's listing shows (and orders by)."""
+        return self.activity_ms if self.activity_ms is not None else self.last_ms
+
+    @property
+    def listed_message(self) -> WorldMessage | None:
+        """The latest message the vendor's listing shows (``None`` for an empty conversation)."""
+        if self.shown is not None:
+            return self.shown
+        return self.messages[-1] if self.messages else None
 
     def sender(self, message: WorldMessage) -> Person:
         return self.account.owner if message.outbound else self.person
@@ -193,6 +217,7 @@ class InboxWorld:
         return conversation
 
     def _add(self, conversation: WorldConversation, sent_ms: int, *, first: bool = False) -> WorldMessage:
+        """A new message at ``sent_ms``, in time order (after the messages of the same millisecond)."""
         outbound = self.rng.random() < 0.45
         kind = "TEXT"
         if first and self.rng.random() < 0.3:
@@ -217,7 +242,11 @@ class InboxWorld:
             kind=kind,
             attachments=attachments,
         )
-        conversation.messages.append(message)
+        if conversation.messages and sent_ms < conversation.last_ms:
+            index = bisect.bisect_right([m.sent_ms for m in conversation.messages], sent_ms)
+            conversation.messages.insert(index, message)
+        else:
+            conversation.messages.append(message)
         return message
 
     # ---- queries --------------------------------------------------------------------------------------
@@ -229,8 +258,8 @@ class InboxWorld:
             yield from account.conversations
 
     def newest_first(self, conversations: Iterator[WorldConversation]) -> list[WorldConversation]:
-        """Conversations by last activity, newest first (ties by id, so the order is total)."""
-        return sorted(conversations, key=lambda c: (-c.last_ms, c.id))
+        """Conversations by listed activity, newest first (ties by id, so the order is total)."""
+        return sorted(conversations, key=lambda c: (-c.listed_ms, c.id))
 
     # ---- time passes ----------------------------------------------------------------------------------
     def add_messages(
@@ -241,16 +270,27 @@ class InboxWorld:
         messages: int = 1,
         conversation_ids: Sequence[str] | None = None,
         account_id: str | None = None,
+        at: str = "newer",
+        older_by_ms: int = 60_000,
+        move_activity: bool = True,
     ) -> dict[str, Any]:
         """
         New messages arrive: ``messages`` each in ``conversations`` conversations chosen by the rng.
 
-        :param now_ms: the sandbox clock (the new messages are at most this recent, and always newer than
-            the conversation's last message).
+        :param now_ms: the sandbox clock (the time they arrive).
         :param conversation_ids: these conversations instead of a random choice.
         :param account_id: choose only among this account's conversations.
+        :param at: the new messages' time against the conversation's newest message before the call:
+            ``newer`` (after it and at most ``now_ms``), ``equal`` (the same millisecond) or ``older``
+            (``older_by_ms`` before it). An empty conversation counts ``now_ms`` as its newest.
+        :param move_activity: whether the listing shows the arrival: the newest message's time when it is
+            newer, else the arrival time (``now_ms``); in any case past the activity listed before, with
+            the new message as the latest. ``False`` keeps the listed activity, latest message and position
+            as they were (a lagging listing); reads, counts and ``since`` show the new messages anyway.
         :return: ``{"changed": [conversation ids], "messages": [new message ids]}``.
         """
+        if at not in ("newer", "equal", "older"):
+            raise ValueError(f"at must be newer, equal or older, got {at!r}")
         if conversation_ids:
             chosen = [self.by_id[c] for c in conversation_ids]
         else:
@@ -258,26 +298,80 @@ class InboxWorld:
             chosen = self.rng.sample(pool, min(int(conversations), len(pool)))
         added: list[str] = []
         for conversation in chosen:
+            listed_ms, listed = conversation.listed_ms, conversation.listed_message
+            newest = conversation.last_ms if conversation.messages else now_ms
+            message = None
             for i in range(int(messages)):
-                sent_ms = max(
-                    conversation.last_ms + 1 + self.rng.randrange(5_000), now_ms - (messages - i) * 1000
-                )
+                if at == "newer":
+                    sent_ms = max(
+                        conversation.last_ms + 1 + self.rng.randrange(5_000), now_ms - (messages - i) * 1000
+                    )
+                else:
+                    sent_ms = newest if at == "equal" else newest - int(older_by_ms)
                 message = self._add(conversation, sent_ms)
                 if not message.outbound:
                     conversation.unread += 1
                 added.append(message.id)
+            if message is None:
+                continue
+            if not move_activity:
+                conversation.activity_ms, conversation.shown = listed_ms, listed
+                continue
+            # the listing moves: never backward, and always past what it showed before
+            activity = max(conversation.last_ms if at == "newer" else now_ms, listed_ms + 1)
+            conversation.activity_ms = None if activity == conversation.last_ms else activity
+            conversation.shown = None if message is conversation.messages[-1] else message
         return {"changed": [c.id for c in chosen], "messages": added}
 
+    def add_empty(self, now_ms: int, count: int, *, account_id: str | None = None) -> dict[str, Any]:
+        """
+        ``count`` new conversations with no message yet, opened at ``now_ms`` (their listed activity).
 
-def take_page(remaining: Sequence[Any], count: int, quirks: Mapping[str, Any]) -> tuple[list[Any], bool]:
+        :param account_id: in this account; else each in an account chosen by the rng.
+        :return: ``{"created": [conversation ids]}``.
+        """
+        if account_id is not None and self.account(account_id) is None:
+            raise KeyError(f"no account {account_id!r}")
+        created = []
+        for _ in range(int(count)):
+            account = self.account(account_id) if account_id else self.rng.choice(self.accounts)
+            sales_nav = account.sales_nav and self.rng.random() < float(self.options.get("sales_nav", 0.25))
+            token = self.token()
+            conversation = WorldConversation(
+                id=self.conversation_id(account, token, sales_nav),
+                account=account,
+                person=self._person(),
+                sales_nav=sales_nav,
+                token=token,
+                activity_ms=now_ms,
+            )
+            account.conversations.append(conversation)
+            self.by_id[conversation.id] = conversation
+            created.append(conversation.id)
+        return {"created": created}
+
+
+def take_page(
+    remaining: Sequence[Any],
+    count: int,
+    quirks: Mapping[str, Any],
+    tie: Callable[[Any], Any] | None = None,
+) -> tuple[list[Any], bool]:
     """
     The page to serve from ``remaining`` (already past the cursor) and whether more items remain.
 
     ``quirks["page_cap"]`` serves at most that many items whatever ``count`` asked: short pages that are not
     the last, as vendors do that merge several upstream calls.
+
+    :param tie: the cursor value of an item: a page never ends between two items with the same one (the
+        next page starts strictly past the cursor, so it would skip the rest), it grows to take them all.
     """
     size = min(count, int(quirks.get("page_cap") or count))
     page = list(remaining[:size])
+    if tie is not None and page:
+        last = tie(page[-1])
+        while len(page) < len(remaining) and tie(remaining[len(page)]) == last:
+            page.append(remaining[len(page)])
     return page, len(remaining) > len(page)
 
 
@@ -339,6 +433,7 @@ class InboxApp(VendorApp):
                     "account_id": c.account.id,
                     "conversation_id": c.id,
                     "last_activity_ms": c.last_ms,
+                    **({"listed_activity_ms": c.listed_ms} if c.listed_ms != c.last_ms else {}),
                     "channel": channel,
                     "messages": len(c.messages),
                     "unread": c.unread,
@@ -369,14 +464,27 @@ class InboxApp(VendorApp):
     def advance(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """
         New messages arrive: ``{"conversations": k, "messages": m}``, or ``conversation_ids`` instead of k
-        random ones, optionally only in ``account_id``. Returns the changed conversations and new message ids.
+        random ones, optionally only in ``account_id``; ``at`` (``newer``, ``equal`` or ``older``, with
+        ``older_by_ms``) and ``move_activity`` as :meth:`InboxWorld.add_messages` says.
+        ``{"empty_conversations": k}`` opens k conversations with no message. Returns the changed
+        conversations and new message ids (and ``created``, the new empty conversations, when asked).
         """
-        if not (body.get("conversations") or body.get("conversation_ids")):
-            return {"changed": [], "messages": []}
-        return self.world.add_messages(
-            int(self.sandbox.now() * 1000),
-            conversations=int(body.get("conversations") or 0),
-            messages=int(body.get("messages", 1)),
-            conversation_ids=body.get("conversation_ids"),
-            account_id=body.get("account_id"),
-        )
+        now_ms = int(self.sandbox.now() * 1000)
+        out: dict[str, Any] = {"changed": [], "messages": []}
+        if body.get("conversations") or body.get("conversation_ids"):
+            out = self.world.add_messages(
+                now_ms,
+                conversations=int(body.get("conversations") or 0),
+                messages=int(body.get("messages", 1)),
+                conversation_ids=body.get("conversation_ids"),
+                account_id=body.get("account_id"),
+                at=str(body.get("at") or "newer"),
+                older_by_ms=int(body.get("older_by_ms", 60_000)),
+                move_activity=bool(body.get("move_activity", True)),
+            )
+        if body.get("empty_conversations"):
+            created = self.world.add_empty(
+                now_ms, int(body["empty_conversations"]), account_id=body.get("account_id")
+            )
+            out.update(created)
+        return out

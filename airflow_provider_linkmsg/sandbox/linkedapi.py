@@ -33,7 +33,9 @@ reason, e.g. ``linkedinAccountSignedOut``), ``account_error`` (``linkedinAccount
 
 ``advance({"seconds": s, "linkedapi": {"persons": k, "messages": m, "working_hours": "open"|"closed"}})``
 adds ``m`` new messages (default 1) to ``k`` synced conversations of every account, and opens or closes
-the accounts' working hours. Counters (group ``linkedapi``): ``jobs_started``, ``seed_synchronize``,
+the accounts' working hours; ``conversations``/``conversation_ids``, ``at``, ``older_by_ms`` and
+``empty_conversations`` are the late-delivery modes shared with the other inbox vendors (see
+:meth:`LinkedApiApp.advance`). Counters (group ``linkedapi``): ``jobs_started``, ``seed_synchronize``,
 ``workflows``, ``seed_get``, ``poll``, ``get_or_poll``, ``cancelled``.
 """
 
@@ -247,7 +249,15 @@ class LinkedApiApp(VendorApp):
         return {"default_account": "acc1", "accounts": accounts}
 
     def advance(self, body: Mapping[str, Any]) -> Any:
-        """New messages in synced conversations (``persons``, ``messages``); open/close working hours."""
+        """
+        New messages in synced conversations (``persons``, ``messages``); open/close working hours.
+
+        The inbox modes shared with the other inbox vendors: ``conversations`` (k conversations, synced ones
+        first) or ``conversation_ids`` (record ids: the person URL, ``#sales_navigator`` for that channel),
+        optionally in ``account_id``, get ``messages`` each, at a time ``at`` ``newer`` / ``equal`` /
+        ``older`` (by ``older_by_ms``, to the second) than the conversation's newest; ``empty_conversations``
+        adds k persons with no message yet. Linked API lists nothing, so ``move_activity`` changes nothing.
+        """
         if body.get("working_hours") in ("open", "closed"):
             self.options["outside_working_hours"] = body["working_hours"] == "closed"
         added = []
@@ -267,7 +277,67 @@ class LinkedApiApp(VendorApp):
                     added.append(
                         {"account": account.id, "person": conv.person, "type": conv.type, "ids": ids}
                     )
-        return {"added": added}
+        out: dict[str, Any] = {"added": added}
+        if body.get("conversations") or body.get("conversation_ids"):
+            out.update(self._late_messages(body, added))
+        if body.get("empty_conversations"):
+            out["created"] = self._add_empty(int(body["empty_conversations"]), body.get("account_id"))
+        return out
+
+    def _accounts_of(self, account_id: Any) -> list[Account]:
+        if account_id is None:
+            return list(self.accounts.values())
+        found = [a for a in self.accounts.values() if a.id == account_id]
+        if not found:
+            raise KeyError(f"no account {account_id!r}")
+        return found
+
+    def _late_messages(self, body: Mapping[str, Any], added: list[dict[str, Any]]) -> dict[str, Any]:
+        at, older_by = str(body.get("at") or "newer"), int(body.get("older_by_ms", 60_000)) / 1000
+        if at not in ("newer", "equal", "older"):
+            raise ValueError(f"at must be newer, equal or older, got {at!r}")
+        now, m = self.sandbox.now(), int(body.get("messages", 1))
+        pool = []
+        for account in self._accounts_of(body.get("account_id")):
+            for conv in sorted(account.conversations.values(), key=lambda c: (c.type, c.person)):
+                record_id = conv.person if conv.type == "st" else f"{conv.person}#sales_navigator"
+                pool.append((account, conv, record_id))
+        if body.get("conversation_ids"):
+            by_id = {record_id: (a, c, record_id) for a, c, record_id in pool}
+            chosen = [by_id[c] for c in body["conversation_ids"]]
+        else:
+            live = [p for p in pool if p[1].synced and (p[1].sync_until is None or p[1].sync_until > now)]
+            chosen = self.rng.sample(live or pool, min(int(body["conversations"]), len(live or pool)))
+        changed, ids = [], []
+        for account, conv, record_id in chosen:
+            newest = max((parse_iso(x["time"]) for x in conv.messages), default=now)
+            new = []
+            for i in range(m):
+                if at == "newer":
+                    t = max(now - (m - i), newest + 1 + i)
+                else:
+                    t = newest if at == "equal" else newest - older_by
+                message = self._message(self.rng.choice(["us", "them"]), t)
+                conv.messages.append(message)
+                new.append(message["id"])
+            changed.append(record_id)
+            ids += new
+            added.append({"account": account.id, "person": conv.person, "type": conv.type, "ids": new})
+        return {"changed": changed, "messages": ids}
+
+    def _add_empty(self, count: int, account_id: Any) -> list[str]:
+        """``count`` persons with no message yet (standard channel), in ``account_id`` or the first account."""
+        account = self._accounts_of(account_id)[0]
+        created = []
+        for _ in range(count):
+            first, last = self.rng.choice(_FIRST), self.rng.choice(_LAST)
+            url = f"https://www.linkedin.com/in/{first}-{last}-{account.id}-{len(account.persons)}"
+            account.persons.append((url, "st"))
+            account.conversations[(url, "st")] = Conversation(
+                url, "st", thread_id=f"2-{self.rng.getrandbits(64):016x}"
+            )
+            created.append(url)
+        return created
 
     def configure(self, settings: Mapping[str, Any]) -> None:
         self.options.update(settings)

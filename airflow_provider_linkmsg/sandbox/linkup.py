@@ -21,6 +21,11 @@ Options, besides the world sizes of :mod:`.inbox_world`:
 
 Counters: ``reads`` per conversation id (one per ``get_conversation``), ``lists`` per account and
 ``credits_by_action``.
+
+The inbox lists by listed activity: ``last_message.time`` is the conversation's listed activity (which can
+lag behind or run ahead of the newest message: see :meth:`.inbox_world.InboxWorld.add_messages`), and an
+empty conversation lists with ``last_message: null`` at the time it was opened. ``total_message_count`` always
+counts every message. A page of messages never ends inside a millisecond (the cursor is a time).
 """
 
 from __future__ import annotations
@@ -211,7 +216,7 @@ class LinkupApp(InboxApp):
 
     @staticmethod
     def _inbox_token(c: WorldConversation) -> str:
-        return base64.b64encode(f"DESCENDING&{c.last_ms}&2-{c.token}".encode()).decode()
+        return base64.b64encode(f"DESCENDING&{c.listed_ms}&2-{c.token}".encode()).decode()
 
     def _person_json(self, person, *, is_me: bool | None = None) -> dict[str, Any]:
         data = {
@@ -239,7 +244,7 @@ class LinkupApp(InboxApp):
                 key = (-int(last_ms), thread)
             except (binascii.Error, ValueError, UnicodeDecodeError):
                 return self.error(400, "INVALID_PARAMS", "cursor is not a cursor this API returned", action)
-            items = [c for c in items if (-c.last_ms, f"2-{c.token}") > key]
+            items = [c for c in items if (-c.listed_ms, f"2-{c.token}") > key]
         quirks = self.options.get("pagination") or {}
         page, more = take_page(items, count, quirks)
         cursor_out, _ = next_cursor(page, more, cursor, quirks, self._inbox_token)
@@ -249,14 +254,16 @@ class LinkupApp(InboxApp):
         self.sandbox.count("lists", account.id)
         conversations = []
         for c in page:
-            last = c.messages[-1]
+            last = c.listed_message
             conversations.append(
                 {
                     "conversation_id": c.id,
                     "participant": self._person_json(c.person),
-                    "last_message": {
+                    "last_message": None
+                    if last is None
+                    else {
                         "text": last.text,
-                        "time": last.sent_ms,
+                        "time": c.listed_ms,
                         "sender": self._person_json(c.sender(last), is_me=last.outbound),
                     },
                     "unread": c.unread,
@@ -326,7 +333,7 @@ class LinkupApp(InboxApp):
         if cursor not in (None, ""):
             newest_first = [m for m in newest_first if m.sent_ms < int(cursor)]
         quirks = self.options.get("pagination") or {}
-        page, more = take_page(newest_first, count, quirks)
+        page, more = take_page(newest_first, count, quirks, tie=lambda m: m.sent_ms)
         cursor_out, _ = next_cursor(page, more, cursor or None, quirks, lambda m: str(m.sent_ms))
         cost = max(1, math.ceil(len(page) / 10))
         if refused := self._afford(cost, action):
@@ -359,7 +366,10 @@ class LinkupApp(InboxApp):
             outbound=True,
             text=text,
         )
+        listed_ms = conversation.listed_ms
         conversation.messages.append(message)
+        activity = max(sent_ms, listed_ms + 1)  # a message sent moves the listing
+        conversation.activity_ms, conversation.shown = (None if activity == sent_ms else activity), None
         data = {"entity_urn": message.id, "conversation_id": conversation.id, "delivered_at": sent_ms}
         return self.ok(data, action, account.id, cost)
 
