@@ -11,21 +11,18 @@ the ``User-Agent``, secret masking, and the mapping of error responses to
 A vendor hook sets its class attributes, implements :meth:`LinkMsgHook.auth_headers` and, when its error
 bodies or codes need it, :meth:`LinkMsgHook.describe_error` and :meth:`LinkMsgHook.error_class`; it then
 calls :meth:`LinkMsgHook.request` for every route.
+
+The parts live in :mod:`airflow_provider_linkmsg.hooks.transport` (settings, rate limiting, retry policy,
+interpretation of answers); this module wires them into the hook.
 """
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
-import json
-import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any, ClassVar, Self
 
@@ -36,212 +33,45 @@ from requests.adapters import HTTPAdapter
 from airflow_provider_linkmsg import __version__
 from airflow_provider_linkmsg.exceptions import (
     LinkMsgAuthError,
-    LinkMsgBudgetExceededError,
     LinkMsgError,
-    LinkMsgNotFoundError,
-    LinkMsgRateLimitedError,
     LinkMsgResponseError,
     LinkMsgValidationError,
     LinkMsgVendorError,
 )
+from airflow_provider_linkmsg.hooks.transport import interpret as _interpret
+from airflow_provider_linkmsg.hooks.transport.interpret import (
+    ApiResponse,
+    connection_reason,
+    never_connected,
+)
+from airflow_provider_linkmsg.hooks.transport.interpret import short as _short
+from airflow_provider_linkmsg.hooks.transport.params import ConnParams, bounded, extra_value, number
+from airflow_provider_linkmsg.hooks.transport.ratelimit import RateLimiter, shared_limiter
+from airflow_provider_linkmsg.hooks.transport.retry import (
+    Transient,
+    backoff,
+    gave_up,
+    lost,
+    parse_reset_time,
+    parse_retry_after,
+)
 from airflow_provider_linkmsg.vendors import VENDORS, VendorInfo
 
+__all__ = [
+    "USER_AGENT",
+    "ApiResponse",
+    "ConnParams",
+    "LinkMsgHook",
+    "RateLimiter",
+    "_short",
+    "parse_reset_time",
+    "parse_retry_after",
+    "shared_limiter",
+]
+
 USER_AGENT = f"airflow-provider-linkmsg/{__version__}"
-_MAX_ERROR_TEXT = 300
-
-
-# --------------------------------------------------------------------------------------------------------
-# Connection parameters
-# --------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ConnParams:
-    """
-    Settings read from an Airflow connection, with the vendor's defaults filled in.
-
-    The API key is the connection's password; ``extra`` holds the rest, under plain keys (Airflow 3 forms)
-    or the legacy ``extra__<conn_type>__<key>`` form.
-    """
-
-    base_url: str
-    api_key: str = field(repr=False)
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    max_retries: int = 5
-    max_retry_wait: float = 300.0
-    requests_per_second: float = 1.0
-    burst: int = 5
-    max_in_flight: int = 4
-    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
-
-
-def _extra_value(extra: Mapping[str, Any], conn_type: str, key: str) -> Any:
-    value = extra.get(key)
-    if value in (None, ""):
-        value = extra.get(f"extra__{conn_type}__{key}")
-    return None if value == "" else value
-
-
-def _number(name: str, value: Any, default: float, *, minimum: float, cast: type = float) -> Any:
-    if value is None:
-        return cast(default)
-    try:
-        number = cast(value)
-    except (TypeError, ValueError):
-        raise LinkMsgValidationError(
-            f"connection field {name!r} must be a number, got {value!r}; fix it in the connection's extra",
-            field=name,
-        ) from None
-    if number < minimum:
-        raise LinkMsgValidationError(
-            f"connection field {name!r} must be at least {minimum}, got {number}; fix it in the connection",
-            field=name,
-        )
-    return number
-
-
-# --------------------------------------------------------------------------------------------------------
-# Rate limiting
-# --------------------------------------------------------------------------------------------------------
-class RateLimiter:
-    """
-    A token bucket (``rate`` per second, ``burst`` deep) plus a cap on requests in flight, thread-safe.
-
-    After a 429 with ``Retry-After`` the limiter pauses every caller until that time, so concurrent
-    workers back off together instead of each finding the limit on its own.
-    """
-
-    def __init__(self, rate: float, burst: int, max_in_flight: int) -> None:
-        self.rate = rate
-        self.burst = max(1, burst)
-        self._tokens = float(self.burst)
-        self._stamp = time.monotonic()
-        self._paused_until = 0.0
-        self._lock = threading.Lock()
-        self._in_flight = threading.BoundedSemaphore(max(1, max_in_flight))
-
-    def _take(self) -> float:
-        """Take a token if one is free and return 0, else return how long to wait."""
-        with self._lock:
-            now = time.monotonic()
-            if now < self._paused_until:
-                return self._paused_until - now
-            if self.rate > 0:
-                self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-            else:
-                self._tokens = self.burst
-            self._stamp = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return 0.0
-            return (1 - self._tokens) / self.rate
-
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Wait for a token and an in-flight slot; release the slot when the request is done."""
-        with self._in_flight:
-            while (delay := self._take()) > 0:
-                time.sleep(delay)
-            yield
-
-    def pause(self, seconds: float) -> None:
-        """Hold every caller for ``seconds`` from now (the vendor asked us to wait)."""
-        with self._lock:
-            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
-            self._tokens = 0.0
-            self._stamp = self._paused_until  # no tokens pile up during the pause: it ends without a burst
-
-
 _SHARED_HOOKS: dict[tuple[type, str, str], Any] = {}
 _SHARED_LOCK = threading.Lock()
-_LIMITERS: dict[tuple[str, ...], RateLimiter] = {}
-_LIMITERS_LOCK = threading.Lock()
-
-
-def shared_limiter(key: tuple[str, ...], rate: float, burst: int, max_in_flight: int) -> RateLimiter:
-    """The process-wide limiter for ``key`` (vendor, host, hashed key and settings)."""
-    full_key = (*key, str(rate), str(burst), str(max_in_flight))
-    with _LIMITERS_LOCK:
-        limiter = _LIMITERS.get(full_key)
-        if limiter is None:
-            limiter = _LIMITERS[full_key] = RateLimiter(rate, burst, max_in_flight)
-        return limiter
-
-
-# --------------------------------------------------------------------------------------------------------
-# Responses and transient failures
-# --------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ApiResponse:
-    """A successful (2xx) response: its status, parsed JSON body (``None`` when empty) and headers."""
-
-    status: int
-    data: Any
-    headers: Mapping[str, str]
-
-
-class _Transient(Exception):
-    """A failure worth retrying; carries the typed error to raise once retries run out."""
-
-    def __init__(self, error: LinkMsgError, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.error = error
-        self.reason = reason
-        self.retry_after = retry_after
-        self.answer_lost = getattr(error, "answer_lost", False)
-
-
-def _lost(error: LinkMsgError, reason: str, retry: bool) -> Exception:
-    """The vendor may have acted but its answer is lost (cut off, unparsable, timed out): mark it so."""
-    error.answer_lost = True
-    return _Transient(error, reason) if retry else error
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header in either of its forms (delta-seconds or HTTP-date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = datetime.now(UTC).timestamp() if now is None else now
-    return max(0.0, when.timestamp() - current)
-
-
-def parse_reset_time(value: Any, *, now: float | None = None) -> float | None:
-    """
-    Seconds until a rate-limit reset time, as vendors write it: ISO-8601 (``2026-01-01T10:00:00Z``),
-    Unix seconds or milliseconds, or (a small number) seconds from now. ``None`` when it is none of these.
-    """
-    if value is None or isinstance(value, bool) or value == "":
-        return None
-    current = datetime.now(UTC).timestamp() if now is None else now
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        try:
-            when = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        when = when if when.tzinfo else when.replace(tzinfo=UTC)
-        return max(0.0, when.timestamp() - current)
-    if number > 1e12:  # Unix milliseconds
-        number = number / 1000 - current
-    elif number > 1e9:  # Unix seconds
-        number -= current
-    return max(0.0, number)
-
-
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_ERROR_TEXT else text[:_MAX_ERROR_TEXT] + "..."
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -325,7 +155,7 @@ class LinkMsgHook(BaseHook):
 
     def extra(self, key: str, default: Any = None) -> Any:
         """A value from the connection's extra (plain or ``extra__<type>__`` key), or ``default``."""
-        value = _extra_value(self.connection.extra_dejson, self.conn_type, key)
+        value = extra_value(self.connection.extra_dejson, self.conn_type, key)
         return default if value is None else value
 
     @cached_property
@@ -334,7 +164,7 @@ class LinkMsgHook(BaseHook):
         conn = self.connection
         info = self.vendor_info()
         extra = conn.extra_dejson
-        api_key = conn.password or _extra_value(extra, self.conn_type, "api_key") or ""
+        api_key = conn.password or extra_value(extra, self.conn_type, "api_key") or ""
         if not api_key:
             raise LinkMsgAuthError(
                 f"connection {self.conn_id!r} has no API key: put the key in the connection's password field",
@@ -345,7 +175,7 @@ class LinkMsgHook(BaseHook):
         base_url = (
             self._base_url_override
             or (host if "://" in host else None)
-            or _extra_value(extra, self.conn_type, "base_url")
+            or extra_value(extra, self.conn_type, "base_url")
             or info.base_url
         )
         if not str(base_url).startswith(("http://", "https://")):
@@ -356,7 +186,7 @@ class LinkMsgHook(BaseHook):
             )
 
         def num(key: str, default: float, minimum: float, cast: type = float) -> Any:
-            return _number(key, _extra_value(extra, self.conn_type, key), default, minimum=minimum, cast=cast)
+            return number(key, extra_value(extra, self.conn_type, key), default, minimum=minimum, cast=cast)
 
         return ConnParams(
             base_url=str(base_url).rstrip("/"),
@@ -440,29 +270,11 @@ class LinkMsgHook(BaseHook):
 
         Vendor hooks override this for their own envelopes; the text is shortened and never holds headers.
         """
-        if isinstance(body, dict):
-            err = body.get("error")
-            if isinstance(err, dict):
-                return _short(str(err.get("message") or err)), err.get("code") or err.get("type")
-            if err:
-                return _short(str(err)), body.get("code")
-            if body.get("message"):
-                return _short(str(body["message"])), body.get("code")
-        return _short(text) or f"HTTP {status}", None
+        return _interpret.describe_error(status, body, text)
 
     def error_class(self, status: int, code: str | None) -> type[LinkMsgError]:
         """The exception type for an error status (and the vendor's code, which overrides may use)."""
-        if status in self.auth_statuses:
-            return LinkMsgAuthError
-        if status in (400, 422):
-            return LinkMsgValidationError
-        if status == 402:
-            return LinkMsgBudgetExceededError
-        if status == 404:
-            return LinkMsgNotFoundError
-        if status == 429:
-            return LinkMsgRateLimitedError
-        return LinkMsgVendorError
+        return _interpret.error_class(status, self.auth_statuses)
 
     # ---- the request ------------------------------------------------------------------------------------
     def request(
@@ -514,40 +326,22 @@ class LinkMsgHook(BaseHook):
                     idempotent,
                     timeout or p.read_timeout,
                 )
-            except (_Transient, LinkMsgError) as exc:
+            except (Transient, LinkMsgError) as exc:
                 if on_lost_answer is not None and getattr(exc, "answer_lost", False):
                     on_lost_answer()
-                if not isinstance(exc, _Transient):
+                if not isinstance(exc, Transient):
                     raise
-                pause = self._backoff(exc, attempt)
+                pause = backoff(exc, attempt)
                 if attempt > retries or waited + pause > p.max_retry_wait:
-                    raise self._gave_up(exc, attempt, waited, time.monotonic() - started) from None
+                    raise gave_up(
+                        exc, attempt, waited, time.monotonic() - started, p.max_retry_wait
+                    ) from None
                 with self._stats_lock:
                     self.retries += 1
                 self.log.warning("%s: %s; retry %d in %.1f s", self.vendor, exc.reason, attempt, pause)
             time.sleep(pause)
             waited += pause
             attempt += 1
-
-    def _gave_up(self, exc: _Transient, attempts: int, waited: float, elapsed: float) -> LinkMsgError:
-        """The error to raise when the retries are spent: what the last failure was and how long it took."""
-        budget = ""
-        max_wait = self.conn_params.max_retry_wait
-        if exc.retry_after is not None and waited + exc.retry_after > max_wait:
-            budget = (
-                f"; the vendor asked to wait {exc.retry_after:.1f} s more, past the max_retry_wait "
-                f"of {max_wait:.0f} s"
-            )
-        error = exc.error
-        return type(error)(
-            f"gave up after {attempts} attempt(s) in {elapsed:.1f} s, {waited:.1f} s of it waiting "
-            f"between retries{budget}. Last failure: {exc.reason}",
-            vendor=error.vendor,
-            method=error.method,
-            endpoint=error.endpoint,
-            status=error.status,
-            code=error.code,
-        )
 
     def _send_once(
         self,
@@ -575,54 +369,24 @@ class LinkMsgHook(BaseHook):
                 )
                 content = response.content  # a truncated body raises here
             except requests.exceptions.ConnectTimeout as exc:
-                raise _Transient(LinkMsgVendorError("connect timeout", **where), "connect timeout") from exc
+                raise Transient(LinkMsgVendorError("connect timeout", **where), "connect timeout") from exc
             except requests.exceptions.ConnectionError as exc:
-                reason = _connection_reason(exc)
+                reason = connection_reason(exc)
                 error = LinkMsgVendorError(f"connection failed ({reason})", **where)
-                if idempotent or _never_connected(exc):
-                    raise _Transient(error, f"connection failed ({reason})") from exc
+                if idempotent or never_connected(exc):
+                    raise Transient(error, f"connection failed ({reason})") from exc
                 raise error from None
             except requests.exceptions.Timeout as exc:
                 error = LinkMsgVendorError(
                     f"no answer within the read timeout of {read_timeout:.0f} s", **where
                 )
-                raise _lost(error, "read timeout", idempotent) from exc
+                raise lost(error, "read timeout", idempotent) from exc
             except requests.exceptions.RequestException as exc:  # ChunkedEncodingError, ContentDecodingError
                 error = LinkMsgResponseError(
                     f"the response body was cut off or malformed ({type(exc).__name__})", **where
                 )
-                raise _lost(error, "truncated response body", idempotent) from exc
-        return self._interpret(response.status_code, response.headers, content, where, idempotent)
-
-    def _interpret(
-        self, status: int, headers: Mapping[str, str], content: bytes, where: dict[str, Any], idempotent: bool
-    ) -> ApiResponse:
-        text = content.decode("utf-8", errors="replace")
-        try:
-            body = json.loads(text) if text.strip() else None
-            parsed = True
-        except ValueError:
-            body, parsed = None, False
-        if 200 <= status < 300:
-            if not parsed:
-                error = LinkMsgResponseError(
-                    f"a {status} response whose body is not valid JSON ({len(content)} bytes)",
-                    status=status,
-                    **where,
-                )
-                raise _lost(error, f"HTTP {status} with an unparsable body", idempotent)
-            return ApiResponse(status=status, data=body, headers=headers)
-        message, code = self.describe_error(status, body, text)
-        error_type = self.error_class(status, code)
-        error = error_type(self._hint(error_type, message), status=status, code=code, **where)
-        retry_after = self.retry_after(headers, body)
-        if error_type is LinkMsgRateLimitedError:
-            if retry_after is not None:
-                self.limiter.pause(retry_after)
-            raise _Transient(error, f"HTTP {status} {message}", retry_after)
-        if error_type is LinkMsgVendorError and status >= 500 and idempotent:
-            raise _Transient(error, f"HTTP {status} {message}", retry_after)
-        raise error
+                raise lost(error, "truncated response body", idempotent) from exc
+        return _interpret.interpret(self, response.status_code, response.headers, content, where, idempotent)
 
     def retry_after(self, headers: Mapping[str, str], body: Any) -> float | None:
         """
@@ -632,22 +396,13 @@ class LinkMsgHook(BaseHook):
         """
         return parse_retry_after(headers.get("Retry-After"))
 
-    def _hint(self, error_type: type[LinkMsgError], message: str) -> str:
+    def hint(self, error_type: type[LinkMsgError], message: str) -> str:
         if error_type is LinkMsgAuthError:
             return (
                 f"{message}. Check the API key in Airflow connection {self.conn_id!r} "
                 "(it is not retried: a wrong key does not become right)"
             )
         return message
-
-    # ---- retry policy -----------------------------------------------------------------------------------
-    @staticmethod
-    def _backoff(exc: _Transient, attempt: int) -> float:
-        """Seconds before retry ``attempt``: what ``Retry-After`` asked, else exponential back-off with jitter."""
-        if exc.retry_after is not None:
-            return exc.retry_after + random.uniform(0, 0.1)
-        base = min(30.0, 0.5 * 2 ** (attempt - 1))
-        return random.uniform(base / 2, base)
 
     # ---- connection test --------------------------------------------------------------------------------
     def check_connection(self) -> str:
@@ -658,30 +413,7 @@ class LinkMsgHook(BaseHook):
         """Airflow's connection test: one cheap call, no retries, bounded by a 10 s timeout."""
         try:
             probe = type(self)(self.conn_id)
-            probe.__dict__["conn_params"] = _bounded(probe.conn_params)
+            probe.__dict__["conn_params"] = bounded(probe.conn_params)
             return True, f"Connection to {self.vendor_info().label} succeeded: {probe.check_connection()}"
         except Exception as exc:
             return False, str(exc)
-
-
-def _bounded(params: ConnParams) -> ConnParams:
-    from dataclasses import replace
-
-    return replace(
-        params,
-        max_retries=0,
-        connect_timeout=min(params.connect_timeout, 5.0),
-        read_timeout=min(params.read_timeout, 10.0),
-    )
-
-
-def _connection_reason(exc: Exception) -> str:
-    text = str(exc)
-    for marker in ("Connection reset", "Connection refused", "Connection aborted", "RemoteDisconnected"):
-        if marker in text:
-            return marker.lower()
-    return type(exc).__name__
-
-
-def _never_connected(exc: Exception) -> bool:
-    return "Connection refused" in str(exc) or "NewConnectionError" in str(exc)
