@@ -16,6 +16,8 @@ import time
 
 from bench.common import admin, counted, print_table, quiet, sandbox_process, set_extra, task_context
 
+#: a conversation no inbox holds: the warm-up lists the inbox and reads nothing (an empty list is refused)
+WARM_UP = "urn:li:msg_conversation:(urn:li:fsd_profile:WARMUP,warm-up)"
 VENDOR = "connectsafely"
 TARGET = 1.3
 
@@ -35,7 +37,7 @@ def run(conversations: int = 500, latency_ms: float = 50.0, workers: int = 8, me
         from airflow_provider_linkmsg.operators.connectsafely import ConnectSafelyRetrieveMessagesOperator
 
         ConnectSafelyRetrieveMessagesOperator(  # warm-up without latency: imports, connection, sockets
-            task_id="retrieve", conversation_ids=[], staging_path=root
+            task_id="retrieve", conversation_ids=[WARM_UP], staging_path=root
         ).execute(task_context("warm-up"))
         admin(info, "PUT", "/faults", {"rules": [{"vendor": VENDOR, "latency_ms": latency_ms}]})
         admin(info, "POST", "/stats/reset")

@@ -27,6 +27,8 @@ from typing import Any
 
 from bench.common import admin, counted, print_table, quiet, sandbox_process, set_extra, task_context
 
+#: a conversation no inbox holds: the warm-up lists the inbox and reads nothing (an empty list is refused)
+WARM_UP = "urn:li:msg_conversation:(urn:li:fsd_profile:WARMUP,warm-up)"
 VENDOR = "connectsafely"
 #: (client rate as a share of the allowed rate, burst)
 CONFIGS = ((0.95, 2), (1.0, 1))  # the connection's default first; (1.0, 5) shows the overrun
@@ -98,7 +100,7 @@ def run(
         from airflow_provider_linkmsg.operators.connectsafely import ConnectSafelyRetrieveMessagesOperator
 
         ConnectSafelyRetrieveMessagesOperator(  # warm-up without a limit: imports, connection, sockets
-            task_id="retrieve", conversation_ids=[], staging_path=root
+            task_id="retrieve", conversation_ids=[WARM_UP], staging_path=root
         ).execute(task_context("warm-up"))
         return [_retrieve(info, limit, window, rate, burst, workers) for rate, burst in configs]
 

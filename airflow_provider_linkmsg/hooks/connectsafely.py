@@ -25,7 +25,7 @@ from airflow_provider_linkmsg.hooks.pagination import (
 )
 from airflow_provider_linkmsg.records import Message, to_utc_iso
 
-ACCOUNT_ID = re.compile(r"^[0-9a-f]{24}$")
+ACCOUNT_ID = re.compile(r"\A[0-9a-f]{24}\Z")  # \Z: a trailing newline is no id
 SALES_NAV_PREFIX = "urn:li:salesNav_thread:"
 #: the largest ``count`` asked for (the vendor documents no maximum; the sandbox caps at 100)
 MAX_COUNT = 100

@@ -45,7 +45,7 @@ URL_FIELDS = ("completion_notification_url", "proposition_company_url", "materia
 LEAD_REQUIRED_FIELDS = ("first_name", "lead_company", "external_prospect_id", "linkedin")
 #: per-lead notices: ``no_job_posts`` (Upscale), ``delete_notice`` and ``char_limit`` (legacy Koneksi)
 LEAD_NOTICES = ("no_job_posts", "delete_notice", "char_limit")
-_UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.IGNORECASE)
+_UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\Z", re.IGNORECASE)
 
 
 class KoneksiGenerationInProgressError(LinkMsgError):

@@ -37,7 +37,7 @@ from airflow_provider_linkmsg.hooks.pagination import (
 )
 from airflow_provider_linkmsg.records import Message, to_utc_iso
 
-ACCOUNT_ID = re.compile(r"^acc_[A-Za-z0-9_-]{1,64}$")
+ACCOUNT_ID = re.compile(r"\Aacc_[A-Za-z0-9_-]{1,64}\Z")  # \Z: a trailing newline is no id
 #: the largest ``count`` asked for (undocumented; the sandbox caps at 100)
 MAX_COUNT = 100
 

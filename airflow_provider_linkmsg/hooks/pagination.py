@@ -116,8 +116,12 @@ class CreditBudget:
     """
 
     def __init__(self, limit: float | None = None, *, vendor: str | None = None) -> None:
-        if limit is not None and limit < 0:
-            raise LinkMsgValidationError(f"max_credits must be 0 or more, got {limit}", field="max_credits")
+        if limit is not None and (isinstance(limit, bool) or not math.isfinite(limit) or limit < 0):
+            raise LinkMsgValidationError(
+                f"max_credits must be a finite number, 0 or more, got {limit}",
+                field="max_credits",
+                vendor=vendor,
+            )
         self.limit = limit
         self.vendor = vendor
         self.spent: float = 0
@@ -175,10 +179,10 @@ def per_ten(n: int, minimum: int = 0) -> int:
 # --------------------------------------------------------------------------------------------------------
 # Input checks shared by the inbox hooks: they run before any call and name the field and the fix.
 # --------------------------------------------------------------------------------------------------------
-_CONVERSATION_URN = re.compile(r"^urn:li:msg_conversation:\(urn:li:fsd_profile:[^,()\s]+,[^()\s]+\)$")
-_SALES_NAV_URN = re.compile(r"^urn:li:salesNav_thread:[^\s/()]+$")
+_CONVERSATION_URN = re.compile(r"urn:li:msg_conversation:\(urn:li:fsd_profile:[^,()\s]+,[^()\s]+\)")
+_SALES_NAV_URN = re.compile(r"urn:li:salesNav_thread:[^\s/()]+")
 _PROFILE_URL = re.compile(
-    r"^https?://([a-z]{2,3}\.)?(www\.)?linkedin\.com/(in|sales/people|sales/lead)/[^/?#\s]+/?(\?[^#\s]*)?$",
+    r"https?://([a-z]{2,3}\.)?(www\.)?linkedin\.com/(in|sales/people|sales/lead)/[^/?#\s]+/?(\?[^#\s]*)?",
     re.IGNORECASE,
 )
 
@@ -209,7 +213,7 @@ def check_conversation_urn(
     ``urn:li:salesNav_thread:<id>``.
     """
     text = value if isinstance(value, str) else ""
-    if _CONVERSATION_URN.match(text) or (sales_nav and _SALES_NAV_URN.match(text)):
+    if _CONVERSATION_URN.fullmatch(text) or (sales_nav and _SALES_NAV_URN.fullmatch(text)):
         return text
     forms = "urn:li:msg_conversation:(urn:li:fsd_profile:<owner>,<thread>)"
     if sales_nav:
@@ -223,7 +227,7 @@ def check_conversation_urn(
 
 def check_profile_url(value: Any, *, field: str = "profile_url", vendor: str | None = None) -> str:
     """``value`` if it is a LinkedIn profile URL (``https://www.linkedin.com/in/<slug>``), else an error."""
-    if isinstance(value, str) and _PROFILE_URL.match(value.strip()):
+    if isinstance(value, str) and _PROFILE_URL.fullmatch(value.strip()):
         return value.strip()
     raise LinkMsgValidationError(
         f"{field} {value!r} is not a LinkedIn profile URL; expected https://www.linkedin.com/in/<slug>",

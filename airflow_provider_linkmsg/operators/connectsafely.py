@@ -10,6 +10,7 @@ from airflow_provider_linkmsg.hooks.connectsafely import MAX_COUNT, ConnectSafel
 from airflow_provider_linkmsg.hooks.pagination import check_conversation_urn, check_count
 from airflow_provider_linkmsg.operators.inbox import BaseInboxRetrieveOperator, Conversation, ReadWindow
 from airflow_provider_linkmsg.records import Message, to_utc_iso
+from airflow_provider_linkmsg.validation import check_inbox_arguments
 
 
 class ConnectSafelyRetrieveMessagesOperator(BaseInboxRetrieveOperator):
@@ -54,6 +55,7 @@ class ConnectSafelyRetrieveMessagesOperator(BaseInboxRetrieveOperator):
         return check_conversation_urn(conversation_id, field=field, vendor=self.vendor)
 
     def check_inputs(self) -> None:
+        check_inbox_arguments(self)
         check_count(self.effective_page_size, field="page_size", maximum=MAX_COUNT, vendor=self.vendor)
 
     def list_conversations(self, account_id: str) -> Iterator[Conversation]:

@@ -9,8 +9,6 @@ the asset event's ``extra``, so downstream DAGs can be scheduled on new messages
 
 from __future__ import annotations
 
-import ast
-import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,6 +32,7 @@ from airflow_provider_linkmsg.io.files import check_format, check_partition_date
 from airflow_provider_linkmsg.io.sql import DEFAULT_TABLES, SqlUpserter, check_table_name
 from airflow_provider_linkmsg.io.staging import Manifest, is_local, iter_records, to_path
 from airflow_provider_linkmsg.records import GeneratedMessage, Message
+from airflow_provider_linkmsg.validation import check_export_arguments, load_manifest, parse_literal
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -64,13 +63,9 @@ def resolve_manifests(value: Any, conn_id: str | None = None) -> list[Manifest]:
         elif isinstance(item, str):
             text = item.strip()
             if text[:1] in ("[", "{"):
-                try:
-                    parsed = json.loads(text)
-                except ValueError:
-                    parsed = ast.literal_eval(text)
-                visit(parsed, item_conn_id)
+                visit(parse_literal(text, field="manifests"), item_conn_id)
             elif text:
-                manifest = Manifest.load(text, item_conn_id)
+                manifest = load_manifest(text, item_conn_id)
                 found.setdefault(str(manifest.path), manifest)
         elif isinstance(item, Mapping):
             path = item.get("manifest") or item.get("path")
@@ -220,6 +215,7 @@ class LinkMsgExportToFilesOperator(BaseOperator):
         self._lineage: tuple[list[ObjectStoragePath], list[ObjectStoragePath]] = ([], [])
 
     def execute(self, context: Context) -> dict[str, Any]:
+        check_export_arguments(self, files=True)
         codec = self.compression or ("snappy" if self.file_format == "parquet" else None)
         check_format(self.file_format, codec)
         check_partition_date(self.partition_date)
@@ -359,6 +355,7 @@ class LinkMsgExportToSqlOperator(BaseSQLOperator):
         return hook
 
     def execute(self, context: Context) -> dict[str, Any]:
+        check_export_arguments(self, files=False)
         tables = self.tables
         manifests = resolve_manifests(self.manifests, self.staging_conn_id)
         if not manifests:

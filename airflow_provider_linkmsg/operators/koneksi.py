@@ -8,7 +8,6 @@ retry reuses the generation an earlier try started instead of paying for a secon
 
 from __future__ import annotations
 
-import ast
 import csv
 import hashlib
 import io
@@ -33,6 +32,7 @@ from airflow_provider_linkmsg.hooks.koneksi import (
 from airflow_provider_linkmsg.io.staging import StagingWriter, open_for_read, safe_name, staging_root, to_path
 from airflow_provider_linkmsg.io.state import JsonState
 from airflow_provider_linkmsg.utils import task_run_id
+from airflow_provider_linkmsg.validation import check_generation_request, parse_literal
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -54,10 +54,7 @@ def load_leads(value: Any, conn_id: str | None = None) -> list[dict[str, Any]]:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith(("[", "{")):
-            try:
-                value = json.loads(text)
-            except ValueError:
-                value = ast.literal_eval(text)  # an XCom list rendered with Python's repr
+            value = parse_literal(text, field="lead_data", vendor="koneksi")  # JSON, or an XCom's repr
         elif text:
             value = _read_leads_file(text, conn_id)
     if isinstance(value, Mapping):
@@ -186,7 +183,7 @@ class KoneksiRequestMessageGenerationOperator(BaseOperator):
 
     def build_payload(self) -> dict[str, Any]:
         """The request body from the (rendered) campaign, leads and notification URL."""
-        campaign = json.loads(self.campaign) if isinstance(self.campaign, str) else self.campaign
+        campaign = parse_literal(self.campaign, field="campaign", vendor="koneksi")
         if not isinstance(campaign, Mapping):
             raise LinkMsgValidationError(
                 "campaign must be a dict of the request's campaign fields", field="campaign", vendor="koneksi"
@@ -223,6 +220,7 @@ class KoneksiRequestMessageGenerationOperator(BaseOperator):
     def execute(self, context: Context) -> str:
         payload = self.build_payload()
         self.hook.validate_generation_request(payload)
+        self.max_messages = check_generation_request(payload, self.max_messages)
         messages = self.check_budget(payload)
         fingerprint = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
         store = _RequestIdStore(

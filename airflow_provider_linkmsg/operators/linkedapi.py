@@ -14,8 +14,6 @@ State under the staging root: ``_state/linkedapi/<account>.json`` (watermarks, o
 
 from __future__ import annotations
 
-import ast
-import json
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -48,6 +46,7 @@ from airflow_provider_linkmsg.operators.inbox import (
 from airflow_provider_linkmsg.records import Message, to_utc_iso
 from airflow_provider_linkmsg.triggers.linkedapi import LinkedApiJobTrigger
 from airflow_provider_linkmsg.utils import task_run_id
+from airflow_provider_linkmsg.validation import check_inbox_arguments, check_persons, check_seconds
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context, ObjectStoragePath
@@ -63,12 +62,7 @@ _WORKING_HOURS_POLICIES = ("wait", "fail")
 
 def person_list(value: Any) -> Any:
     """A person list, also from a template rendered to text (``"['https://...']"``)."""
-    if isinstance(value, str) and value.strip()[:1] == "[":
-        try:
-            return json.loads(value)
-        except ValueError:
-            return ast.literal_eval(value.strip())
-    return value
+    return check_persons(value)
 
 
 def _now() -> str:
@@ -247,6 +241,8 @@ class LinkedApiSyncConversationsOperator(BaseOperator):
     # ---- execution -------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
         persons = parse_persons(person_list(self.persons))
+        self.poll_interval = check_seconds(self.poll_interval, field="poll_interval", vendor=VENDOR)
+        self.timeout = check_seconds(self.timeout, field="timeout", vendor=VENDOR)
         check_settings(self.hook, self.result_handling, self.batch_size, "batch_size")
         if self.outside_working_hours not in _WORKING_HOURS_POLICIES:
             raise LinkMsgValidationError(
@@ -586,6 +582,9 @@ class LinkedApiRetrieveMessagesOperator(BaseInboxRetrieveOperator):
         return normalize_person_url(url, field=field) + (f"#{channel}" if channel else "")
 
     def check_inputs(self) -> None:
+        check_inbox_arguments(self)
+        self.poll_interval = check_seconds(self.poll_interval, field="poll_interval", vendor=VENDOR)
+        self.sync_timeout = check_seconds(self.sync_timeout, field="sync_timeout", vendor=VENDOR)
         check_settings(self.hook, self.result_handling, self.effective_page_size, "page_size")
 
     def usage(self) -> dict[str, float]:

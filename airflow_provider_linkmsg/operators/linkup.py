@@ -6,11 +6,11 @@ from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import Any
 
-from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
 from airflow_provider_linkmsg.hooks.linkup import MAX_COUNT, LinkupHook
 from airflow_provider_linkmsg.hooks.pagination import check_conversation_urn, check_count
 from airflow_provider_linkmsg.operators.inbox import BaseInboxRetrieveOperator, Conversation, ReadWindow
 from airflow_provider_linkmsg.records import Message, to_utc_iso
+from airflow_provider_linkmsg.validation import check_inbox_arguments, check_max_credits
 
 #: conversations per ``list_inbox`` call (a credit per ten, so any multiple of ten costs the same)
 INBOX_PAGE_SIZE = 50
@@ -61,20 +61,7 @@ class LinkupRetrieveMessagesOperator(BaseInboxRetrieveOperator):
         return LinkupHook(self.linkup_conn_id, max_credits=self._max_credits())
 
     def _max_credits(self) -> float | None:
-        value = self.max_credits
-        if value in (None, ""):
-            return None
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = -1
-        if isinstance(value, bool) or number < 0:
-            raise LinkMsgValidationError(
-                f"max_credits must be a number of credits, 0 or more, got {value!r}",
-                field="max_credits",
-                vendor=self.vendor,
-            )
-        return number
+        return check_max_credits(self.max_credits, vendor=self.vendor)
 
     def default_account_id(self) -> str | None:
         return self.hook.default_account_id()
@@ -86,6 +73,7 @@ class LinkupRetrieveMessagesOperator(BaseInboxRetrieveOperator):
         return check_conversation_urn(conversation_id, field=field, sales_nav=False, vendor=self.vendor)
 
     def check_inputs(self) -> None:
+        check_inbox_arguments(self)
         self._max_credits()
         check_count(self.effective_page_size, field="page_size", maximum=MAX_COUNT, vendor=self.vendor)
 

@@ -175,7 +175,8 @@ def kn_request(e: Env, **kwargs: Any) -> Any:
 
 def to_files(e: Env, **kwargs: Any) -> Any:
     kwargs.setdefault("manifests", e.manifest())
-    return LinkMsgExportToFilesOperator(task_id="files", destination=e.out, **kwargs).execute(e.context())
+    kwargs.setdefault("destination", e.out)
+    return LinkMsgExportToFilesOperator(task_id="files", **kwargs).execute(e.context())
 
 
 def to_sql(e: Env, **kwargs: Any) -> Any:
@@ -265,6 +266,74 @@ TABLE = [
     bad(lambda e: to_sql(e, batch_size=0), V, "at least 1", "batch_size", id="export-batch-size-0"),
     bad(lambda e: to_sql(e, conn_id="no_such_connection"), AirflowNotFoundException, "no_such_connection", id="export-connection-missing"),
     bad(lambda e: to_sql(e, conn_id="linkup_default"), V, "linkup_default", id="export-connection-not-a-database"),
+    # issue 14: whole-string patterns (a rendered Variable's trailing newline is not part of an id)
+    bad(lambda e: cs(e, account_id=e.account("connectsafely") + "\n"), V, "24 hex digits", "account_id", id="cs-account-id-trailing-newline"),
+    bad(lambda e: linkup(e, account_id=e.account("linkup") + "\n"), V, "acc_", "account_id", id="linkup-account-id-trailing-newline"),
+    bad(lambda e: cs(e, conversation_ids=[CS_URN + "\n"]), V, "not a conversation URN", "conversation_ids[0]", id="cs-conversation-urn-trailing-newline"),
+    bad(lambda e: linkup(e, conversation_ids=[CS_URN + "\n"]), V, "not a conversation URN", "conversation_ids[0]", id="linkup-conversation-urn-trailing-newline"),
+    bad(lambda e: ConnectSafelyHook().get_account_status(e.account("connectsafely") + "\n"), V, "24 hex digits", "account_id", id="connectsafely-hook-account-id-trailing-newline"),
+    bad(lambda e: KoneksiRetrieveMessagesOperator(task_id="r", secure_request_id=REQUEST_ID + "\nx", staging_path=e.staging).execute(e.context()), V, "UUID v4", "secure_request_id", id="koneksi-retrieve-request-id-two-lines"),
+    # finite numbers in range
+    bad(lambda e: linkup(e, max_credits="nan"), V, "number of credits", "max_credits", id="linkup-budget-nan"),
+    bad(lambda e: linkup(e, max_credits=float("inf")), V, "number of credits", "max_credits", id="linkup-budget-infinite"),
+    bad(lambda e: linkup(e, max_credits=True), V, "number of credits", "max_credits", id="linkup-budget-true"),
+    bad(lambda e: LinkupHook(max_credits=float("nan")), V, "finite", "max_credits", id="linkup-hook-budget-nan"),
+    bad(lambda e: cs(e, overlap_seconds=float("nan")), V, "finite", "overlap_seconds", id="cs-overlap-nan"),
+    bad(lambda e: cs(e, overlap_seconds=1e300), V, "at most", "overlap_seconds", id="cs-overlap-1e300"),
+    bad(lambda e: linkup(e, overlap_seconds=float("inf")), V, "overlap_seconds", "overlap_seconds", id="linkup-overlap-infinite"),
+    bad(lambda e: la_retrieve(e, overlap_seconds=float("nan")), V, "finite", "overlap_seconds", id="linkedapi-retrieve-overlap-nan"),
+    bad(lambda e: cs(e, max_workers=1e9), V, "at most 64", "max_workers", id="cs-max-workers-1e9"),
+    bad(lambda e: linkup(e, max_workers=2.5), V, "whole number", "max_workers", id="linkup-max-workers-fraction"),
+    bad(lambda e: la_retrieve(e, max_workers=10_000), V, "at most 64", "max_workers", id="linkedapi-retrieve-max-workers-10000"),
+    # integer page sizes
+    bad(lambda e: cs(e, page_size="50"), V, "whole number", "page_size", id="cs-page-size-text"),
+    bad(lambda e: linkup(e, page_size=2.5), V, "whole number", "page_size", id="linkup-page-size-fraction"),
+    bad(lambda e: la_retrieve(e, page_size="100"), V, "whole number", "page_size", id="linkedapi-retrieve-page-size-text"),
+    # real booleans from templated strings
+    bad(lambda e: cs(e, full_refresh="no"), V, "true or false", "full_refresh", id="cs-full-refresh-no"),
+    bad(lambda e: linkup(e, full_refresh="0"), V, "true or false", "full_refresh", id="linkup-full-refresh-zero"),
+    bad(lambda e: linkup(e, include_raw="maybe"), V, "true or false", "include_raw", id="linkup-include-raw-maybe"),
+    bad(lambda e: la_retrieve(e, fail_on_error="yes"), V, "true or false", "fail_on_error", id="linkedapi-retrieve-fail-on-error-yes"),
+    bad(lambda e: to_files(e, include_raw="sure"), V, "true or false", "include_raw", id="export-include-raw-sure"),
+    # lists that are lists, and not empty where that makes a paid call useless
+    bad(lambda e: cs(e, conversation_ids=[]), V, "empty list", "conversation_ids", id="cs-conversation-ids-empty"),
+    bad(lambda e: linkup(e, conversation_ids=[]), V, "empty list", "conversation_ids", id="linkup-conversation-ids-empty"),
+    bad(lambda e: la_retrieve(e, conversation_ids=[]), V, "empty list", "conversation_ids", id="linkedapi-retrieve-conversation-ids-empty"),
+    bad(lambda e: linkup(e, conversation_ids={"a": 1}), V, "must be a list", "conversation_ids", id="linkup-conversation-ids-a-dict"),
+    # Linked API persons and durations
+    bad(lambda e: la_sync(e, persons=[None]), V, "each person", "persons[0]", id="linkedapi-person-none"),
+    bad(lambda e: la_sync(e, persons=[e.persons[0], None]), V, "each person", "persons[1]", id="linkedapi-person-none-second"),
+    bad(lambda e: la_retrieve(e, persons=[e.persons[0], 42]), V, "each person", "persons[1]", id="linkedapi-retrieve-person-a-number"),
+    bad(lambda e: la_sync(e, persons=None), V, "must be a list", "persons", id="linkedapi-persons-none"),
+    bad(lambda e: la_sync(e, persons="[not a list"), V, "neither JSON nor a Python literal", "persons", id="linkedapi-persons-bad-literal"),
+    bad(lambda e: la_sync(e, poll_interval=-1), V, "greater than 0", "poll_interval", id="linkedapi-sync-poll-interval-negative"),
+    bad(lambda e: la_sync(e, poll_interval=float("nan")), V, "finite", "poll_interval", id="linkedapi-sync-poll-interval-nan"),
+    bad(lambda e: la_sync(e, timeout=0), V, "greater than 0", "timeout", id="linkedapi-sync-timeout-0"),
+    bad(lambda e: la_retrieve(e, poll_interval=0), V, "greater than 0", "poll_interval", id="linkedapi-retrieve-poll-interval-0"),
+    # Koneksi leads and budget
+    bad(lambda e: kn_request(e, leads=[{**e.leads[0], "linkedin": "https://www.linkedin.com/company/acme"}]), V, "not a LinkedIn profile URL", "lead_data[0].linkedin", id="koneksi-lead-linkedin-company-url"),
+    bad(lambda e: kn_request(e, leads=[{**e.leads[0], "linkedin": "https://twitter.com/ada"}]), V, "not a LinkedIn profile URL", "lead_data[0].linkedin", id="koneksi-lead-linkedin-twitter-url"),
+    bad(lambda e: kn_request(e, leads=[{**e.leads[0], "first_name": {"given": "Ada"}}]), V, "must be text", "lead_data[0].first_name", id="koneksi-lead-first-name-a-dict"),
+    bad(lambda e: kn_request(e, campaign=e.campaign(proposition_company_url="https://acme .com")), V, "holds a space", "proposition_company_url", id="koneksi-company-url-with-space"),
+    bad(lambda e: kn_request(e, leads=[{**e.leads[0], "external_prospect_id": f"p{i}"} for i in range(20_000)]), V, "no max_messages", "max_messages", id="koneksi-20000-leads-without-budget"),
+    bad(lambda e: kn_request(e, max_messages=2.9), V, "whole number", "max_messages", id="koneksi-budget-fraction"),
+    bad(lambda e: kn_request(e, max_messages=True), V, "whole number", "max_messages", id="koneksi-budget-true"),
+    bad(lambda e: kn_request(e, max_messages="nan"), V, "whole number", "max_messages", id="koneksi-budget-nan"),
+    bad(lambda e: kn_request(e, leads=[{**e.leads[0], "external_prospect_id": 7}, {**e.leads[1], "external_prospect_id": 7}]), V, "duplicates", "lead_data[1].external_prospect_id", id="koneksi-duplicate-integer-lead-ids"),
+    bad(lambda e: kn_request(e, leads=[{**e.leads[0], "external_prospect_id": 7}, {**e.leads[1], "external_prospect_id": "7"}]), V, "one type", "lead_data[1].external_prospect_id", id="koneksi-lead-ids-of-two-types"),
+    bad(lambda e: kn_request(e, leads="[{bad python"), V, "neither JSON nor a Python literal", "lead_data", id="koneksi-leads-bad-literal"),
+    bad(lambda e: kn_request(e, campaign="{'message_sequence': [}"), V, "neither JSON nor a Python literal", "campaign", id="koneksi-campaign-bad-literal"),
+    # export
+    bad(lambda e: to_files(e, partition_date="20260101"), V, "YYYY-MM-DD", "partition_date", id="export-partition-date-basic-form"),
+    bad(lambda e: to_files(e, file_format="parquet", compression="rar"), V, "must be one of", "compression", id="export-parquet-compression-rar"),
+    bad(lambda e: to_files(e, destination=""), V, "is empty", "destination", id="export-destination-empty"),
+    bad(lambda e: to_files(e, destination="   "), V, "is empty", "destination", id="export-destination-blank"),
+    bad(lambda e: to_sql(e, batch_size=2.5), V, "whole number", "batch_size", id="export-sql-batch-size-fraction"),
+    bad(lambda e: to_files(e, file_format="parquet", batch_size=2.5), V, "whole number", "batch_size", id="export-files-batch-size-fraction"),
+    bad(lambda e: to_files(e, manifests="[not json"), V, "neither JSON nor a Python literal", "manifests", id="export-manifests-bad-literal"),
+    bad(lambda e: to_sql(e, manifests="{'manifest': "), V, "neither JSON nor a Python literal", "manifests", id="export-sql-manifests-bad-literal"),
+    bad(lambda e: to_files(e, manifests="/nonexistent/run/manifest.json"), V, "no staging manifest", "manifests", id="export-manifest-missing-file"),
+    bad(lambda e: to_sql(e, manifests=[e.manifest(), {"manifest": "/nonexistent/run"}]), V, "no staging manifest", "manifests", id="export-sql-manifest-missing-in-list"),
 ]  # fmt: skip
 
 
@@ -288,7 +357,7 @@ def test_bad_input_is_refused_before_any_call(env, call, error, fragment, field)
 
 def test_the_table_covers_at_least_thirty_inputs_of_every_kind():
     ids = [p.id for p in TABLE]
-    assert len(ids) == len(set(ids)) >= 30
+    assert len(ids) == len(set(ids)) > 100
     for kind in (
         "account-id",
         "urn",
@@ -299,5 +368,29 @@ def test_the_table_covers_at_least_thirty_inputs_of_every_kind():
         "connection",
         "staging",
         "export",
+        # issue 14's classes
+        "trailing-newline",
+        "nan",
+        "1e300",
+        "1e9",
+        "full-refresh",
+        "conversation-ids-empty",
+        "person-none",
+        "poll-interval",
+        "lead-linkedin",
+        "first-name",
+        "company-url-with-space",
+        "without-budget",
+        "budget-fraction",
+        "budget-true",
+        "integer-lead-ids",
+        "two-types",
+        "bad-literal",
+        "partition-date-basic",
+        "compression-rar",
+        "destination-empty",
+        "batch-size-fraction",
+        "manifest-missing",
+        "page-size-text",
     ):
         assert any(kind in i for i in ids), kind
