@@ -24,6 +24,8 @@ from airflow_provider_linkmsg.hooks.pagination import (
     require,
 )
 from airflow_provider_linkmsg.records import Message, to_utc_iso
+from airflow_provider_linkmsg.schemas import connectsafely as schema
+from airflow_provider_linkmsg.schemas import parse
 
 ACCOUNT_ID = re.compile(r"\A[0-9a-f]{24}\Z")  # \Z: a trailing newline is no id
 SALES_NAV_PREFIX = "urn:li:salesNav_thread:"
@@ -143,6 +145,7 @@ class ConnectSafelyHook(LinkMsgHook):
 
         def fetch(page_cursor: str | None) -> Page[dict[str, Any]]:
             data = self.request("GET", "/conversations", params={**params, "nextCursor": page_cursor}).data
+            parse(schema.ConversationsPage, data, vendor=self.vendor, route="GET /conversations")
             return Page(list(data.get("conversations") or []), data.get("nextCursor"), data.get("hasMore"))
 
         return paginate(fetch, cursor=cursor, max_pages=max_pages, what="conversations", vendor=self.vendor)
@@ -197,6 +200,7 @@ class ConnectSafelyHook(LinkMsgHook):
 
         def fetch(page_cursor: str | None) -> Page[dict[str, Any]]:
             data = self.request("GET", endpoint, params={**params, "cursor": page_cursor}).data
+            parse(schema.MessagesPage, data, vendor=self.vendor, route="GET /conversations/{urn}/messages")
             items = list(data.get("messages") or [])
             if since is not None:
                 newer = [m for m in items if int(m.get("sentAt") or 0) > since]

@@ -23,6 +23,8 @@ from airflow_provider_linkmsg.exceptions import (
 )
 from airflow_provider_linkmsg.hooks.base import LinkMsgHook
 from airflow_provider_linkmsg.records import GeneratedMessage, to_utc_iso
+from airflow_provider_linkmsg.schemas import koneksi as schema
+from airflow_provider_linkmsg.schemas import parse
 from airflow_provider_linkmsg.webhooks import MemorySeenStore, SeenStore, verify_koneksi_webhook
 
 GENERATE_ENDPOINT = "/messages/request_message_generation"
@@ -220,6 +222,7 @@ class KoneksiGenerationResult:
                 endpoint=RETRIEVE_ENDPOINT,
                 status=status,
             )
+        parse(schema.RetrieveAnswer, data, vendor="koneksi", route=f"GET {RETRIEVE_ENDPOINT}")
         meta = data["metadata"]
         campaign = data.get("campaign") or {}
         return cls(

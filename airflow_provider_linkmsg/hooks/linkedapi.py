@@ -39,6 +39,8 @@ from airflow_provider_linkmsg.exceptions import (
 )
 from airflow_provider_linkmsg.hooks.base import LinkMsgHook, _short
 from airflow_provider_linkmsg.records import Message, to_utc_iso
+from airflow_provider_linkmsg.schemas import linkedapi as schema
+from airflow_provider_linkmsg.schemas import parse
 
 ApiGeneration = Literal["seed", "current"]
 ResultHandling = Literal["long", "reslink"]
@@ -639,6 +641,11 @@ class LinkedApiHook(LinkMsgHook):
         :param account_id: the record's account id.
         :param include_raw: keep ``raw`` in the record.
         """
+        api = self.__dict__.get("api")  # the generation, if a call already resolved it (no lookup here)
+        route = {"seed": "POST /account/conversations.get", "current": "POST /conversations/poll"}.get(
+            api, "POST conversations.get or /conversations/poll"
+        )
+        parse(schema.Message, raw, vendor=self.vendor, route=route, prefix="messages[]")
         outbound = raw.get("sender") == "us"
         return Message(
             vendor=self.vendor,

@@ -36,6 +36,8 @@ from airflow_provider_linkmsg.hooks.pagination import (
     require,
 )
 from airflow_provider_linkmsg.records import Message, to_utc_iso
+from airflow_provider_linkmsg.schemas import linkup as schema
+from airflow_provider_linkmsg.schemas import parse
 
 ACCOUNT_ID = re.compile(r"\Aacc_[A-Za-z0-9_-]{1,64}\Z")  # \Z: a trailing newline is no id
 #: the largest ``count`` asked for (undocumented; the sandbox caps at 100)
@@ -145,6 +147,11 @@ class LinkupHook(LinkMsgHook):
                     endpoint=f"/{category}",
                     code=code,
                 )
+            try:
+                parse(schema.Envelope, envelope, vendor=self.vendor, route=f"POST /{category} {action}")
+            except LinkMsgResponseError:
+                credits = estimate  # the vendor may have charged: count the most it could
+                raise
             credits = (envelope.get("metadata") or {}).get("credits_consumed") or 0
             data = envelope.get("data")
             if not isinstance(data, dict):
@@ -209,6 +216,9 @@ class LinkupHook(LinkMsgHook):
                 account_id=account_id,
                 estimate=per_ten(count),
             )
+            parse(
+                schema.InboxData, data, vendor=self.vendor, route="POST /messages list_inbox", prefix="data"
+            )
             return Page(
                 list(data.get("conversations") or []), data.get("next_cursor"), meta={"credits": credits}
             )
@@ -267,6 +277,8 @@ class LinkupHook(LinkMsgHook):
                 account_id=account_id,
                 estimate=per_ten(count, minimum=1),
             )
+            route = "POST /messages get_conversation"
+            parse(schema.ConversationData, data, vendor=self.vendor, route=route, prefix="data")
             meta = {"credits": credits, "total_message_count": data.get("total_message_count")}
             return Page(list(data.get("messages") or []), data.get("next_cursor"), meta=meta)
 

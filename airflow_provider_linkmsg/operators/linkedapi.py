@@ -494,13 +494,18 @@ class _BatchReader:
             group = self.not_found if result.error == "personNotFound" else group
             group.append(result.person)
             raise _NotRead(result)
+        try:
+            messages = [
+                self.op.hook.to_message(
+                    raw, person=result.person, account_id=self.account, include_raw=self.op.include_raw
+                )
+                for raw in result.messages
+            ]
+        except Exception:
+            self.failed.append(result.person)  # a malformed answer fails the task; none of it is staged
+            raise
         self.read.append(result.person)
-        return [
-            self.op.hook.to_message(
-                raw, person=result.person, account_id=self.account, include_raw=self.op.include_raw
-            )
-            for raw in result.messages
-        ]
+        return messages
 
 
 class LinkedApiRetrieveMessagesOperator(BaseInboxRetrieveOperator):

@@ -14,6 +14,12 @@ Admin API:
 * ``POST /_sandbox/advance``: time passes and new messages arrive (body forwarded to each vendor).
 * ``PUT /_sandbox/faults``: fault rules (see :class:`FaultRule`); ``GET`` shows them.
 * ``PUT /_sandbox/config``: per-vendor settings, e.g. ``{"rate_limits": {"connectsafely": [60, 60]}}``.
+
+Admin input is checked (400 with the reason: a probability that is not a number from 0 to 1, a rate
+limit that is not ``[requests >= 1, seconds > 0]``, an ``advance`` that is not a finite number of seconds up
+to ten years), so a bad call never leaves the sandbox answering 500. Malformed requests (a
+``Content-Length`` that is not a small whole number, an HTTP/0.9 request line) are answered 400 and the
+connection closed; an idle or stalled connection is closed after :data:`IDLE_TIMEOUT` seconds.
 """
 
 from __future__ import annotations
@@ -26,15 +32,24 @@ import socket
 import struct
 import threading
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from airflow_provider_linkmsg.sandbox.faults import FaultRule, WindowLimiter, corrupt, number
+
 #: client-side limits written into the sandbox's connections
 SANDBOX_CLIENT_LIMITS = {"requests_per_second": 500, "burst": 50, "max_in_flight": 16}
+
+#: the largest request body the sandbox reads (bytes)
+MAX_BODY = 16 * 1024 * 1024
+#: seconds a connection may sit idle (or stall mid-request) before the sandbox closes it
+IDLE_TIMEOUT = 60.0
+#: the most seconds one ``advance`` may move the clock (ten years)
+MAX_ADVANCE = 10 * 366 * 24 * 3600.0
 
 #: the sandbox world starts at this instant (2026-01-01T00:00:00Z) so its data is the same on every run
 EPOCH_START = 1767225600.0
@@ -176,61 +191,6 @@ class VendorApp:
 
 
 # --------------------------------------------------------------------------------------------------------
-# Faults and rate limits
-# --------------------------------------------------------------------------------------------------------
-@dataclass
-class FaultRule:
-    """
-    Faults injected on the routes matching ``vendor`` and ``route`` (fnmatch globs on ``"GET /path"``).
-
-    Each request draws from a generator seeded by (seed, route, request number), so the same sequence of
-    requests meets the same faults. ``times`` caps how many faults this rule serves (``None``: no cap);
-    ``after`` lets that many matching requests through first.
-    Reset and 5xx faults are served before the handler runs (the vendor did nothing); truncation cuts the
-    handler's real answer short.
-    """
-
-    vendor: str = "*"
-    route: str = "*"
-    p_429: float = 0.0
-    retry_after: str = "1"
-    p_5xx: float = 0.0
-    status_5xx: int = 503
-    p_reset: float = 0.0
-    p_truncate: float = 0.0
-    latency_ms: float = 0.0
-    p_latency: float = 1.0
-    times: int | None = None
-    after: int = 0
-    served: int = 0
-    seen: int = 0
-
-    def matches(self, vendor: str, route: str) -> bool:
-        return fnmatch.fnmatchcase(vendor, self.vendor) and fnmatch.fnmatchcase(route, self.route)
-
-
-class WindowLimiter:
-    """At most ``limit`` requests per ``window`` seconds per key (a sliding window)."""
-
-    def __init__(self, limit: int, window: float) -> None:
-        self.limit, self.window = limit, window
-        self.hits: dict[str, deque[float]] = defaultdict(deque)
-        self.lock = threading.Lock()
-
-    def check(self, key: str) -> int:
-        """Record a hit and return 0, or return the seconds to wait (the hit is not recorded)."""
-        with self.lock:
-            now = time.monotonic()
-            hits = self.hits[key]
-            while hits and hits[0] <= now - self.window:
-                hits.popleft()
-            if len(hits) >= self.limit:
-                return max(1, int(hits[0] + self.window - now + 0.999))
-            hits.append(now)
-            return 0
-
-
-# --------------------------------------------------------------------------------------------------------
 # State shared by the vendors
 # --------------------------------------------------------------------------------------------------------
 class SandboxState:
@@ -269,12 +229,28 @@ class SandboxState:
         with self.lock:
             self.counters.clear()
 
+    def corruptions(self, vendor: str, route: str, action: str | None) -> list[FaultRule]:
+        """The corrupt rules that apply to this answer (each counts it against its ``after``/``times``)."""
+        out = []
+        with self.lock:
+            for rule in self.faults:
+                if rule.kind != "corrupt" or not rule.matches(vendor, route):
+                    continue
+                if not fnmatch.fnmatchcase(action or "", rule.action):
+                    continue
+                rule.seen += 1
+                if rule.seen <= rule.after or (rule.times is not None and rule.served >= rule.times):
+                    continue
+                rule.served += 1
+                out.append(rule)
+        return out
+
     def draw_fault(self, vendor: str, route: str) -> tuple[str | None, float, str]:
         """Decide the fault for this request: (kind or None, latency seconds, retry_after)."""
         with self.lock:
             n = self.route_counts[f"{vendor} {route}"]
             self.route_counts[f"{vendor} {route}"] = n + 1
-            rules = [r for r in self.faults if r.matches(vendor, route)]
+            rules = [r for r in self.faults if r.kind is None and r.matches(vendor, route)]
             latency, kind, retry_after = 0.0, None, "1"
             for i, rule in enumerate(rules):
                 rng = random.Random(f"{self.fault_seed}:{vendor}:{route}:{n}:{i}")
@@ -313,13 +289,36 @@ class _Handler(BaseHTTPRequestHandler):
         # answers go out as one segment: without this, Nagle's algorithm and delayed ACKs cost 40 ms each
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    timeout = IDLE_TIMEOUT  # a stalled or idle connection frees its thread
+
     def log_message(self, format: str, *args: Any) -> None:  # quiet: the counters say what happened
         pass
 
+    def parse_request(self) -> bool:
+        words = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n").split()
+        if len(words) == 2:  # HTTP/0.9: no headers, no status line; refuse before waiting for headers
+            self.command, self.request_version, self.close_connection = None, "HTTP/1.0", True
+            self.requestline = " ".join(words)
+            self.send_error(400, "HTTP/0.9 requests are not served: send HTTP/1.1")
+            return False
+        return super().parse_request()
+
+    def _bad_request(self, reason: str) -> None:
+        self.close_connection = True
+        self.send(reply(400, {"error": reason}, Connection="close"))
+
     def _serve(self) -> None:
         parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
+        declared = self.headers.get("Content-Length")
+        text = (declared or "").strip()
+        if declared is not None and (not text.isdigit() or int(text) > MAX_BODY):
+            self._bad_request(f"bad Content-Length {declared!r}: a whole number of bytes up to {MAX_BODY}")
+            return
+        length = int(text or 0)
         body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            self.close_connection = True  # the client closed mid-body: nothing to answer
+            return
         request = Request(
             self.command, unquote(parts.path), parse_qs(parts.query), self.headers, body, parts.path
         )
@@ -461,7 +460,8 @@ class Sandbox:
         self.state.reset_stats()
 
     def advance(self, **body: Any) -> dict[str, Any]:
-        self.state.offset += float(body.get("seconds", 0))
+        seconds = number(body.get("seconds", 0), "advance seconds", 0, MAX_ADVANCE)
+        self.state.offset += float(seconds)
         out = {}
         for name, app in self.apps.items():
             with app.lock:
@@ -476,12 +476,33 @@ class Sandbox:
                 self.state.fault_seed = seed
 
     def configure(self, body: Mapping[str, Any]) -> None:
-        for vendor, limit in (body.get("rate_limits") or {}).items():
+        """Apply settings; all are checked first (``ValueError`` with the reason), so none applies half-way."""
+        if not isinstance(body, Mapping):
+            raise ValueError(f"config must be an object, got {type(body).__name__}")
+        unknown = set(body) - {"rate_limits", "vendors"}
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}: use 'rate_limits' and 'vendors'")
+        limits, vendors = body.get("rate_limits") or {}, body.get("vendors") or {}
+        if not isinstance(limits, Mapping) or not isinstance(vendors, Mapping):
+            raise ValueError("rate_limits and vendors must be objects keyed by vendor")
+        for vendor in (*limits, *vendors):
+            if vendor not in self.apps:
+                raise ValueError(f"unknown vendor {vendor!r}; known: {sorted(self.apps)}")
+        for vendor, limit in limits.items():
+            if limit and not (isinstance(limit, list | tuple) and len(limit) == 2):
+                raise ValueError(f"rate_limits.{vendor} must be [requests, seconds] or null, got {limit!r}")
+            if limit:
+                number(limit[0], f"rate_limits.{vendor} requests", 1, 1_000_000, integer=True)
+                number(limit[1], f"rate_limits.{vendor} seconds", 0.001, 86_400)
+        for vendor, settings in vendors.items():
+            if not isinstance(settings, Mapping):
+                raise ValueError(f"vendors.{vendor} must be an object of settings, got {settings!r}")
+        for vendor, limit in limits.items():
             if limit:
                 self.state.rate_limits[vendor] = WindowLimiter(int(limit[0]), float(limit[1]))
             else:
                 self.state.rate_limits.pop(vendor, None)
-        for vendor, settings in (body.get("vendors") or {}).items():
+        for vendor, settings in vendors.items():
             with self.apps[vendor].lock:
                 self.apps[vendor].configure(settings)
 
@@ -537,6 +558,22 @@ class Sandbox:
         with app.lock:
             response = route.handler(request)
         state.count("served", f"{app.name} {route.name} {response.status}")
+        if state.faults and response.status < 400 and not isinstance(response.body, bytes):
+            action = None
+            if request.body:
+                try:
+                    parsed = request.json()
+                    action = parsed.get("action") if isinstance(parsed, dict) else None
+                except BadJson:
+                    pass
+            for rule in state.corruptions(app.name, route.name, action):
+                state.count("faults", f"{app.name} corrupt")
+                response = Response(
+                    response.status,
+                    corrupt(response.body, rule.field, rule.value, delete=rule.delete),
+                    response.headers,
+                    response.hold,
+                )
         if response.hold:
             time.sleep(response.hold)
         if kind == "truncate":
@@ -559,10 +596,18 @@ class Sandbox:
                 self.reset_stats()
                 return reply(200, {"reset": True})
             if method == "POST" and path == "/_sandbox/advance":
-                return reply(200, self.advance(**(request.json() or {})))
+                body = request.json() or {}
+                if not isinstance(body, dict):
+                    raise ValueError('advance takes an object, e.g. {"seconds": 60}')
+                return reply(200, self.advance(**body))
             if method == "PUT" and path == "/_sandbox/faults":
                 body = request.json() or {}
-                self.set_faults(body.get("rules", []), body.get("seed"))
+                rules, seed = body.get("rules", []), body.get("seed")
+                if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+                    raise ValueError("rules must be a list of fault rule objects")
+                if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+                    raise ValueError(f"seed must be a whole number, got {seed!r}")
+                self.set_faults(rules, seed)
                 return reply(200, {"rules": len(self.state.faults)})
             if method == "GET" and path == "/_sandbox/faults":
                 return reply(

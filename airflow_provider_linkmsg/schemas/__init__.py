@@ -1,0 +1,72 @@
+"""
+Declared response schemas, one module per vendor, checked before a hook maps an answer.
+
+:func:`parse` validates a decoded JSON answer against the route's pydantic model. A wrong type raises
+:class:`LinkMsgResponseError` naming the vendor, the route and the field path
+(``conversations.0.lastActivityAt``), before anything is mapped, so nothing is staged and no watermark
+moves. The answer itself is returned unchanged: the hooks map the vendor's JSON as before, and ``raw``
+keeps what the vendor sent.
+
+Timestamps follow one rule (:mod:`airflow_provider_linkmsg.schemas.types`): epoch milliseconds or
+ISO-8601, between LinkedIn's launch (2003-05-05) and one day after now. A number that is in range only
+when read as seconds is refused as "seconds sent for milliseconds"; later ones as "in the far future".
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from airflow_provider_linkmsg.exceptions import LinkMsgResponseError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def field_path(loc: tuple[Any, ...], data: Any, prefix: str = "") -> str:
+    """
+    The path in ``data`` of a pydantic error location, ``conversations.0.lastActivityAt``; ``(body)`` for
+    the answer itself. Union-member tags that pydantic puts in locations (``int``, ``list[...]``) are
+    dropped: only the keys and indexes that lead through ``data`` are kept (a missing key ends the path).
+    """
+    parts = [prefix] if prefix else []
+    node = data
+    for step in loc:
+        if isinstance(node, dict) and isinstance(step, str):
+            parts.append(step)
+            node = node.get(step)
+        elif isinstance(node, list) and isinstance(step, int):
+            parts.append(str(step))
+            node = node[step] if -len(node) <= step < len(node) else None
+    return ".".join(parts) or "(body)"
+
+
+def parse(model: type[M], data: Any, *, vendor: str, route: str, prefix: str = "") -> Any:
+    """
+    ``data`` if it fits ``model``, else :class:`LinkMsgResponseError` naming the first bad field.
+
+    :param model: the route's answer model.
+    :param data: the decoded JSON answer (or the part of it at ``prefix``).
+    :param vendor: names the vendor in the error.
+    :param route: ``METHOD /path`` (plus the action, for vendors with one endpoint) in the error.
+    :param prefix: the path of ``data`` inside the answer, for the field path.
+    """
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        path = field_path(tuple(first.get("loc") or ()), data, prefix)
+        got = repr(first.get("input"))[:80]
+        count = exc.error_count()
+        more = f" (and {count - 1} more problem(s))" if count > 1 else ""
+        method, _, endpoint = route.partition(" ")
+        error = LinkMsgResponseError(
+            f"malformed answer: {path}: {first.get('msg')} (got {got}){more}. Nothing from this answer was "
+            "mapped or staged; the vendor's answer does not match its documented shape.",
+            vendor=vendor,
+            method=method or None,
+            endpoint=endpoint or None,
+        )
+        error.field = path  # type: ignore[attr-defined]
+        raise error from None
+    return data
