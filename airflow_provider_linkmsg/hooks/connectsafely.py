@@ -148,7 +148,14 @@ class ConnectSafelyHook(LinkMsgHook):
             parse(schema.ConversationsPage, data, vendor=self.vendor, route="GET /conversations")
             return Page(list(data.get("conversations") or []), data.get("nextCursor"), data.get("hasMore"))
 
-        return paginate(fetch, cursor=cursor, max_pages=max_pages, what="conversations", vendor=self.vendor)
+        return paginate(
+            fetch,
+            cursor=cursor,
+            max_pages=max_pages,
+            what="conversations",
+            vendor=self.vendor,
+            item_key=lambda item: item.get("conversationUrn"),
+        )
 
     def iter_conversations(
         self, account_id: str | Sequence[str] | None = None, **kwargs: Any
@@ -215,7 +222,10 @@ class ConnectSafelyHook(LinkMsgHook):
             )
 
         what = f"messages of {conversation_urn}"
-        return paginate(fetch, cursor=cursor, max_pages=max_pages, what=what, vendor=self.vendor)
+        key = lambda item: item.get("messageUrn")  # noqa: E731
+        return paginate(
+            fetch, cursor=cursor, max_pages=max_pages, what=what, vendor=self.vendor, item_key=key
+        )
 
     def iter_messages(self, conversation_urn: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every message asked for, one at a time; takes the arguments of :meth:`iter_message_pages`."""

@@ -223,7 +223,10 @@ class LinkupHook(LinkMsgHook):
                 list(data.get("conversations") or []), data.get("next_cursor"), meta={"credits": credits}
             )
 
-        return paginate(fetch, cursor=cursor, max_pages=max_pages, what="inbox", vendor=self.vendor)
+        key = lambda item: item.get("conversation_id")  # noqa: E731
+        return paginate(
+            fetch, cursor=cursor, max_pages=max_pages, what="inbox", vendor=self.vendor, item_key=key
+        )
 
     def iter_inbox(self, account_id: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every conversation of the inbox; takes the arguments of :meth:`iter_inbox_pages`."""
@@ -283,7 +286,10 @@ class LinkupHook(LinkMsgHook):
             return Page(list(data.get("messages") or []), data.get("next_cursor"), meta=meta)
 
         what = f"messages of {conversation_id or profile_url}"
-        return paginate(fetch, cursor=cursor, max_pages=max_pages, what=what, vendor=self.vendor)
+        key = lambda item: item.get("entity_urn")  # noqa: E731
+        return paginate(
+            fetch, cursor=cursor, max_pages=max_pages, what=what, vendor=self.vendor, item_key=key
+        )
 
     def iter_messages(self, account_id: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """A conversation's messages, newest first; takes the arguments of :meth:`iter_conversation_pages`."""

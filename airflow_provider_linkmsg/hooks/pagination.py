@@ -3,7 +3,9 @@ Guarded cursor pagination, a credit budget, and the input checks shared by the i
 
 :func:`paginate` follows a vendor's cursors one page at a time and stops when the vendor says the list is
 over: no cursor, ``hasMore`` false, or an empty page. It also stops on a cursor it has already followed
-(a vendor bug that would loop forever), and raises past ``max_pages``. It never takes a short page for the
+(a vendor bug that would loop forever), raises when :data:`MAX_STALLED_PAGES` pages in a row bring no item
+it has not seen (a vendor that hands out a fresh cursor with the same items: each page may be paid), and
+raises past ``max_pages``. It never takes a short page for the
 last one: vendors that merge upstream calls return fewer items than asked in the middle of a list.
 
 :class:`CreditBudget` lets a hook refuse, before sending it, a call whose cost could take the spend past
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: pages followed before :func:`paginate` suspects a loop and raises
 DEFAULT_MAX_PAGES = 10_000
+#: pages in a row that bring nothing new (every item already seen) before :func:`paginate` raises
+MAX_STALLED_PAGES = 3
 
 
 @dataclass
@@ -64,6 +68,8 @@ def paginate(
     max_pages: int | None = DEFAULT_MAX_PAGES,
     what: str = "list",
     vendor: str | None = None,
+    item_key: Callable[[T], Any] | None = None,
+    max_stalled_pages: int = MAX_STALLED_PAGES,
 ) -> Iterator[Page[T]]:
     """
     Yield pages from ``fetch(cursor)`` until the list ends; lazily, so a caller that stops early saves calls.
@@ -78,9 +84,14 @@ def paginate(
         no limit); a guard against a vendor that hands out endless new cursors.
     :param what: names the list in messages, e.g. ``"messages of urn:li:..."``.
     :param vendor: names the vendor in errors.
+    :param item_key: an item's id; with it, a page whose items were all seen before is *no progress*, and
+        ``max_stalled_pages`` such pages in a row raise :class:`LinkMsgResponseError` (ids are kept, not
+        items).
+    :param max_stalled_pages: see ``item_key``.
     """
     seen = {cursor} if cursor else set()
-    fetched = 0
+    fetched = stalled = 0
+    seen_items: set[Any] = set()
     while True:
         if max_pages is not None and fetched >= max_pages:
             raise LinkMsgResponseError(
@@ -91,6 +102,17 @@ def paginate(
         page = fetch(cursor)
         fetched += 1
         following = page.cursor or None
+        if item_key is not None and page.items:
+            keys = {item_key(item) for item in page.items}
+            stalled = 0 if keys - seen_items else stalled + 1
+            seen_items |= keys
+            if stalled >= max_stalled_pages:
+                raise LinkMsgResponseError(
+                    f"{what}: {stalled} pages in a row brought nothing new (every item already seen) while "
+                    f"the vendor kept handing out new cursors; stopped after {fetched} pages so as not to pay "
+                    "for a loop. Nothing of this list was staged; the next run reads it again.",
+                    vendor=vendor,
+                )
         if not page.items:
             page.stop_reason = "empty_page"
         elif page.has_more is False:

@@ -109,6 +109,12 @@ class LinkupRetrieveMessagesOperator(BaseInboxRetrieveOperator):
             yield message
 
     def usage(self) -> dict[str, float]:
+        if self._max_credits() is None:  # no budget: say what the run cost, so an unexpected bill shows
+            self.log.info(
+                "No max_credits set: this task spent %s credit(s) in %s call(s); set max_credits to cap it",
+                self.hook.credits_used,
+                self.hook.api_calls,
+            )
         return {"api_calls": self.hook.api_calls, "credits": self.hook.credits_used}
 
     def listing_memo(self) -> dict[str, Any]:

@@ -229,8 +229,8 @@ class SandboxState:
         with self.lock:
             self.counters.clear()
 
-    def corruptions(self, vendor: str, route: str, action: str | None) -> list[FaultRule]:
-        """The corrupt rules that apply to this answer (each counts it against its ``after``/``times``)."""
+    def corruptions(self, vendor: str, route: str, action: str | None) -> list[tuple[FaultRule, Any]]:
+        """The corrupt rules that apply to this answer and their values (counted against ``after``/``times``)."""
         out = []
         with self.lock:
             for rule in self.faults:
@@ -242,7 +242,8 @@ class SandboxState:
                 if rule.seen <= rule.after or (rule.times is not None and rule.served >= rule.times):
                     continue
                 rule.served += 1
-                out.append(rule)
+                fresh = rule.fresh and isinstance(rule.value, str)
+                out.append((rule, f"{rule.value}{rule.served}" if fresh else rule.value))
         return out
 
     def draw_fault(self, vendor: str, route: str) -> tuple[str | None, float, str]:
@@ -566,11 +567,11 @@ class Sandbox:
                     action = parsed.get("action") if isinstance(parsed, dict) else None
                 except BadJson:
                     pass
-            for rule in state.corruptions(app.name, route.name, action):
+            for rule, value in state.corruptions(app.name, route.name, action):
                 state.count("faults", f"{app.name} corrupt")
                 response = Response(
                     response.status,
-                    corrupt(response.body, rule.field, rule.value, delete=rule.delete),
+                    corrupt(response.body, rule.field, value, delete=rule.delete),
                     response.headers,
                     response.hold,
                 )

@@ -32,6 +32,8 @@ class FaultRule:
     ``kind="corrupt"`` rules change the handler's real JSON answer instead: the value at ``field`` (a
     dotted path, list indexes as numbers, ``*`` for every element; ``""`` for the whole body) becomes
     ``value``, or is removed when ``delete``. ``action`` narrows a rule to requests whose JSON body has that
+    ``fresh`` makes a text ``value`` new on each answer (the rule's count is appended): a vendor that hands
+    out a new cursor with every page of the same items.
     ``action`` (LinkupAPI's one endpoint). Corruptions ignore the ``p_*`` draws: each matching answer
     (within ``after`` and ``times``) is corrupted, and counted as a ``corrupt`` fault.
     """
@@ -52,6 +54,7 @@ class FaultRule:
     field: str = ""
     value: Any = None
     delete: bool = False
+    fresh: bool = False
     action: str = "*"
     served: int = 0
     seen: int = 0
@@ -69,8 +72,9 @@ class FaultRule:
             number(self.times, "fault rule times", 0, None, integer=True)
         if self.kind not in (None, "corrupt"):
             raise ValueError(f"fault rule kind must be 'corrupt' or absent, got {self.kind!r}")
-        if not isinstance(self.delete, bool):
-            raise ValueError(f"fault rule delete must be true or false, got {self.delete!r}")
+        for name in ("delete", "fresh"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"fault rule {name} must be true or false, got {getattr(self, name)!r}")
 
     def matches(self, vendor: str, route: str) -> bool:
         return fnmatch.fnmatchcase(vendor, self.vendor) and fnmatch.fnmatchcase(route, self.route)

@@ -1,0 +1,100 @@
+"""
+Cost guards against the sandbox: a vendor that answers the same items with a fresh cursor every time is
+stopped within a handful of (paid) calls; ``max_credits`` holds when answers are lost after the vendor
+charged; a run without ``max_credits`` logs what it spent.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from airflow_provider_linkmsg.exceptions import (
+    LinkMsgBudgetExceededError,
+    LinkMsgError,
+    LinkMsgResponseError,
+)
+from airflow_provider_linkmsg.hooks.linkup import LinkupHook
+from airflow_provider_linkmsg.hooks.pagination import Page, paginate
+from airflow_provider_linkmsg.operators.linkup import LinkupRetrieveMessagesOperator
+from tests.fixtures.suites import vendor_calls
+
+SIZES = {
+    "linkup": {"accounts": 1, "conversations": 2, "messages": 40},
+    "connectsafely": {"accounts": 1, "conversations": 2, "messages": 40},
+}
+#: LinkupAPI's message cursor is epoch ms ("older than"): a far-future one serves the newest page again
+FRESH_CURSOR = {
+    "kind": "corrupt",
+    "vendor": "linkup",
+    "route": "POST /messages",
+    "action": "get_conversation",
+    "field": "data.next_cursor",
+    "value": "99999999999990",
+    "fresh": True,
+}
+
+
+@pytest.fixture
+def world(sandbox_factory):
+    return sandbox_factory(seed=3, sizes=SIZES, vendors=["linkup", "connectsafely"])
+
+
+def credits(sandbox) -> float:
+    return sandbox.stats().get("credits", {}).get("linkup", 0)
+
+
+def test_a_fresh_cursor_with_the_same_messages_stops_within_a_handful_of_calls(world):
+    account = world.truth("linkup")["accounts"][0]["id"]
+    urn = world.truth("linkup")["conversations"][0]["conversation_id"]
+    world.set_faults([FRESH_CURSOR])
+    with pytest.raises(LinkMsgResponseError, match="brought nothing new"):
+        list(LinkupHook().iter_messages(account, conversation_id=urn, count=10, max_pages=50))
+    assert vendor_calls(world, "linkup") <= 5
+    assert credits(world) <= 5
+
+
+def test_the_operator_stops_the_loop_and_stages_nothing_of_it(world, tmp_path):
+    world.set_faults([FRESH_CURSOR])
+    op = LinkupRetrieveMessagesOperator(task_id="lk", staging_path=str(tmp_path))
+    ti = SimpleNamespace(dag_id="cost", task_id="lk", run_id="run-1", map_index=-1)
+    with pytest.raises(LinkMsgError, match="brought nothing new"):
+        op.execute({"ti": ti, "run_id": "run-1"})
+    conversations = len(world.truth("linkup")["conversations"])
+    assert vendor_calls(world, "linkup") <= 1 + 4 * conversations  # the listing, then 4 pages each
+    assert not [p for p in tmp_path.rglob("part-*.jsonl") if p.stat().st_size]
+
+
+def test_pages_of_seen_items_stop_any_vendor_list_but_progress_resets_the_count():
+    pages = iter([[1, 2], [2, 3], [3], [3, 2], [2], [1, 2, 3], [3]])  # progress, then 3 stalled pages
+
+    def fetch(cursor):
+        return Page(next(pages), cursor=f"c{cursor}")
+
+    with pytest.raises(LinkMsgResponseError, match="3 pages in a row"):
+        list(paginate(fetch, item_key=lambda item: item, max_pages=50))
+    growing = paginate(lambda c: Page([len(c or "")], cursor=(c or "") + "x"), max_pages=20, item_key=str)
+    with pytest.raises(LinkMsgResponseError, match="after 20 pages"):  # new items every page: no stall
+        list(growing)
+
+
+@pytest.mark.parametrize("count", [10, 20, 30])
+def test_max_credits_holds_when_the_vendor_charges_and_drops_the_answer(world, count):
+    account = world.truth("linkup")["accounts"][0]["id"]
+    urn = world.truth("linkup")["conversations"][0]["conversation_id"]
+    world.set_faults([{"vendor": "linkup", "route": "POST /messages", "p_truncate": 1.0}])
+    hook = LinkupHook(max_credits=5)
+    with pytest.raises(LinkMsgBudgetExceededError, match="max_credits=5"):
+        list(hook.iter_messages(account, conversation_id=urn, count=count))
+    assert credits(world) <= 5, f"billed {credits(world)} with max_credits=5"
+    assert hook.credits_used >= credits(world), "a charged call was not counted"
+
+
+def test_a_run_without_max_credits_logs_what_it_spent(world, tmp_path, capfd):
+    op = LinkupRetrieveMessagesOperator(task_id="lk", staging_path=str(tmp_path))
+    ti = SimpleNamespace(dag_id="cost", task_id="lk", run_id="run-1", map_index=-1)
+    result = op.execute({"ti": ti, "run_id": "run-1"})
+    assert result["credits"] == credits(world) > 0
+    logged = capfd.readouterr()
+    assert f"No max_credits set: this task spent {result['credits']} credit(s)" in logged.out + logged.err
