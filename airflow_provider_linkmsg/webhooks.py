@@ -7,16 +7,18 @@ completes. The vendor documents that deliveries are signed with the account's we
 the secret, sent in the ``koneksi-signature`` header (a ``sha256=`` prefix is accepted too). Deliveries are
 retried and can arrive twice, so a receiver must also reject replays::
 
-    from airflow_provider_linkmsg.webhooks import MemorySeenStore, verify_koneksi_webhook
-
-    seen = MemorySeenStore()  # one per process; use a shared store (Redis SETNX ...) across processes
+    from airflow_provider_linkmsg.webhooks import verify_koneksi_webhook
 
     @app.post("/koneksi/done")
     def done(request):
-        payload = verify_koneksi_webhook(
-            request.body, request.headers.get("koneksi-signature"), secret, seen_store=seen, max_age=3600
-        )
+        payload = verify_koneksi_webhook(request.body, request.headers.get("koneksi-signature"), secret)
         trigger_dag(conf={"secure_request_id": payload["secure_request_id"]})
+
+By default a delivery older than ``[linkmsg] webhook_max_age_minutes`` (60) is refused, and delivery keys go
+to one store per process (:func:`process_seen_store`), shared by every hook and call: an in-memory one,
+or, when ``[linkmsg] webhook_replay_store`` names a path or URL (``s3://bucket/linkmsg/webhooks``, with
+``webhook_replay_store_conn_id``), a :class:`PathSeenStore` there, so replays are refused across tasks and
+workers too. Pass ``seen_store=`` for your own (Redis ``SET NX`` ...), ``max_age=None`` to accept any age.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -35,6 +38,10 @@ from airflow_provider_linkmsg.records import parse_utc
 KONEKSI_SIGNATURE_HEADER = "koneksi-signature"
 #: how far in the future a delivery time may be (clock skew) before it is refused
 FUTURE_SKEW = 300.0
+#: the oldest delivery accepted by default, in minutes (``[linkmsg] webhook_max_age_minutes``)
+DEFAULT_MAX_AGE_MINUTES = 60.0
+#: "use the default" for ``max_age`` and ``seen_store`` (``None`` there means: no limit / no store)
+DEFAULT: Any = object()
 
 
 class WebhookVerificationError(LinkMsgAuthError):
@@ -90,6 +97,97 @@ class MemorySeenStore:
         return len(self._entries)
 
 
+class PathSeenStore:
+    """
+    A :class:`SeenStore` on a path every worker can reach: one small file per delivery key (its SHA-256),
+    holding the key's expiry time.
+
+    On the local disk (a shared volume) a key is claimed with an exclusive create, atomic across processes.
+    On object storage there is no create-if-absent: a key is claimed by reading then writing, so two workers
+    receiving the same delivery within the same instant could both accept it (bounded by that window; a
+    replay arriving later is refused).
+
+    :param root: a directory path or URL (``/shared/linkmsg/webhooks``, ``s3://bucket/prefix``).
+    :param conn_id: connection of the store for a URL.
+    :param ttl: default lifetime of an entry, in seconds.
+    """
+
+    def __init__(self, root: Any, conn_id: str | None = None, ttl: float = 7 * 24 * 3600) -> None:
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+        self.root = (
+            root if isinstance(root, ObjectStoragePath) else ObjectStoragePath(str(root), conn_id=conn_id)
+        )
+        self.ttl = ttl
+
+    def _local(self) -> str | None:
+        return self.root.path if self.root.protocol in ("file", "local", "") else None
+
+    def add(self, key: str, ttl: float | None = None) -> bool:
+        name = hashlib.sha256(key.encode()).hexdigest()
+        expires = time.time() + (self.ttl if ttl is None else ttl)
+        local = self._local()
+        if local is not None:
+            os.makedirs(local, exist_ok=True)
+            path = os.path.join(local, name)
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            except FileExistsError:
+                with open(path, encoding="utf-8") as f:
+                    taken = not self._expired(f.read())
+                if taken:
+                    return False
+                temp = f"{path}.{os.getpid()}.{threading.get_ident()}"
+                with open(temp, "w", encoding="utf-8") as f:
+                    f.write(repr(expires))
+                os.replace(temp, path)  # an expired key is claimed again
+                return True
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(repr(expires))
+            return True
+        target = self.root / name
+        if target.exists() and not self._expired(target.read_text()):
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(repr(expires))
+        return True
+
+    @staticmethod
+    def _expired(text: str) -> bool:
+        try:
+            return float(text.strip()) <= time.time()
+        except ValueError:  # half-written by a concurrent claim: taken
+            return False
+
+
+_process_store: SeenStore | None = None
+_process_lock = threading.Lock()
+
+
+def process_seen_store() -> SeenStore:
+    """
+    The one replay store of this process: a :class:`PathSeenStore` at ``[linkmsg] webhook_replay_store``
+    when set (replays refused across workers), else a :class:`MemorySeenStore` (across hooks and calls).
+    """
+    global _process_store
+    with _process_lock:
+        if _process_store is None:
+            from airflow.providers.common.compat.sdk import conf
+
+            root = conf.get("linkmsg", "webhook_replay_store", fallback=None)
+            conn_id = conf.get("linkmsg", "webhook_replay_store_conn_id", fallback=None) or None
+            _process_store = PathSeenStore(root, conn_id) if root else MemorySeenStore()
+        return _process_store
+
+
+def default_max_age() -> float:
+    """Seconds: ``[linkmsg] webhook_max_age_minutes`` (default :data:`DEFAULT_MAX_AGE_MINUTES`)."""
+    from airflow.providers.common.compat.sdk import conf
+
+    minutes = conf.getfloat("linkmsg", "webhook_max_age_minutes", fallback=DEFAULT_MAX_AGE_MINUTES)
+    return minutes * 60
+
+
 def sign_koneksi_payload(body: bytes | str, secret: str) -> str:
     """
     The ``koneksi-signature`` of a raw body: hex HMAC-SHA256 keyed with the webhook secret (our assumption).
@@ -106,8 +204,8 @@ def verify_koneksi_webhook(
     signature: str | None,
     secret: str,
     *,
-    seen_store: SeenStore | None = None,
-    max_age: float | None = None,
+    seen_store: SeenStore | None = DEFAULT,
+    max_age: float | None = DEFAULT,
     now: float | None = None,
 ) -> dict[str, Any]:
     """
@@ -120,11 +218,17 @@ def verify_koneksi_webhook(
     :param body: the raw request body.
     :param signature: the ``koneksi-signature`` header value (``None`` when missing).
     :param secret: the account's webhook secret (the connection extra ``webhook_secret``).
-    :param seen_store: where delivery keys are remembered; ``None`` skips replay protection.
-    :param max_age: refuse deliveries whose ``webhook_triggered_at`` is older than this many seconds.
+    :param seen_store: where delivery keys are remembered (:func:`process_seen_store` by default); ``None``
+        skips replay protection.
+    :param max_age: refuse deliveries whose ``webhook_triggered_at`` is older than this many seconds
+        (:func:`default_max_age` by default: 60 minutes); ``None`` accepts any age.
     :param now: the current epoch time (for tests); the real clock by default.
     :return: the payload: ``secure_request_id``, ``status``, ``completed_at``, the counts ...
     """
+    if max_age is DEFAULT:
+        max_age = default_max_age()
+    if seen_store is DEFAULT:
+        seen_store = process_seen_store()
     if not secret:
         raise WebhookVerificationError(
             "no webhook secret configured: set the connection extra 'webhook_secret'", reason="bad_signature"

@@ -25,7 +25,7 @@ from airflow_provider_linkmsg.hooks.base import LinkMsgHook
 from airflow_provider_linkmsg.records import GeneratedMessage, to_utc_iso
 from airflow_provider_linkmsg.schemas import koneksi as schema
 from airflow_provider_linkmsg.schemas import parse
-from airflow_provider_linkmsg.webhooks import MemorySeenStore, SeenStore, verify_koneksi_webhook
+from airflow_provider_linkmsg.webhooks import DEFAULT, SeenStore, process_seen_store, verify_koneksi_webhook
 
 GENERATE_ENDPOINT = "/messages/request_message_generation"
 RETRIEVE_ENDPOINT = "/messages/retrieve_messages"
@@ -469,9 +469,9 @@ class KoneksiHook(LinkMsgHook):
 
     # ---- webhooks ---------------------------------------------------------------------------------------
     @cached_property
-    def webhook_seen_store(self) -> MemorySeenStore:
-        """Delivery keys this hook has accepted (replay protection within the process)."""
-        return MemorySeenStore()
+    def webhook_seen_store(self) -> SeenStore:
+        """Delivery keys accepted in this process, by any hook (:func:`airflow_provider_linkmsg.webhooks.process_seen_store`)."""
+        return process_seen_store()
 
     def verify_webhook(
         self,
@@ -479,7 +479,7 @@ class KoneksiHook(LinkMsgHook):
         signature: str | None,
         *,
         seen_store: SeenStore | None = None,
-        max_age: float | None = None,
+        max_age: float | None = DEFAULT,
     ) -> dict[str, Any]:
         """
         Verify a completion webhook with the connection's ``webhook_secret``; return its payload.
@@ -489,7 +489,8 @@ class KoneksiHook(LinkMsgHook):
         :param body: the raw request body.
         :param signature: the ``koneksi-signature`` header.
         :param seen_store: replay store; this hook's in-memory store by default.
-        :param max_age: refuse deliveries older than this many seconds.
+        :param max_age: refuse deliveries older than this many seconds (``[linkmsg] webhook_max_age_minutes``,
+            60 minutes, by default; ``None`` accepts any age).
         """
         secret = self.extra("webhook_secret")
         if secret:
