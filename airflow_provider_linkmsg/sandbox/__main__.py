@@ -22,10 +22,16 @@ def main(argv: list[str] | None = None) -> int:
         help='per-vendor sizes as JSON, e.g. \'{"connectsafely": {"conversations": 50}}\'',
     )
     args = parser.parse_args(argv)
+    try:
+        sizes = json.loads(args.sizes)
+    except ValueError as exc:
+        parser.error(f"--sizes is not JSON: {exc}")
+    if not isinstance(sizes, dict) or not all(isinstance(v, dict) for v in sizes.values()):
+        parser.error('--sizes must be a JSON object of objects, e.g. \'{"linkup": {"conversations": 5}}\'')
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before the first line, so a caller may stop us right after
         signal.signal(sig, lambda *_: stop.set())
-    sandbox = Sandbox(seed=args.seed, sizes=json.loads(args.sizes), host=args.host, port=args.port).start()
+    sandbox = Sandbox(seed=args.seed, sizes=sizes, host=args.host, port=args.port).start()
     print(
         json.dumps({"base_url": sandbox.base_url, "seed": args.seed, "connections": sandbox.env()}),
         flush=True,

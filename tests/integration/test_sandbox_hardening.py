@@ -136,3 +136,10 @@ def test_the_console_script_exits_within_two_seconds_of_sigterm():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("sizes", ["{not json", "[1, 2]", '{"linkup": 5}'])
+def test_the_console_script_refuses_bad_sizes_with_a_usage_error(sizes):
+    script = Path(sys.executable).with_name("linkmsg-sandbox")
+    done = subprocess.run([str(script), "--sizes", sizes], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--sizes" in done.stderr and "Traceback" not in done.stderr
