@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_linkmsg.io.paths import open_for_read, to_path
+from airflow_provider_linkmsg.io.paths import conn_id_of, open_for_read, to_path
 from airflow_provider_linkmsg.records import to_utc_iso
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class Manifest:
         """A small JSON value for XCom: where the manifest is and what it counts, never the records."""
         return {
             "manifest": str(self.path),
-            "conn_id": self.path.conn_id if self.path is not None else None,
+            "conn_id": conn_id_of(self.path) if self.path is not None else None,
             "vendor": self.vendor,
             "record_type": self.record_type,
             "run_id": self.run_id,

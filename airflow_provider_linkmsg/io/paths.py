@@ -82,6 +82,19 @@ def staging_root(
     return root
 
 
+def conn_id_of(path: ObjectStoragePath) -> str | None:
+    """
+    The Airflow connection of ``path``, on either ObjectStoragePath.
+
+    Airflow 3's ``airflow.sdk`` path has a ``conn_id`` attribute; Airflow 2's ``airflow.io.path`` keeps the
+    connection in ``storage_options["conn_id"]`` and has no such attribute.
+    """
+    conn_id = getattr(path, "conn_id", None)
+    if conn_id is None:
+        conn_id = (getattr(path, "storage_options", None) or {}).get("conn_id")
+    return conn_id or None
+
+
 def filesystem(path: ObjectStoragePath) -> AbstractFileSystem:
     """
     The fsspec filesystem of ``path``.
@@ -92,11 +105,12 @@ def filesystem(path: ObjectStoragePath) -> AbstractFileSystem:
     try:
         return path.fs
     except ValueError:
-        if path.conn_id:
+        if conn_id_of(path):
             raise
         import fsspec
 
-        return fsspec.filesystem(path.protocol, **path.storage_options)
+        options = {k: v for k, v in path.storage_options.items() if k != "conn_id"}
+        return fsspec.filesystem(path.protocol, **options)
 
 
 def is_local(path: ObjectStoragePath) -> bool:

@@ -28,6 +28,7 @@ from __future__ import annotations
 from airflow_provider_linkmsg.io.atomic import STALE_TMP_SECONDS, atomic_write
 from airflow_provider_linkmsg.io.manifest import MANIFEST_NAME, Manifest
 from airflow_provider_linkmsg.io.paths import (
+    conn_id_of,
     exists,
     filesystem,
     is_local,
@@ -46,6 +47,7 @@ __all__ = [
     "Manifest",
     "StagingWriter",
     "atomic_write",
+    "conn_id_of",
     "exists",
     "filesystem",
     "is_local",

@@ -10,6 +10,7 @@ import signal
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import fsspec
 import pytest
@@ -369,3 +370,13 @@ def test_sigkill_in_the_middle_of_a_large_file_leaves_nothing_visible(tmp_path):
     with StagingWriter(tmp_path, vendor="linkup", record_type="message", run_id="big") as retry:
         retry.write(make_messages(1)[0])
     assert sorted(p.name for p in run_dir.iterdir()) == ["manifest.json", "part-00000.jsonl"]
+
+
+def test_conn_id_of_reads_both_object_storage_paths():
+    from airflow_provider_linkmsg.io.staging import conn_id_of, to_path
+
+    assert conn_id_of(to_path("s3://bucket/key", "aws_linkmsg")) == "aws_linkmsg"
+    assert conn_id_of(to_path("/local/dir")) is None
+    # Airflow 2.11's airflow.io.path.ObjectStoragePath: no attribute, the connection in storage_options
+    assert conn_id_of(SimpleNamespace(storage_options={"conn_id": "aws_linkmsg"})) == "aws_linkmsg"
+    assert conn_id_of(SimpleNamespace(storage_options={})) is None
