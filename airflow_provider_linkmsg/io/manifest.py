@@ -37,6 +37,9 @@ class Manifest:
     :param created_at: UTC ISO-8601 time the run was closed.
     :param extra: further counters or facts from the operator.
     :param include_raw: whether records carry the vendor's raw JSON.
+    :param generation: how many times the run id was committed: each commit writes its parts under names
+        of its own generation, so the manifest it replaces stays valid until the new one is in place
+        (manifests written before generations existed count as 1).
     :param path: where the manifest lives (not serialized).
     """
 
@@ -51,6 +54,7 @@ class Manifest:
     created_at: str = field(default_factory=_now_iso)
     extra: dict[str, Any] = field(default_factory=dict)
     include_raw: bool = False
+    generation: int = 1
     path: ObjectStoragePath | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,9 +10,15 @@ A run of an operator writes its records under ``{root}/{vendor}/{safe run_id}/``
 Nothing is ever visible half written. Every file is written under a hidden temporary sibling
 (``.{name}.tmp-{uuid}``) and renamed onto its final name only when complete; the part files of a run are
 renamed only when the whole run is written, and the manifest after them. A reader that goes through the
-manifest (:func:`iter_records`) therefore sees a complete run or none: a crash leaves hidden temporary
-files at worst (on the local disk, the next complete write of the same name deletes those older than an
-hour), and the previous manifest of the same run id, if any, stays valid until the new parts replace it.
+manifest (:func:`iter_records`) therefore sees a complete run or none.
+
+A run id written again (a task retry, which carries over what the failed try staged) commits a new
+*generation*: its parts get names of their own (``part-00000.g2.jsonl``), the new manifest replaces
+``manifest.json`` in one atomic rename, and only then are the earlier generation's files deleted. A
+crash or an ``OSError`` at any step leaves one complete manifest on storage, the earlier or the new one,
+so nothing that watermarks already count as staged is ever lost (:meth:`StagingWriter.close` lists the
+steps). What a killed attempt leaves (hidden temporary files, unlisted parts) is deleted by the next
+commit of the run id.
 
 The code lives in small modules, re-exported here for callers:
 

@@ -20,7 +20,21 @@ if TYPE_CHECKING:
 
     from airflow_provider_linkmsg.records import GeneratedMessage, Message
 
-_RUN_FILE = re.compile(r"^(part-\d+\.jsonl|\.part-\d+\.jsonl\.tmp-\w+|\.manifest\.json\.tmp-\w+)$")
+#: a part file of any generation (``part-00000.jsonl`` is generation 1, ``part-00000.g2.jsonl`` the next)
+_PART = re.compile(r"^part-\d+(?:\.g(?P<generation>\d+))?\.jsonl$")
+_RUN_FILE = re.compile(
+    r"^(part-\d+(\.g\d+)?\.jsonl|\.part-\d+(\.g\d+)?\.jsonl\.tmp-\w+|\.manifest\.json\.tmp-\w+)$"
+)
+
+
+def part_name(index: int, generation: int) -> str:
+    """
+    The name of part ``index`` of a run's commit number ``generation``.
+
+    :param index: position of the part in the run.
+    :param generation: 1 for the first commit of a run id, then 2, 3 ...
+    """
+    return f"part-{index:05d}.jsonl" if generation <= 1 else f"part-{index:05d}.g{generation}.jsonl"
 
 
 class StagingWriter:
@@ -29,6 +43,9 @@ class StagingWriter:
 
     Use it as a context manager: a clean exit writes the manifest, an exception leaves no manifest and
     no visible part file of this run. ``close()`` returns the :class:`Manifest`.
+
+    A run id written again (a task retry) is committed so that a crash at any step leaves one complete
+    manifest on storage, the earlier one or the new one, never none (see :meth:`close`).
 
     :param root: staging root (any fsspec scheme).
     :param vendor: vendor of the records (a path segment).
@@ -68,6 +85,7 @@ class StagingWriter:
         self._watermarks: dict[str, Any] = {}
         self._manifest: Manifest | None = None
         self._aborted = False
+        self._generation: int | None = None
 
     @property
     def manifest_path(self) -> ObjectStoragePath:
@@ -121,10 +139,17 @@ class StagingWriter:
         """
         self._watermarks.update(watermarks)
 
+    @property
+    def generation(self) -> int:
+        """This commit's generation: one more than any manifest or part file of the run id on storage."""
+        if self._generation is None:
+            self._generation = _next_generation(self.directory)
+        return self._generation
+
     def _start_part(self) -> None:
         if self._current is not None:
             self._current.finish()
-        name = f"part-{len(self._parts):05d}.jsonl"
+        name = part_name(len(self._parts), self.generation)
         self._current = _TempFile(self.directory / name)
         self._info = {"name": name, "records": 0, "bytes": 0}
         self._parts.append((self._current, self._info))
@@ -133,7 +158,19 @@ class StagingWriter:
         """
         Finish the run: make the part files visible, then write the manifest. Returns the manifest.
 
-        Calling it again returns the same manifest.
+        The commit, in order, each step safe to die in:
+
+        1. flush and fsync the hidden temporary part files;
+        2. rename each onto its final name, which is this generation's own (``part-00000.g2.jsonl``): the
+           manifest on storage, if any, lists other files, so it stays valid;
+        3. write the new manifest to a hidden temporary file and fsync it;
+        4. rename it onto ``manifest.json`` (atomic): the commit point, from the earlier run's complete
+           manifest to this one's, with nothing removed before;
+        5. delete what the earlier generations and killed attempts left (best effort).
+
+        A failure before step 4 deletes this generation's renamed parts and leaves the earlier manifest as
+        it was; a crash leaves them behind, unlisted, for the next commit to delete. Calling it again
+        returns the same manifest.
         """
         if self._manifest is not None:
             return self._manifest
@@ -141,14 +178,6 @@ class StagingWriter:
             raise RuntimeError(f"staging run {self.run_id!r} was aborted")
         committed: list[_TempFile] = []
         try:
-            for part, _ in self._parts:
-                part.finish()
-            # The manifest is the commit marker: take the previous one of this run id away first, so no
-            # manifest ever lists parts that are being replaced.
-            remove(self.manifest_path)
-            for part, _ in self._parts:
-                part.commit()
-                committed.append(part)
             manifest = Manifest(
                 vendor=self.vendor,
                 record_type=self.record_type,
@@ -160,22 +189,39 @@ class StagingWriter:
                 credits=self._stats["credits"],
                 extra=dict(self._extra),
                 include_raw=self.include_raw,
+                generation=self.generation,
                 path=self.manifest_path,
             )
+            for part, _ in self._parts:
+                part.finish()
+            for part, _ in self._parts:
+                part.commit()
+                committed.append(part)
             with atomic_write(self.manifest_path, "w") as f:
                 json.dump(manifest.to_dict(), f, ensure_ascii=False, indent=1)
         except BaseException:
-            for part in committed:
-                remove(part.path)
+            self._remove_unlisted(committed)
             self.abort()
             raise
         self._manifest = manifest
-        self._sweep()
+        self._sweep({info["name"] for _, info in self._parts})
         return manifest
 
-    def _sweep(self) -> None:
-        """Best effort: delete what killed or larger earlier attempts of this run id left behind."""
-        keep = {info["name"] for _, info in self._parts}
+    def _remove_unlisted(self, committed: list[_TempFile]) -> None:
+        """After a failed commit: delete its renamed parts, unless the manifest on storage lists them."""
+        try:
+            listed = {f["name"] for f in Manifest.load(self.manifest_path).files}
+        except FileNotFoundError:
+            listed = set()
+        except Exception:  # cannot tell what it lists: leave them for the next commit's sweep
+            return
+        for part in committed:
+            if part.path.name not in listed:
+                with contextlib.suppress(Exception):
+                    remove(part.path)
+
+    def _sweep(self, keep: set[str]) -> None:
+        """Best effort: delete what earlier generations and killed attempts of this run id left behind."""
         with contextlib.suppress(Exception):
             fs = filesystem(self.directory)
             for entry in fs.ls(self.directory.path, detail=False):
@@ -199,3 +245,21 @@ class StagingWriter:
             self.close()
         elif self._manifest is None:
             self.abort()
+
+
+def _next_generation(directory: ObjectStoragePath) -> int:
+    """One more than the generation of the manifest and of every part file in ``directory`` (1 if none)."""
+    newest = 0
+    fs = filesystem(directory)
+    try:
+        names = [entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(directory.path, detail=False)]
+    except FileNotFoundError:
+        return 1
+    for name in names:
+        match = _PART.match(name)
+        if match:
+            newest = max(newest, int(match.group("generation") or 1))
+    if MANIFEST_NAME in names:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            newest = max(newest, Manifest.load(directory / MANIFEST_NAME).generation)
+    return newest + 1

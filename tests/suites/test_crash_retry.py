@@ -11,15 +11,25 @@ conversation, and paid work (a Koneksi generation, a Linked API job) must not ha
 
 from __future__ import annotations
 
+import errno
+import json
 import math
+import os
 import random
+import re
+import shutil
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from airflow.sdk.execution_time.context import OutletEventAccessors
 
-from airflow_provider_linkmsg.exceptions import LinkMsgVendorError
-from airflow_provider_linkmsg.io.staging import iter_records, safe_name, to_path
+from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgVendorError
+from airflow_provider_linkmsg.io.staging import Manifest, StagingWriter, iter_records, safe_name, to_path
 from airflow_provider_linkmsg.io.state import JsonState, WatermarkStore
 from airflow_provider_linkmsg.operators.connectsafely import ConnectSafelyRetrieveMessagesOperator
 from airflow_provider_linkmsg.operators.export import LinkMsgExportToSqlOperator
@@ -34,6 +44,7 @@ from airflow_provider_linkmsg.operators.linkedapi import (
 )
 from airflow_provider_linkmsg.operators.linkup import LinkupRetrieveMessagesOperator
 from airflow_provider_linkmsg.records import Message
+from airflow_provider_linkmsg.sandbox import Sandbox
 from airflow_provider_linkmsg.utils import task_run_id
 from tests.fixtures.inbox import assert_exactly, staged_messages, truth_messages
 from tests.fixtures.koneksi import (
@@ -45,7 +56,7 @@ from tests.fixtures.koneksi import (
     record_tuples,
 )
 from tests.fixtures.koneksi import truth_messages as koneksi_truth
-from tests.fixtures.suites import kill_when, sqlite_count, sqlite_records, vendor_calls
+from tests.fixtures.suites import FORK, kill_when, sqlite_count, sqlite_records, vendor_calls
 
 OPERATORS = {"connectsafely": ConnectSafelyRetrieveMessagesOperator, "linkup": LinkupRetrieveMessagesOperator}
 READ_ROUTES = {"connectsafely": "GET /conversations/{urn}/messages", "linkup": "POST /messages"}
@@ -306,3 +317,181 @@ def test_a_lost_answer_to_the_paid_call_is_paid_once_after_the_retry(
     assert world.counter("jobs_started") == 1  # the vendor did start it
     result = sync(world, staging, mode, context)
     assert_synced_once_and_read_whole(world, result, staging, inbox_context("run-1", task_id="retrieve"))
+
+
+# ---- the staging commit: a fault at each of its steps, then a retry ------------------------------------------
+class CommitSteps:
+    """
+    In a forked task process: count the file-system steps from ``StagingWriter.close()`` on (the staging
+    commit, then the watermark commit) and fail one of them, with SIGKILL or an ``OSError`` (ENOSPC).
+
+    The steps are the calls that change the disk: opening a file to write, ``fsync``, ``replace``/``rename``,
+    ``remove``/``unlink`` and opening a directory (to fsync it). Each is counted before it happens.
+    """
+
+    def __init__(self, fail_at: int | None = None, how: str = "kill") -> None:
+        self.fail_at, self.how, self.trace, self.armed = fail_at, how, [], False
+
+    def step(self, op: str, *paths: Any) -> None:
+        if not self.armed:
+            return
+        if len(self.trace) == self.fail_at:
+            if self.how == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise OSError(errno.ENOSPC, "No space left on device (injected)", str(paths[0]))
+        names = [
+            re.sub(
+                r"tmp-\w+$",
+                "tmp-*",
+                os.path.basename(os.readlink(f"/proc/self/fd/{p}") if isinstance(p, int) else os.fsdecode(p)),
+            )
+            for p in paths
+        ]
+        self.trace.append(f"{op} {' -> '.join(names)}")
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import builtins
+
+        def wrap(module: Any, name: str, op: str, applies: Callable[..., bool] = lambda *a, **k: True):
+            real = getattr(module, name)
+
+            def faulty(*args: Any, **kwargs: Any) -> Any:
+                if applies(*args, **kwargs):
+                    self.step(op, *args[: 2 if op in ("replace", "rename") else 1])
+                return real(*args, **kwargs)
+
+            monkeypatch.setattr(module, name, faulty)
+
+        def writes(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> bool:
+            return not isinstance(file, int) and any(c in mode for c in "wax+")
+
+        wrap(builtins, "open", "open", writes)
+        wrap(os, "fsync", "fsync")
+        wrap(os, "replace", "replace")
+        wrap(os, "rename", "rename")
+        wrap(os, "remove", "remove")
+        wrap(os, "unlink", "unlink")
+        wrap(os, "open", "opendir", lambda path, flags, *a, **k: flags == os.O_RDONLY)
+        real_close = StagingWriter.close
+
+        def close(writer: StagingWriter) -> Any:
+            self.armed = True
+            return real_close(writer)
+
+        monkeypatch.setattr(StagingWriter, "close", close)
+
+
+def retry_with_fault(staging: str, context: dict[str, Any], fail_at: int | None, how: str, out: str) -> None:
+    """Child process: the task's retry, failing at commit step ``fail_at``; writes what it saw to ``out``."""
+    steps = CommitSteps(fail_at, how)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        steps.install(monkeypatch)
+        try:
+            retrieve("connectsafely", staging, context)
+            error = None
+        except BaseException as exc:  # the task failed: that is the point for an injected OSError
+            error = f"{type(exc).__name__}: {exc}"
+    with open(out, "w") as f:
+        json.dump({"trace": steps.trace, "error": error}, f)
+
+
+def assert_no_watermark_ahead_of_staged_data(staging: str, account: str, truth: set[Message]) -> None:
+    """One complete manifest of the run is on storage, and it holds everything each watermark says is staged."""
+    run_dirs = list(Path(staging, "connectsafely").iterdir())
+    assert len(run_dirs) == 1, run_dirs
+    staged = staged_messages(str(run_dirs[0] / "manifest.json"))  # loads it and checks every part's count
+    assert len(staged) == len({m.key for m in staged}), "a record staged twice"
+    for conversation, mark in WatermarkStore(staging, vendor="connectsafely", account=account).all().items():
+        covered = {m for m in truth if m.conversation_id == conversation and m.sent_at <= mark["sent_at"]}
+        held = {m for m in staged if m.conversation_id == conversation}
+        assert covered <= held, (
+            f"{conversation}: watermark {mark['sent_at']} but {len(covered - held)} not staged"
+        )
+
+
+@pytest.fixture(scope="module")
+def failed_first_try(tmp_path_factory):
+    """
+    A ConnectSafely task whose first try staged 11 of 12 conversations (one kept failing) and committed their
+    watermarks: the staging directory after it, the sandbox (the failing one now readable) and the truth.
+    """
+    mp = pytest.MonkeyPatch()
+    sandbox = Sandbox(
+        seed=3, sizes={"connectsafely": {"accounts": 1, "conversations": 12, "messages": 4}}
+    ).start()
+    for key, value in sandbox.env().items():
+        mp.setenv(key, value)
+    staging = str(tmp_path_factory.mktemp("first-try") / "staging")
+    broken = sorted(c["conversation_id"] for c in sandbox.truth("connectsafely")["conversations"])[5]
+    sandbox.configure({"vendors": {"connectsafely": {"fail_conversations": [broken]}}})
+    name = "AIRFLOW_CONN_CONNECTSAFELY_DEFAULT"
+    conn = json.loads(os.environ[name])
+    conn["extra"]["max_retries"] = 0
+    mp.setenv(name, json.dumps(conn))
+    context = {"ti": SimpleNamespace(dag_id="crash", task_id="retrieve", run_id="run-1", map_index=-1)}
+    with pytest.raises(LinkMsgError, match="could not be read"):
+        retrieve("connectsafely", staging, {**context, "run_id": "run-1"})
+    sandbox.configure({"vendors": {"connectsafely": {"fail_conversations": []}}})
+    account = sandbox.truth("connectsafely")["accounts"][0]["id"]
+    truth = truth_messages(sandbox, "connectsafely")
+    assert len(WatermarkStore(staging, vendor="connectsafely", account=account).all()) == 11
+    yield SimpleNamespace(
+        staging=staging, context={**context, "run_id": "run-1"}, account=account, truth=truth
+    )
+    threading.Thread(target=sandbox.stop, daemon=True).start()
+    mp.undo()
+
+
+def commit_trace(first, tmp_path: Path) -> list[str]:
+    """The steps of the retry's commit, recorded by a retry that fails nowhere."""
+    staging, out = str(tmp_path / "record"), str(tmp_path / "record.json")
+    shutil.copytree(first.staging, staging)
+    proc = FORK.Process(target=retry_with_fault, args=(staging, first.context, None, "kill", out))
+    proc.start()
+    proc.join(60)
+    with open(out) as f:
+        seen = json.load(f)
+    assert seen["error"] is None, seen["error"]
+    return seen["trace"]
+
+
+def test_the_commit_steps_are_enumerated(failed_first_try, tmp_path):
+    trace = commit_trace(failed_first_try, tmp_path)
+    account_file = f"{safe_name(failed_first_try.account)}.json"
+    # the new generation's part, then the manifest (the commit point), then the watermarks: in that order
+    milestones = ["-> part-00000.g2.jsonl", "-> manifest.json", f"-> {account_file}"]
+    positions = [next(i for i, step in enumerate(trace) if step.endswith(m)) for m in milestones]
+    assert positions == sorted(positions), trace
+    assert any(step.startswith("remove part-00000.jsonl") for step in trace), "the first generation is swept"
+
+
+@pytest.mark.parametrize("how", ["kill", "oserror"])
+def test_a_fault_at_each_step_of_the_staging_commit_then_a_retry_loses_nothing(
+    failed_first_try, tmp_path, how
+):
+    first = failed_first_try
+    trace = commit_trace(first, tmp_path)
+    assert 10 <= len(trace) <= 40, trace
+    for k, step in enumerate(trace):
+        staging, out = str(tmp_path / f"{how}-{k}"), str(tmp_path / f"{how}-{k}.json")
+        shutil.copytree(first.staging, staging)
+        proc = FORK.Process(target=retry_with_fault, args=(staging, first.context, k, how, out))
+        proc.start()
+        proc.join(60)
+        if how == "kill":
+            assert proc.exitcode == -signal.SIGKILL, f"step {k} ({step}): the process was not killed"
+        else:
+            assert proc.exitcode == 0 and os.path.exists(out), f"step {k} ({step})"
+        # right after the fault: a complete manifest, and every watermark covered by it
+        assert_no_watermark_ahead_of_staged_data(staging, first.account, first.truth)
+
+        result = retrieve("connectsafely", staging, first.context)
+
+        where = f"after a {how} at step {k} ({step})"
+        staged = staged_messages(result["manifest"])
+        assert {m.key for m in staged} == {m.key for m in first.truth}, where
+        assert_exactly(staged, first.truth)
+        assert_watermarks_match(staging, "connectsafely", first.account, first.truth)
+        run_dir = Path(result["manifest"]).parent
+        listed = {f["name"] for f in Manifest.load(run_dir).files}
+        assert {p.name for p in run_dir.iterdir()} == {"manifest.json", *listed}, where

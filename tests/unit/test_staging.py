@@ -232,7 +232,9 @@ def test_rerun_with_same_run_id_replaces_the_previous_run(tmp_path):
                 writer.write(message)
     assert list(iter_records(writer.manifest_path)) == make_messages(4)
     assert Manifest.load(writer.manifest_path).record_count == 4
-    assert visible_files(tmp_path) == ["linkup/r/manifest.json", "linkup/r/part-00000.jsonl"]
+    # the second commit of the run id wrote its own generation of parts, then swept the first away
+    assert visible_files(tmp_path) == ["linkup/r/manifest.json", "linkup/r/part-00000.g2.jsonl"]
+    assert Manifest.load(writer.manifest_path).generation == 2
 
 
 def test_failed_rerun_keeps_the_previous_complete_run(tmp_path):
@@ -370,6 +372,27 @@ def test_sigkill_in_the_middle_of_a_large_file_leaves_nothing_visible(tmp_path):
     with StagingWriter(tmp_path, vendor="linkup", record_type="message", run_id="big") as retry:
         retry.write(make_messages(1)[0])
     assert sorted(p.name for p in run_dir.iterdir()) == ["manifest.json", "part-00000.jsonl"]
+
+
+def test_a_failed_manifest_write_keeps_the_previous_run_whole(tmp_path, monkeypatch):
+    """ENOSPC while the retry writes its manifest: the earlier manifest and its parts stay as they were."""
+    with StagingWriter(tmp_path, vendor="linkup", record_type="message", run_id="r") as first:
+        for message in make_messages(5):
+            first.write(message)
+    real_dump = json.dump
+
+    def full_disk(obj, fp, **kwargs):
+        if "files" in obj:  # the manifest
+            raise OSError(28, "No space left on device")
+        return real_dump(obj, fp, **kwargs)
+
+    monkeypatch.setattr(json, "dump", full_disk)
+    retry = StagingWriter(tmp_path, vendor="linkup", record_type="message", run_id="r")
+    with pytest.raises(OSError, match="No space left"), retry:
+        for message in make_messages(9):
+            retry.write(message)
+    assert list(iter_records(first.manifest_path)) == make_messages(5)
+    assert visible_files(tmp_path) == ["linkup/r/manifest.json", "linkup/r/part-00000.jsonl"]
 
 
 def test_conn_id_of_reads_both_object_storage_paths():
