@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -103,6 +104,25 @@ def _counts(manifests: list[Manifest]) -> dict[str, Any]:
     }
 
 
+def run_data_date(context: Context | Mapping[str, Any]) -> str | None:
+    """
+    The data date (``YYYY-MM-DD``, UTC) of the DAG run in ``context``: its logical date (``ds``), else the
+    start of its data interval, else the time it runs after (Airflow 3 runs without a logical date).
+    ``None`` outside a DAG run.
+
+    :param context: the task's context.
+    """
+    dag_run = context.get("dag_run")
+    for value in (
+        context.get("logical_date"),
+        context.get("data_interval_start"),
+        getattr(dag_run, "run_after", None),
+    ):
+        if value is not None:
+            return value.astimezone(UTC).date().isoformat()
+    return None
+
+
 def _is_templated(value: Any) -> bool:
     return not isinstance(value, str | ObjectStoragePath) or any(t in str(value) for t in ("{{", "{%"))
 
@@ -154,7 +174,15 @@ class LinkMsgExportToFilesOperator(BaseOperator):
 
     Each staged part file becomes one file under
     ``{destination}/vendor={vendor}/date={YYYY-MM-DD}/{run}-part-{n}.{ext}``, written atomically; names
-    derive from the staging run, so exporting again overwrites instead of duplicating.
+    derive from the staging run and the date is the DAG run's data date, so exporting again (a retry, a
+    cleared run, after midnight too) overwrites instead of duplicating.
+
+    The destination holds one row per record key: the latest staged version of a record wins (Koneksi's
+    final retrieve over an ``allow_partial`` one, a re-staged run over its earlier export). An export
+    removes the keys it brings from the files that held them, and leaves out records the destination
+    already holds in a newer version; keys are kept on disk (``{destination}/_linkmsg_keys/``, ignored by
+    Spark, pandas and pyarrow datasets), so memory stays bounded. Exports into one destination should run
+    one at a time: two at the very same moment can leave a record twice (never lose one) until the next.
 
     Without ``outlets``, the operator declares ``Asset(destination)`` (when the destination is not
     templated); the asset event's ``extra`` holds ``records``, ``manifests``, ``files``, ``by_vendor``,
@@ -169,11 +197,14 @@ class LinkMsgExportToFilesOperator(BaseOperator):
     :param destination_conn_id: connection of the destination store (``aws_default`` ...).
     :param staging_conn_id: connection of the staging store, for manifest paths given without one.
     :param include_raw: keep the vendor's raw JSON (when it was staged).
-    :param partition_date: ``YYYY-MM-DD`` of the ``date=`` partition (e.g. ``{{ ds }}``); defaults to the
-        day each run was staged (UTC).
+    :param partition_date: ``YYYY-MM-DD`` of the ``date=`` partition; defaults to the DAG run's data date
+        (its logical date, else its data interval's start, else its ``run_after``; the staging day outside
+        a DAG run).
     :param batch_size: records per Parquet row group.
     :return: ``{"destination", "format", "compression", "records", "manifests", "files": [{"path",
-        "records"}], "by_vendor", "by_record_type"}``.
+        "records"}], "by_vendor", "by_record_type", "superseded", "older", "files_removed"}``:
+        ``superseded`` rows removed from earlier files, ``older`` staged records left out because the
+        destination holds a newer version, ``files_removed`` files deleted (emptied or stale).
     """
 
     template_fields: Sequence[str] = (
@@ -223,26 +254,33 @@ class LinkMsgExportToFilesOperator(BaseOperator):
         if not manifests:
             raise AirflowSkipException("No staging manifests to export.")
         destination = to_path(self.destination, self.destination_conn_id)
+        partition_date = self.partition_date or run_data_date(context)
         files: list[dict[str, Any]] = []
+        dedup: Counter[str] = Counter()
         for manifest in manifests:
-            written = export_manifest(
+            done = export_manifest(
                 manifest,
                 destination,
                 file_format=self.file_format,
                 compression=codec,
                 include_raw=self.include_raw,
-                partition_date=self.partition_date,
+                partition_date=partition_date,
                 batch_size=self.batch_size,
             )
             self.log.info(
-                "Exported %s records of %s (%s) to %s file(s) under %s",
+                "Exported %s records of %s (%s) to %s file(s) under %s; one row per key: %s row(s) removed "
+                "from earlier files, %s older record(s) left out, %s file(s) deleted",
                 manifest.record_count,
                 manifest.path,
                 manifest.vendor,
-                len(written),
+                len(done["files"]),
                 destination,
+                done["superseded"],
+                done["older"],
+                done["files_removed"],
             )
-            files.extend(written)
+            files.extend(done["files"])
+            dedup.update({k: done[k] for k in ("superseded", "older", "files_removed")})
         counts = _counts(manifests)
         self._lineage = ([m.directory for m in manifests], [destination])
         extra = {**counts, "files": len(files), "destination": str(destination), "format": self.file_format}
@@ -254,6 +292,8 @@ class LinkMsgExportToFilesOperator(BaseOperator):
             **counts,
             "manifests": [str(m.path) for m in manifests],
             "files": files,
+            "partition_date": partition_date,
+            **{k: dedup[k] for k in ("superseded", "older", "files_removed")},
         }
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:

@@ -67,8 +67,7 @@ def test_dag_run_exports_and_emits_asset_events(run_dag, tmp_path, monkeypatch):
             task_id="export_files",
             manifests=staged,
             destination=str(destination),
-            compression="gzip",
-            partition_date="{{ ds }}",
+            compression="gzip",  # partitioned by the run's data date by default
         )
         to_sql = LinkMsgExportToSqlOperator(
             task_id="export_sql", manifests=staged, conn_id="linkmsg_e2e_sqlite", batch_size=50

@@ -12,8 +12,9 @@ import signal
 import sqlite3
 import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import fsspec
 import pyarrow.parquet as pq
@@ -71,6 +72,16 @@ def generated(n: int) -> list[GeneratedMessage]:
         )
         for i in range(n)
     ]
+
+
+def data_files(destination: Path) -> list[Path]:
+    """Every file under ``destination`` but the key files (``_linkmsg_keys/``)."""
+    return [p for p in destination.rglob("*") if p.is_file() and "_linkmsg_keys" not in p.parts]
+
+
+def keys_file(destination: Path, path: Path) -> Path:
+    """The key file of an exported data file."""
+    return destination / "_linkmsg_keys" / f"{path.relative_to(destination)}.keys"
 
 
 def stage(root, records, *, run_id: str, max_records_per_file: int = 100_000, include_raw: bool = True):
@@ -193,8 +204,10 @@ def test_files_read_back_equal(tmp_path, file_format, compression, suffix):
     ]
     assert paths[0].name.endswith(f"-part-00000{suffix}")
     assert paths[3].name == f"gen-1-part-00000{suffix}"
-    on_disk = sorted(p for p in (tmp_path / "out").rglob("*") if p.is_file())
+    on_disk = sorted(p for p in data_files(tmp_path / "out"))
     assert on_disk == sorted(paths), "only the final files, no temporary files"
+    keys = sorted((tmp_path / "out" / "_linkmsg_keys").rglob("*"))
+    assert [p for p in keys if p.is_file()] == sorted(keys_file(tmp_path / "out", p) for p in paths)
 
     read = READERS[file_format]
     back_inbox = [r for p in paths[:3] for r in read(str(p), Message)]
@@ -245,13 +258,13 @@ def test_export_again_overwrites_identically(tmp_path):
             operator = LinkMsgExportToFilesOperator(
                 task_id="export",
                 manifests=[manifest.summary()],
-                destination=str(tmp_path / "out"),
+                destination=str(tmp_path / f"out-{file_format}"),
                 file_format=file_format,
                 compression=compression,
             )
             run_operator(operator)
-        outputs.append({p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()})
-    assert len(outputs[0]) == 9
+        outputs.append({p: p.read_bytes() for p in tmp_path.glob("out-*/**/*") if p.is_file()})
+    assert len(outputs[0]) == 18  # 3 parts in 3 formats, each with its key file
     assert outputs[0] == outputs[1]
 
 
@@ -263,22 +276,27 @@ def test_memory_store_for_staging_and_destination():
         operator = LinkMsgExportToFilesOperator(
             task_id="export",
             manifests=manifest.summary(),
-            destination=f"memory://{bucket}/out",
+            destination=f"memory://{bucket}/out-{file_format}",
             file_format=file_format,
             include_raw=True,
         )
-        result, context = run_operator(operator)
-        assert result["destination"] == f"memory://{bucket}/out"
-        assert all(f["path"].startswith(f"memory://{bucket}/out/vendor=linkedapi/") for f in result["files"])
+        for _ in range(2):  # the second export finds the first one's key files and rewrites the same files
+            result, context = run_operator(operator)
+        assert result["destination"] == f"memory://{bucket}/out-{file_format}"
+        prefix = f"memory://{bucket}/out-{file_format}/vendor=linkedapi/"
+        assert all(f["path"].startswith(prefix) for f in result["files"])
         back = [r for f in result["files"] for r in READERS[file_format](f["path"], Message)]
         assert back == inbox
         (asset,) = operator.outlets
-        assert asset.uri == f"memory://{bucket}/out"
+        assert asset.uri == f"memory://{bucket}/out-{file_format}"
         assert context["outlet_events"][asset].extra["records"] == 75
     fs = fsspec.filesystem("memory")
-    names = [p.rsplit("/", 1)[1] for p in fs.find(f"/{bucket}/out")]
+    names = [p.rsplit("/", 1)[1] for p in fs.find(f"/{bucket}") if "/out-" in p]
     assert sorted(names) == sorted(
-        f"r-part-0000{i}.{ext}" for i in range(2) for ext in ("jsonl", "csv", "parquet")
+        f"r-part-0000{i}.{ext}{keys}"
+        for i in range(2)
+        for ext in ("jsonl", "csv", "parquet")
+        for keys in ("", ".keys")
     )
     fs.rm(f"/{bucket}", recursive=True)
 
@@ -298,8 +316,9 @@ def test_failed_export_leaves_no_half_file(tmp_path, file_format):
     )
     with pytest.raises(LinkMsgError, match="holds 7 records but its manifest says 10"):
         run_operator(operator)
+    # the run's keys are read (and its parts checked) before anything is written: nothing is visible
     files = sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file())
-    assert files == ["r-part-00000.parquet"], "part 1 is not visible, not even as a temporary file"
+    assert files == [], "no file, not even a temporary one"
 
 
 def test_resolve_manifests_accepts_every_xcom_shape(tmp_path):
@@ -588,3 +607,131 @@ def test_sql_empty_manifest_creates_the_table(tmp_path, sqlite_conn_id, record_t
     table = "msgs" if record_type == "message" else "gen"
     assert table_rows(sqlite_conn_id, table) == {}
     assert Manifest.load(writer.manifest_path).record_count == 0
+
+
+# ---- one row per key in a file destination ----------------------------------------------------------------
+EXT = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet"}
+
+
+def destination_records(destination: Path, file_format: str, record_cls) -> list:
+    """Every record of every data file under ``destination``, as a reader globbing the folder gets them."""
+    paths = sorted(p for p in data_files(destination) if p.name.endswith(EXT[file_format]))
+    return [r for p in paths for r in READERS[file_format](str(p), record_cls)]
+
+
+def staging_clock(monkeypatch, iso: str) -> None:
+    """Make the staging writer close its runs at ``iso`` (its manifests' ``created_at``)."""
+    import airflow_provider_linkmsg.io.manifest as manifest_module
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(tz)
+
+    monkeypatch.setattr(manifest_module, "datetime", Frozen)
+
+
+def export_files(manifests, destination: Path, file_format: str, **context_extra):
+    operator = LinkMsgExportToFilesOperator(
+        task_id="to_files", manifests=manifests, destination=str(destination), file_format=file_format
+    )
+    context = {"outlet_events": OutletEventAccessors(), **context_extra}
+    result = operator.execute(context)
+    json.dumps(result)
+    return result
+
+
+@pytest.mark.parametrize("file_format", ["jsonl", "csv", "parquet"])
+def test_koneksi_pending_then_final_leaves_one_row_per_lead_and_type(sandbox_factory, tmp_path, file_format):
+    from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
+    from airflow_provider_linkmsg.operators.koneksi import KoneksiRetrieveMessagesOperator
+    from tests.fixtures.koneksi import make_payload
+
+    sandbox = sandbox_factory(seed=3, sizes={"koneksi": {"polls_until_complete": 3, "leads": 5}})
+    request_id = KoneksiHook().request_message_generation(make_payload(sandbox))
+
+    def retrieve(task_id: str, **kwargs) -> dict:
+        ti = SimpleNamespace(dag_id="koneksi", task_id=task_id, run_id="run-1", map_index=-1)
+        return KoneksiRetrieveMessagesOperator(
+            task_id=task_id, secure_request_id=request_id, staging_path=str(tmp_path / "staging"), **kwargs
+        ).execute({"ti": ti, "run_id": "run-1"})
+
+    partial = retrieve("retrieve_partial", allow_partial=True)
+    assert partial["generation_status"] == "in_progress" and partial["pending"] > 0
+    while (final := retrieve("retrieve_final", allow_partial=True))["generation_status"] != "complete":
+        time.sleep(0.05)
+    destination = tmp_path / "out"
+
+    export_files(partial, destination, file_format)
+    result = export_files(final, destination, file_format)
+    truth = sorted(iter_records(final["manifest"]), key=lambda r: r.key)
+
+    def assert_one_final_row_per_key() -> None:
+        rows = destination_records(destination, file_format, GeneratedMessage)
+        assert len(rows) == len({r.key for r in rows}) == len(truth), "one row per lead and message type"
+        assert {r.status for r in rows} <= {"generated", "failed"}, "the final version wins over pending"
+        assert sorted(rows, key=lambda r: r.key) == truth
+
+    assert_one_final_row_per_key()
+    assert result["superseded"] == partial["records"]
+    again = export_files(partial, destination, file_format)  # the older run exported again: it stays out
+    assert_one_final_row_per_key()
+    assert again["older"] == partial["records"] and again["files"] == []
+
+
+@pytest.mark.parametrize("file_format", ["jsonl", "parquet"])
+def test_a_run_restaged_after_midnight_utc_exports_into_its_own_date_once(tmp_path, monkeypatch, file_format):
+    inbox, destination = messages(15, "connectsafely"), tmp_path / "out"
+    data_date = {"logical_date": datetime(2024, 5, 1, 6, tzinfo=UTC)}
+    staging_clock(monkeypatch, "2024-05-01T23:59:00.000000Z")
+    first = stage(tmp_path / "staging", inbox[:10], run_id="scheduled__2024-05-01")
+    export_files(first.summary(), destination, file_format, **data_date)
+    # the task is cleared and runs again after midnight: it stages the run again, with 5 more messages
+    staging_clock(monkeypatch, "2024-05-02T00:01:00.000000Z")
+    second = stage(tmp_path / "staging", inbox, run_id="scheduled__2024-05-01")
+    result = export_files(second.summary(), destination, file_format, **data_date)
+
+    assert (first.created_at[:10], second.created_at[:10]) == ("2024-05-01", "2024-05-02")
+    rows = destination_records(destination, file_format, Message)
+    assert sorted(r.key for r in rows) == sorted(m.key for m in inbox), "15 rows for 15 messages"
+    assert {p.parent.name for p in data_files(destination)} == {"date=2024-05-01"}
+    assert result["partition_date"] == "2024-05-01"
+
+
+def test_without_a_data_date_a_restaged_run_still_leaves_one_row_per_key(tmp_path, monkeypatch):
+    """Outside a DAG run the partition is the staging day: the re-staged run moves there, whole and once."""
+    inbox, destination = messages(15, "linkup"), tmp_path / "out"
+    for now, count in (("2024-05-01T23:59:00.000000Z", 10), ("2024-05-02T00:01:00.000000Z", 15)):
+        staging_clock(monkeypatch, now)
+        result = export_files(
+            stage(tmp_path / "staging", inbox[:count], run_id="r").summary(), destination, "jsonl"
+        )
+    rows = destination_records(destination, "jsonl", Message)
+    assert sorted(r.key for r in rows) == sorted(m.key for m in inbox)
+    assert {p.parent.name for p in data_files(destination)} == {"date=2024-05-02"}
+    assert result["files_removed"] == 1
+    assert [p.name for p in (destination / "_linkmsg_keys").rglob("*.keys")] == ["r-part-00000.jsonl.keys"]
+
+
+def test_records_of_one_key_across_runs_and_partitions_end_up_once_in_the_latest_version(
+    tmp_path, monkeypatch
+):
+    """Edited messages staged by later runs, into other date partitions: pyarrow's dataset reads each key once."""
+    import pyarrow.dataset as ds
+
+    destination = tmp_path / "out"
+    versions = [messages(40, "linkup", start=0, edit=f" v{v}") for v in range(3)]
+    for v, batch in enumerate(versions):  # run v re-stages messages 0-39 and 20 new ones, a day later each
+        staging_clock(monkeypatch, f"2024-05-0{v + 1}T12:00:00.000000Z")
+        staged = stage(
+            tmp_path / "staging", batch + messages(20, "linkup", start=100 + 20 * v), run_id=f"r{v}"
+        )
+        export_files(
+            staged.summary(), destination, "parquet", logical_date=datetime(2024, 5, v + 1, tzinfo=UTC)
+        )
+
+    table = ds.dataset(str(destination), format="parquet", partitioning="hive").to_table()
+    keys = table.column("key").to_pylist()
+    assert len(keys) == len(set(keys)) == 40 + 60
+    texts = dict(zip(keys, table.column("text").to_pylist(), strict=True))
+    assert all(texts[m.key] == m.text for m in versions[2]), "the latest staged version wins"
