@@ -3,7 +3,8 @@ Storage of staged records and state.
 
 - :mod:`.staging`: records as JSON Lines part files plus a manifest, written atomically.
 - :mod:`.state`: JSON state documents and watermarks committed only after the data is durable.
-- :mod:`.files` and :mod:`.sql`: the export to files (JSONL, CSV, Parquet) and to SQL databases.
+- :mod:`.files` and :mod:`.sql`: the export to files (JSONL, CSV, Parquet) and to SQL databases;
+  :mod:`.file_export` and :mod:`.keyindex`: one row per key in a file destination.
 """
 
 from __future__ import annotations

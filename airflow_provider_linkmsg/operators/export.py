@@ -29,7 +29,8 @@ from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.providers.common.sql.operators.sql import BaseSQLOperator
 
 from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
-from airflow_provider_linkmsg.io.files import check_format, check_partition_date, export_manifest
+from airflow_provider_linkmsg.io.file_export import export_manifest
+from airflow_provider_linkmsg.io.files import check_format, check_partition_date
 from airflow_provider_linkmsg.io.sql import DEFAULT_TABLES, SqlUpserter, check_table_name
 from airflow_provider_linkmsg.io.staging import Manifest, is_local, iter_records, to_path
 from airflow_provider_linkmsg.records import GeneratedMessage, Message
