@@ -8,6 +8,7 @@ import io
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import sqlite3
 import time
@@ -22,8 +23,9 @@ import pytest
 from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgValidationError
+from airflow_provider_linkmsg.io.file_export import export_manifest
 from airflow_provider_linkmsg.io.sql import SqlUpserter
-from airflow_provider_linkmsg.io.staging import Manifest, StagingWriter, iter_records
+from airflow_provider_linkmsg.io.staging import Manifest, StagingWriter, iter_records, to_path
 from airflow_provider_linkmsg.operators.export import (
     LinkMsgExportToFilesOperator,
     LinkMsgExportToSqlOperator,
@@ -735,3 +737,69 @@ def test_records_of_one_key_across_runs_and_partitions_end_up_once_in_the_latest
     assert len(keys) == len(set(keys)) == 40 + 60
     texts = dict(zip(keys, table.column("text").to_pylist(), strict=True))
     assert all(texts[m.key] == m.text for m in versions[2]), "the latest staged version wins"
+
+
+def export_with_fault(manifest: Manifest, destination: str, fail_at: int | None, how: str, out: str) -> None:
+    """Child process: export ``manifest`` to Parquet, failing at file-system step ``fail_at``; ``out``: steps."""
+    import builtins
+
+    steps: list[str] = []
+    real = {"open": builtins.open, "replace": os.replace, "remove": os.remove}
+
+    def step(op: str, path) -> None:
+        if len(steps) == fail_at:
+            if how == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise OSError(28, "No space left on device (injected)", str(path))
+        steps.append(f"{op} {os.path.basename(os.fsdecode(path))}")
+
+    def faulty_open(file, mode="r", *args, **kwargs):
+        if not isinstance(file, int) and any(c in mode for c in "wax+") and "linkmsg-keys-" not in str(file):
+            step("open", file)
+        return real["open"](file, mode, *args, **kwargs)
+
+    builtins.open = faulty_open
+    os.replace = lambda src, dst, *a, **k: (step("replace", dst), real["replace"](src, dst, *a, **k))[1]
+    os.remove = lambda path, *a, **k: (step("remove", path), real["remove"](path, *a, **k))[1]
+    error = None
+    try:
+        export_manifest(manifest, to_path(destination), file_format="parquet")
+    except OSError as exc:
+        error = str(exc)
+    finally:
+        builtins.open, os.replace, os.remove = real["open"], real["replace"], real["remove"]
+    with open(out, "w") as f:
+        json.dump({"steps": steps, "error": error}, f)
+
+
+@pytest.mark.parametrize("how", ["kill", "oserror"])
+def test_an_export_failing_at_any_step_then_retried_holds_one_row_per_key_and_loses_none(tmp_path, how):
+    """Pending rows exported, then the final run: a fault at each step of its export, then the retry."""
+    pending = [dataclasses.replace(r, status="pending", text=None) for r in generated(24)]
+    final = generated(24) + generated(30)[24:]  # the final run also brings 6 new rows
+    older = stage(tmp_path / "staging", pending, run_id="partial", max_records_per_file=10)
+    newer = stage(tmp_path / "staging", final, run_id="final", max_records_per_file=10)
+    base = tmp_path / "base"
+    export_manifest(older, to_path(str(base)), file_format="parquet")
+    record = str(tmp_path / "record.json")
+    shutil.copytree(base, tmp_path / "record")
+    export_with_fault(newer, str(tmp_path / "record"), None, how, record)
+    with open(record) as f:
+        trace = json.load(f)["steps"]
+    assert any(s.startswith("remove") for s in trace) and len(trace) >= 10, trace
+
+    truth = sorted(final, key=lambda r: r.key)
+    for k, step in enumerate(trace):
+        destination, out = tmp_path / f"{how}-{k}", str(tmp_path / f"{how}-{k}.json")
+        shutil.copytree(base, destination)
+        proc = FORK.Process(target=export_with_fault, args=(newer, str(destination), k, how, out))
+        proc.start()
+        proc.join(60)
+        assert proc.exitcode == (-signal.SIGKILL if how == "kill" else 0), f"step {k} ({step})"
+        rows = {r.key for r in destination_records(destination, "parquet", GeneratedMessage)}
+        assert rows >= {r.key for r in pending}, f"a {how} at step {k} ({step}) lost a record"
+
+        export_manifest(newer, to_path(str(destination)), file_format="parquet")  # the retry
+
+        rows = destination_records(destination, "parquet", GeneratedMessage)
+        assert sorted(rows, key=lambda r: r.key) == truth, f"after a {how} at step {k} ({step})"
