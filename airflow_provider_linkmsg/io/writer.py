@@ -168,9 +168,10 @@ class StagingWriter:
            manifest to this one's, with nothing removed before;
         5. delete what the earlier generations and killed attempts left (best effort).
 
-        A failure before step 4 deletes this generation's renamed parts and leaves the earlier manifest as
-        it was; a crash leaves them behind, unlisted, for the next commit to delete. Calling it again
-        returns the same manifest.
+        A failure (an ``OSError`` such as ENOSPC) deletes this generation's renamed parts unless the
+        manifest on storage lists them (step 4 happened, a later step failed), and re-raises; the earlier
+        manifest stays as it was. A crash leaves them behind, unlisted, for the next commit to delete.
+        Calling it again returns the same manifest.
         """
         if self._manifest is not None:
             return self._manifest
