@@ -1,8 +1,8 @@
 """
 The one HTTP transport every vendor hook stands on.
 
-:class:`LinkMsgHook` owns the ``requests.Session`` (pooled), connect and read timeouts, retries
-(exponential back-off with jitter on 429, 5xx, resets, timeouts and truncated bodies, honouring
+:class:`LinkMsgHook` owns the ``requests.Session`` (pooled), connect and read timeouts, retries driven by
+one :class:`tenacity.Retrying` per hook (exponential back-off with jitter on 429, 5xx, resets, timeouts and truncated bodies, honouring
 ``Retry-After`` in seconds or HTTP-date form, or the vendor's own reset time, under a cap on the total
 wait), a client-side rate limiter shared by every hook of the same vendor, key and host in the process,
 the ``User-Agent``, secret masking, and the mapping of error responses to
@@ -21,12 +21,12 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-import time
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any, ClassVar, Self
 
 import requests
+import tenacity
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 from requests.adapters import HTTPAdapter
 
@@ -48,12 +48,13 @@ from airflow_provider_linkmsg.hooks.transport.interpret import short as _short
 from airflow_provider_linkmsg.hooks.transport.params import ConnParams, bounded, extra_value, number
 from airflow_provider_linkmsg.hooks.transport.ratelimit import RateLimiter, shared_limiter
 from airflow_provider_linkmsg.hooks.transport.retry import (
+    Call,
     Transient,
-    backoff,
-    gave_up,
+    build_retrying,
     lost,
     parse_reset_time,
     parse_retry_after,
+    run_attempt,
 )
 from airflow_provider_linkmsg.vendors import VENDORS, VendorInfo
 
@@ -312,59 +313,50 @@ class LinkMsgHook(BaseHook):
         with self._stats_lock:
             self.api_calls += 1
 
-        started = time.monotonic()
-        attempt, waited = 1, 0.0
-        while True:  # a plain loop, not a retry library: it leaves no reference cycles for the GC per call
+        call = Call(
+            self,
+            method,
+            url,
+            where,
+            params=clean_params,
+            json_body=json_body,
+            headers=headers,
+            idempotent=idempotent,
+            read_timeout=timeout or p.read_timeout,
+            max_retries=retries,
+            max_wait=p.max_retry_wait,
+            on_lost_answer=on_lost_answer,
+        )
+        outcome = self._retrying(run_attempt, call)
+        if isinstance(outcome, BaseException):
             try:
-                return self._send_once(
-                    method,
-                    url,
-                    where,
-                    clean_params,
-                    json_body,
-                    headers,
-                    idempotent,
-                    timeout or p.read_timeout,
-                )
-            except (Transient, LinkMsgError) as exc:
-                if on_lost_answer is not None and getattr(exc, "answer_lost", False):
-                    on_lost_answer()
-                if not isinstance(exc, Transient):
-                    raise
-                pause = backoff(exc, attempt)
-                if attempt > retries or waited + pause > p.max_retry_wait:
-                    raise gave_up(
-                        exc, attempt, waited, time.monotonic() - started, p.max_retry_wait
-                    ) from None
-                with self._stats_lock:
-                    self.retries += 1
-                self.log.warning("%s: %s; retry %d in %.1f s", self.vendor, exc.reason, attempt, pause)
-            time.sleep(pause)
-            waited += pause
-            attempt += 1
+                raise outcome
+            finally:
+                del outcome  # a local holding the raised error would tie it to this frame: a cycle
+        return outcome
 
-    def _send_once(
-        self,
-        method: str,
-        url: str,
-        where: dict[str, Any],
-        params: Mapping[str, Any],
-        json_body: Any,
-        headers: Mapping[str, str] | None,
-        idempotent: bool,
-        read_timeout: float,
-    ) -> ApiResponse:
-        p = self.conn_params
+    @cached_property
+    def _retrying(self) -> tenacity.Retrying:
+        """The hook's one :class:`tenacity.Retrying`, reused by every call (its state is thread-local)."""
+        return build_retrying()
+
+    def count_retry(self) -> None:
+        with self._stats_lock:
+            self.retries += 1
+
+    def send_attempt(self, call: Call) -> ApiResponse:
+        """One attempt of ``call``: the parsed 2xx answer, else raise (a :class:`Transient` to retry)."""
+        p, where, idempotent, read_timeout = self.conn_params, call.where, call.idempotent, call.read_timeout
         with self.limiter.slot():
             with self._stats_lock:
                 self.http_requests += 1
             try:
                 response = self.session.request(
-                    method,
-                    url,
-                    params=params or None,
-                    json=json_body,
-                    headers=dict(headers) if headers else None,
+                    call.method,
+                    call.url,
+                    params=call.params or None,
+                    json=call.json_body,
+                    headers=dict(call.headers) if call.headers else None,
                     timeout=(p.connect_timeout, read_timeout),
                 )
                 content = response.content  # a truncated body raises here

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import email.utils
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+import tenacity
 
 from airflow_provider_linkmsg.exceptions import LinkMsgError
 
@@ -95,4 +98,128 @@ def gave_up(exc: Transient, attempts: int, waited: float, elapsed: float, max_wa
         endpoint=error.endpoint,
         status=error.status,
         code=error.code,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# tenacity: one Retrying per hook, the per-call settings travel in the call object
+# --------------------------------------------------------------------------------------------------------
+class Call:
+    """
+    One logical call: what to send, and the per-call settings the policy reads (``max_retries``,
+    ``max_wait``, ``on_lost_answer``). It is the attempt function's only argument, so tenacity's callbacks
+    find it in ``retry_state.args[0]``: the :class:`tenacity.Retrying` is built once per hook, not per call.
+    """
+
+    __slots__ = (
+        "headers",
+        "hook",
+        "idempotent",
+        "json_body",
+        "max_retries",
+        "max_wait",
+        "method",
+        "on_lost_answer",
+        "params",
+        "pause",
+        "paused_at",
+        "read_timeout",
+        "url",
+        "where",
+    )
+
+    def __init__(self, hook: Any, method: str, url: str, where: dict[str, Any], **settings: Any) -> None:
+        self.hook = hook
+        self.method = method
+        self.url = url
+        self.where = where
+        self.params = settings["params"]
+        self.json_body = settings["json_body"]
+        self.headers = settings["headers"]
+        self.idempotent = settings["idempotent"]
+        self.read_timeout = settings["read_timeout"]
+        self.max_retries = settings["max_retries"]
+        self.max_wait = settings["max_wait"]
+        self.on_lost_answer = settings["on_lost_answer"]
+        self.pause = 0.0
+        self.paused_at = 0
+
+
+def run_attempt(call: Call) -> Any:
+    """
+    One attempt. Failures are *returned*, not raised, with their tracebacks cut: a raised exception
+    kept in tenacity's ``Future`` would reference the frame that holds the retry state (a reference cycle
+    per failed call, left for the garbage collector).
+    """
+    try:
+        return call.hook.send_attempt(call)
+    except (Transient, LinkMsgError) as exc:
+        if call.on_lost_answer is not None and getattr(exc, "answer_lost", False):
+            call.on_lost_answer()  # may raise to stop the retries
+        return _detached(exc)
+
+
+def _detached(exc: BaseException) -> BaseException:
+    seen = exc
+    while seen is not None:
+        seen.__traceback__ = None
+        seen = seen.__cause__ or seen.__context__
+    return exc
+
+
+def _is_transient(result: Any) -> bool:
+    return isinstance(result, Transient)
+
+
+def _pause(retry_state: Any) -> float:
+    """The pause after this attempt, drawn once (tenacity asks ``wait`` and ``stop``, in either order)."""
+    call: Call = retry_state.args[0]
+    if call.paused_at != retry_state.attempt_number:
+        call.paused_at = retry_state.attempt_number
+        call.pause = backoff(retry_state.outcome.result(), retry_state.attempt_number)
+    return call.pause
+
+
+def _stop(retry_state: Any) -> bool:
+    call: Call = retry_state.args[0]
+    pause = _pause(retry_state)
+    return retry_state.attempt_number > call.max_retries or retry_state.idle_for + pause > call.max_wait
+
+
+def _wait(retry_state: Any) -> float:
+    return _pause(retry_state)
+
+
+def _before_sleep(retry_state: Any) -> None:
+    call: Call = retry_state.args[0]
+    exc: Transient = retry_state.outcome.result()
+    call.hook.count_retry()
+    call.hook.log.warning(
+        "%s: %s; retry %d in %.1f s", call.hook.vendor, exc.reason, retry_state.attempt_number, call.pause
+    )
+
+
+def _give_up(retry_state: Any) -> LinkMsgError:
+    call: Call = retry_state.args[0]
+    return gave_up(
+        retry_state.outcome.result(),
+        retry_state.attempt_number,
+        retry_state.idle_for,
+        retry_state.seconds_since_start,
+        call.max_wait,
+    )
+
+
+def build_retrying(sleep: Callable[[float], None] | None = None) -> tenacity.Retrying:
+    """
+    The :class:`tenacity.Retrying` of one hook: reused by every call (and thread: its state is
+    thread-local), so a call builds no retry machinery of its own.
+    """
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_result(_is_transient),
+        stop=_stop,
+        wait=_wait,
+        before_sleep=_before_sleep,
+        retry_error_callback=_give_up,
+        sleep=sleep or tenacity.nap.sleep,
     )
