@@ -88,3 +88,20 @@ class LinkMsgResponseError(LinkMsgVendorError):
 
 class LinkMsgBudgetExceededError(LinkMsgError, AirflowFailException):
     """A call would exceed a budget the user set (``max_credits``, ``max_messages``) or the vendor's credits."""
+
+
+class LinkMsgForeignOriginError(LinkMsgError, AirflowFailException):
+    """
+    The vendor pointed the client at another origin (a redirect, a result link, a next page): nothing was
+    sent there, since the connection's keys must only ever reach the connection's own host.
+
+    :param location: where the vendor pointed (scheme, host and path; the query string is left out).
+    """
+
+    def __init__(self, message: str, *, location: str | None = None, **kwargs) -> None:
+        self.location = location
+        super().__init__(message, **kwargs)
+
+
+class LinkMsgResponseTooLargeError(LinkMsgResponseError):
+    """The (decoded) response body passed the connection's ``max_response_bytes``; it was not read on."""

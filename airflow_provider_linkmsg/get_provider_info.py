@@ -45,6 +45,11 @@ def _common_fields(info: VendorInfo) -> dict[str, Any]:
             "description": "Cap on the time one call may spend waiting between retries (Retry-After included).",
             "schema": {"type": _optional("number"), "default": 300, "minimum": 0},
         },
+        "max_response_bytes": {
+            "label": "Max response size (bytes)",
+            "description": "Cap on one decoded response body; a larger one fails the call (64 MiB by default).",
+            "schema": {"type": _optional("integer"), "default": 67108864, "minimum": 1024},
+        },
         "requests_per_second": {
             "label": "Requests per second",
             "description": f"Client-side rate limit. {info.limits_note}",

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any, ClassVar, Self
+from urllib.parse import urlsplit
 
 import requests
 import tenacity
@@ -35,10 +36,18 @@ from airflow_provider_linkmsg.exceptions import (
     LinkMsgAuthError,
     LinkMsgError,
     LinkMsgResponseError,
+    LinkMsgResponseTooLargeError,
     LinkMsgValidationError,
     LinkMsgVendorError,
 )
 from airflow_provider_linkmsg.hooks.transport import interpret as _interpret
+from airflow_provider_linkmsg.hooks.transport.http import (
+    BodyDeadline,
+    check_origin,
+    exchange,
+    resolve_environment,
+)
+from airflow_provider_linkmsg.hooks.transport.http import origin as origin_of
 from airflow_provider_linkmsg.hooks.transport.interpret import (
     ApiResponse,
     connection_reason,
@@ -47,6 +56,7 @@ from airflow_provider_linkmsg.hooks.transport.interpret import (
 from airflow_provider_linkmsg.hooks.transport.interpret import short as _short
 from airflow_provider_linkmsg.hooks.transport.params import ConnParams, bounded, extra_value, number
 from airflow_provider_linkmsg.hooks.transport.ratelimit import RateLimiter, shared_limiter
+from airflow_provider_linkmsg.hooks.transport.redact import Redactor, secret_values
 from airflow_provider_linkmsg.hooks.transport.retry import (
     Call,
     Transient,
@@ -71,6 +81,7 @@ __all__ = [
 ]
 
 USER_AGENT = f"airflow-provider-linkmsg/{__version__}"
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 _SHARED_HOOKS: dict[tuple[type, str, str], Any] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -207,6 +218,7 @@ class LinkMsgHook(BaseHook):
             requests_per_second=num("requests_per_second", info.requests_per_second, 0.0),
             burst=num("burst", info.burst, 1, int),
             max_in_flight=num("max_in_flight", info.max_in_flight, 1, int),
+            max_response_bytes=num("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES, 1024, int),
             extra=extra,
         )
 
@@ -247,7 +259,22 @@ class LinkMsgHook(BaseHook):
         session.mount("https://", adapter)
         session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         session.headers.update(self.auth_headers())
+        resolve_environment(session, params.base_url)
         return session
+
+    @cached_property
+    def origin(self) -> tuple[str, str, int]:
+        """The connection's origin: the only place a request (and so a key) may go."""
+        return origin_of(self.conn_params.base_url)
+
+    @cached_property
+    def redact(self) -> Redactor:
+        """Hides the connection's secrets (and what Airflow's masker knows) in text from the vendor."""
+        try:
+            params = self.conn_params
+        except LinkMsgError:
+            return Redactor(())
+        return Redactor(secret_values(params.api_key, params.extra))
 
     def get_conn(self) -> requests.Session:
         """The configured ``requests.Session`` (Airflow's conventional accessor)."""
@@ -304,10 +331,12 @@ class LinkMsgHook(BaseHook):
             call may have been charged); it may raise to stop the retries.
         """
         p = self.conn_params
-        url = endpoint if endpoint.startswith(("http://", "https://")) else f"{p.base_url}{endpoint}"
+        absolute = endpoint.startswith(("http://", "https://"))
+        url = endpoint if absolute else f"{p.base_url}{endpoint}"
         where = {"vendor": self.vendor, "method": method.upper(), "endpoint": endpoint.split("?", 1)[0]}
-        if endpoint.startswith(("http://", "https://")):
-            where["endpoint"] = requests.utils.urlparse(endpoint).path
+        if absolute:
+            where["endpoint"] = urlsplit(endpoint).path
+            check_origin(endpoint, self.origin, where, "a link from the vendor")
         retries = p.max_retries if max_retries is None else max_retries
         clean_params = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
         with self._stats_lock:
@@ -351,15 +380,13 @@ class LinkMsgHook(BaseHook):
             with self._stats_lock:
                 self.http_requests += 1
             try:
-                response = self.session.request(
-                    call.method,
-                    call.url,
-                    params=call.params or None,
-                    json=call.json_body,
-                    headers=dict(call.headers) if call.headers else None,
-                    timeout=(p.connect_timeout, read_timeout),
+                status, headers, content = exchange(
+                    self.session,
+                    call,
+                    expected_origin=self.origin,
+                    connect_timeout=p.connect_timeout,
+                    max_bytes=p.max_response_bytes,
                 )
-                content = response.content  # a truncated body raises here
             except requests.exceptions.ConnectTimeout as exc:
                 raise Transient(LinkMsgVendorError("connect timeout", **where), "connect timeout") from exc
             except requests.exceptions.ConnectionError as exc:
@@ -368,7 +395,9 @@ class LinkMsgHook(BaseHook):
                 if idempotent or never_connected(exc):
                     raise Transient(error, f"connection failed ({reason})") from exc
                 raise error from None
-            except requests.exceptions.Timeout as exc:
+            except LinkMsgResponseTooLargeError as exc:
+                raise lost(exc, "response body too large", False) from None
+            except (requests.exceptions.Timeout, BodyDeadline) as exc:
                 error = LinkMsgVendorError(
                     f"no answer within the read timeout of {read_timeout:.0f} s", **where
                 )
@@ -378,7 +407,7 @@ class LinkMsgHook(BaseHook):
                     f"the response body was cut off or malformed ({type(exc).__name__})", **where
                 )
                 raise lost(error, "truncated response body", idempotent) from exc
-        return _interpret.interpret(self, response.status_code, response.headers, content, where, idempotent)
+        return _interpret.interpret(self, status, headers, content, where, idempotent)
 
     def retry_after(self, headers: Mapping[str, str], body: Any) -> float | None:
         """
@@ -408,4 +437,4 @@ class LinkMsgHook(BaseHook):
             probe.__dict__["conn_params"] = bounded(probe.conn_params)
             return True, f"Connection to {self.vendor_info().label} succeeded: {probe.check_connection()}"
         except Exception as exc:
-            return False, str(exc)
+            return False, self.redact(str(exc))

@@ -407,7 +407,8 @@ class LinkedApiHook(LinkMsgHook):
         err = body.get("error") or {}
         code = err.get("errorType") or err.get("type")
         cls = self.error_class(200, code) if code in _AUTH_CODES | _PLAN_CODES else LinkMsgVendorError
-        return cls(_short(str(err.get("message") or code)), vendor=self.vendor, endpoint=endpoint, code=code)
+        message = self.redact(_short(str(err.get("message") or code)))
+        return cls(message, vendor=self.vendor, endpoint=endpoint, code=code)
 
     # ---- synchronization ----------------------------------------------------------------------------
     def synchronize(
@@ -550,17 +551,19 @@ class LinkedApiHook(LinkMsgHook):
         data = self.request("GET", link).data or {}
         status = data.get("status")
         if status == "processing":
-            return JobStatus("running", message=(data.get("process") or {}).get("message"))
+            return JobStatus("running", message=self._vendor_text((data.get("process") or {}).get("message")))
         if status == "complete":
             return JobStatus("completed", outcomes=self._seed_outcomes(data))
         err = data.get("error") or {}
-        return JobStatus("failed", err.get("errorType") or err.get("type"), err.get("message"))
+        return JobStatus(
+            "failed", err.get("errorType") or err.get("type"), self._vendor_text(err.get("message"))
+        )
 
     def _check_workflow(self, workflow_id: str) -> JobStatus:
         result = (self.request("GET", f"/workflows/{workflow_id}").data or {}).get("result") or {}
         state = result.get("workflowStatus")
         if state in ("pending", "running"):
-            return JobStatus(state, result.get("pendingReason"), result.get("message"))
+            return JobStatus(state, result.get("pendingReason"), self._vendor_text(result.get("message")))
         if state == "completed":
             items = result.get("completion") or []
             items = items if isinstance(items, list) else [items]
@@ -568,7 +571,11 @@ class LinkedApiHook(LinkMsgHook):
         failure = result.get("failure") or {}
         reason = failure.get("reason")
         final = "cancelled" if reason == "workflowCancelled" else "failed"
-        return JobStatus(final, reason, failure.get("message") or result.get("message"))
+        return JobStatus(final, reason, self._vendor_text(failure.get("message") or result.get("message")))
+
+    def _vendor_text(self, text: Any) -> str | None:
+        """A message from the vendor, redacted (it travels in trigger events and XCom)."""
+        return None if text is None else self.redact(str(text))
 
     def wait_for_job(
         self,

@@ -541,7 +541,7 @@ class Sandbox:
             state.count("faults", f"{app.name} 429")
             try:
                 seconds = max(0, int(float(retry_after)))
-            except ValueError:  # an HTTP-date: the header carries it verbatim
+            except (ValueError, OverflowError):  # an HTTP-date, inf, nan: the header carries it verbatim
                 seconds = 1
             response = app.rate_limited(seconds)
             response.headers["Retry-After"] = retry_after

@@ -101,12 +101,14 @@ def interpret(
             raise lost(error, f"HTTP {status} with an unparsable body", idempotent)
         return ApiResponse(status=status, data=body, headers=headers)
     message, code = hook.describe_error(status, body, text)
+    message = hook.redact(message)
+    code = hook.redact(str(code)) if code is not None else None
     error_type = hook.error_class(status, code)
     error = error_type(hook.hint(error_type, message), status=status, code=code, **where)
     retry_after = hook.retry_after(headers, body)
     if error_type is LinkMsgRateLimitedError:
-        if retry_after is not None:
-            hook.limiter.pause(retry_after)
+        if retry_after is not None:  # never past the cap: a longer wait fails this call instead
+            hook.limiter.pause(min(retry_after, hook.conn_params.max_retry_wait))
         raise Transient(error, f"HTTP {status} {message}", retry_after)
     if error_type is LinkMsgVendorError and status >= 500 and idempotent:
         raise Transient(error, f"HTTP {status} {message}", retry_after)

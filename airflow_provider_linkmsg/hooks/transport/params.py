@@ -27,6 +27,7 @@ class ConnParams:
     requests_per_second: float = 1.0
     burst: int = 5
     max_in_flight: int = 4
+    max_response_bytes: int = 64 * 1024 * 1024
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -50,7 +51,9 @@ class RateLimiter:
             yield
 
     def pause(self, seconds: float) -> None:
-        """Hold every caller for ``seconds`` from now (the vendor asked us to wait)."""
+        """Hold every caller for ``seconds`` from now (the vendor asked us to wait); finite values only."""
+        if not 0 < seconds < math.inf:  # also refuses NaN: the caller caps the wait, this guards the limiter
+            return
         with self._lock:
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
             self._tokens = 0.0

@@ -6,6 +6,7 @@ the tries run out. ``Retry-After`` (both forms) and the vendors' reset times are
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -39,7 +40,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        return _seconds(float(value))
     except ValueError:
         pass
     try:
@@ -69,11 +70,22 @@ def parse_reset_time(value: Any, *, now: float | None = None) -> float | None:
             return None
         when = when if when.tzinfo else when.replace(tzinfo=UTC)
         return max(0.0, when.timestamp() - current)
+    if number != number or number < 0:  # NaN, or a negative count: not a time at all
+        return None
+    if math.isinf(number):
+        return number
     if number > 1e12:  # Unix milliseconds
         number = number / 1000 - current
     elif number > 1e9:  # Unix seconds
         number -= current
     return max(0.0, number)
+
+
+def _seconds(number: float) -> float | None:
+    """A delta-seconds value: ``inf`` stays (a wait past any cap), NaN and negatives mean nothing."""
+    if number != number or number < 0:
+        return None
+    return number
 
 
 def backoff(exc: Transient, attempt: int) -> float:
