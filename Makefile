@@ -1,17 +1,30 @@
 # Two commands set everything up on a fresh clone: `make demo` and `make test`.
-PYTHON ?= python3
+# `make test AIRFLOW=2.11` (or 3.0) runs the same target on another tested Airflow line, in its own venv
+# built from that line's lock file; without AIRFLOW= everything stays on 3.3 in .venv (constraints/README.md).
+PYTHON  ?= python3
+AIRFLOW ?= 3.3
+AIRFLOW_LINES := 3.3 3.0 2.11
+ifeq ($(filter $(AIRFLOW),$(AIRFLOW_LINES)),)
+$(error AIRFLOW=$(AIRFLOW) is not a tested line; choose one of: $(AIRFLOW_LINES))
+endif
+ifeq ($(AIRFLOW),3.3)
 VENV   := .venv
+LOCK   := requirements.lock
+else
+VENV   := .venv-$(AIRFLOW)
+LOCK   := requirements-$(AIRFLOW).lock
+endif
 BIN    := $(VENV)/bin
 UV     := $(BIN)/uv
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint demo airflow bench lock sandbox clean
+.PHONY: venv test lint demo airflow bench lock locks sandbox clean
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	test -x $(UV) || { $(BIN)/python -m ensurepip >/dev/null 2>&1 || true; \
 		$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9; }
-	$(UV) pip install -q -p $(BIN)/python -r requirements.lock
+	$(UV) pip install -q -p $(BIN)/python -r $(LOCK)
 	$(UV) pip install -q -p $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
@@ -37,9 +50,16 @@ bench: venv
 sandbox: venv
 	$(BIN)/linkmsg-sandbox --port 8765
 
-# Re-pin after changing dependencies in pyproject.toml.
-lock: venv
-	$(UV) pip compile pyproject.toml --all-extras --python-version 3.11 -q -o requirements.lock
+# Re-pin after changing dependencies in pyproject.toml: `make lock` (3.3), `make lock AIRFLOW=2.11`, ...
+# uv keeps the pins already in the lock file where they still fit; the constraint file holds the line.
+lock:
+	test -x .venv/bin/uv || $(MAKE) venv AIRFLOW=3.3
+	.venv/bin/uv pip compile pyproject.toml --all-extras --python-version 3.11 -q \
+		-c constraints/airflow-$(AIRFLOW).txt -o $(LOCK)
+
+# Every tested line's lock at once (after a dependency change).
+locks:
+	for line in $(AIRFLOW_LINES); do $(MAKE) --no-print-directory lock AIRFLOW=$$line || exit 1; done
 
 clean:
 	rm -rf $(VENV) .demo .bench .pytest_cache .ruff_cache
