@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
 from airflow_provider_linkmsg.hooks.base import LinkMsgHook, parse_reset_time
+from airflow_provider_linkmsg.hooks.forms import ConnectionFormMixin
 from airflow_provider_linkmsg.hooks.pagination import (
     DEFAULT_MAX_PAGES,
     Page,
@@ -33,7 +34,7 @@ SALES_NAV_PREFIX = "urn:li:salesNav_thread:"
 MAX_COUNT = 100
 
 
-class ConnectSafelyHook(LinkMsgHook):
+class ConnectSafelyHook(ConnectionFormMixin, LinkMsgHook):
     """
     Interact with the ConnectSafely API.
 

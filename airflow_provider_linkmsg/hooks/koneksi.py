@@ -22,6 +22,7 @@ from airflow_provider_linkmsg.exceptions import (
     LinkMsgValidationError,
 )
 from airflow_provider_linkmsg.hooks.base import LinkMsgHook
+from airflow_provider_linkmsg.hooks.forms import ConnectionFormMixin
 from airflow_provider_linkmsg.records import GeneratedMessage, to_utc_iso
 from airflow_provider_linkmsg.schemas import koneksi as schema
 from airflow_provider_linkmsg.schemas import parse
@@ -322,7 +323,7 @@ class KoneksiGenerationResult:
                 )
 
 
-class KoneksiHook(LinkMsgHook):
+class KoneksiHook(ConnectionFormMixin, LinkMsgHook):
     """
     Interact with the Koneksi (Upscale Outreach) API.
 

@@ -38,6 +38,7 @@ from airflow_provider_linkmsg.exceptions import (
     LinkMsgVendorError,
 )
 from airflow_provider_linkmsg.hooks.base import LinkMsgHook, _short
+from airflow_provider_linkmsg.hooks.forms import ConnectionFormMixin
 from airflow_provider_linkmsg.records import Message, to_utc_iso
 from airflow_provider_linkmsg.schemas import linkedapi as schema
 from airflow_provider_linkmsg.schemas import parse
@@ -310,7 +311,7 @@ def _since_param(value: str | None, field: str = "since") -> str | None:
 # --------------------------------------------------------------------------------------------------------
 # The hook
 # --------------------------------------------------------------------------------------------------------
-class LinkedApiHook(LinkMsgHook):
+class LinkedApiHook(ConnectionFormMixin, LinkMsgHook):
     """
     Interact with Linked API: synchronize conversations and read their messages.
 

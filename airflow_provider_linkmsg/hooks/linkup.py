@@ -24,6 +24,7 @@ from airflow_provider_linkmsg.exceptions import (
     LinkMsgVendorError,
 )
 from airflow_provider_linkmsg.hooks.base import LinkMsgHook
+from airflow_provider_linkmsg.hooks.forms import ConnectionFormMixin
 from airflow_provider_linkmsg.hooks.pagination import (
     DEFAULT_MAX_PAGES,
     CreditBudget,
@@ -55,7 +56,7 @@ _ERRORS: dict[str, type[LinkMsgError]] = {
 }
 
 
-class LinkupHook(LinkMsgHook):
+class LinkupHook(ConnectionFormMixin, LinkMsgHook):
     """
     Interact with LinkupAPI v2.
 
