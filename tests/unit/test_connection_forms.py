@@ -97,5 +97,7 @@ def test_a_real_providers_manager_shows_every_declared_field_and_behaviour():
             widget = form_widgets[f"extra__{conn_type}__{name}"]
             assert widget.field_name == name
             assert widget.is_sensitive == (spec["schema"].get("format") == "password"), name
-        assert set(behaviours[conn_type]["hidden_fields"]) == set(declared["ui-field-behaviour"]["hidden-fields"])
+        assert set(behaviours[conn_type]["hidden_fields"]) == set(
+            declared["ui-field-behaviour"]["hidden-fields"]
+        )
         assert behaviours[conn_type]["relabeling"] == declared["ui-field-behaviour"]["relabeling"]
