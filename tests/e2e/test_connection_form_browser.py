@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_linkmsg.get_provider_info import get_provider_info
+from tests.compat import requires_airflow
 from tests.fixtures.browser import ApiServer
 
 if TYPE_CHECKING:
@@ -25,7 +26,15 @@ if TYPE_CHECKING:
     from selenium.webdriver.support.ui import WebDriverWait
 
 # Chromium (or the reason it is missing) is checked before the API server is started for nothing.
-pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("chromium_available")]
+pytestmark = [
+    pytest.mark.browser,
+    requires_airflow(
+        "3.0",
+        "`airflow api-server` and its React connection form are Airflow 3; the 2.x form's fields are "
+        "checked through ProvidersManager in tests/unit/test_connection_forms.py",
+    ),
+    pytest.mark.usefixtures("chromium_available"),
+]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SCREENSHOT_OF = "linkedapi"

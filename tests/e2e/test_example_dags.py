@@ -18,9 +18,13 @@ PARSE_BUDGET_S = 2.0
 
 PROBE = r"""
 import json, sys, time
-import airflow.sdk  # Airflow itself is not the DAG file's cost
+from airflow.providers.common.compat import sdk  # Airflow itself is not the DAG file's cost
+sdk.DAG, sdk.task, sdk.Asset  # (the compat layer resolves its names lazily)
 from airflow_provider_linkmsg.hooks import base  # nor is the provider's shared transport, loaded once per process
-from airflow.dag_processing.dagbag import DagBag
+try:
+    from airflow.dag_processing.dagbag import DagBag  # Airflow >= 3.1
+except ImportError:
+    from airflow.models.dagbag import DagBag
 before = set(sys.modules)
 started = time.perf_counter()
 bag = DagBag(dag_folder=sys.argv[1])

@@ -15,6 +15,7 @@ from airflow_provider_linkmsg.operators.koneksi import (
 )
 from airflow_provider_linkmsg.sandbox.koneksi import SEED_001_ID
 from airflow_provider_linkmsg.sensors.koneksi import KoneksiGenerationSensor
+from tests.compat import reschedule_count, xcom_value
 from tests.fixtures.koneksi import (
     GENERATE,
     RETRIEVE,
@@ -34,7 +35,7 @@ def states(dag_run) -> dict[str, tuple[str, int]]:
 
 
 def build_dag(sandbox, tmp_path: Path, *, mode: str = "deferrable", retries: int = 0, **sensor_kwargs):
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     leads_file = tmp_path / "leads.json"
     leads_file.write_text(__import__("json").dumps(sandbox.truth("koneksi")["leads"]))
@@ -72,14 +73,11 @@ def build_dag(sandbox, tmp_path: Path, *, mode: str = "deferrable", retries: int
 
 def how_it_waited(dag_run) -> tuple[bool, bool]:
     """(was rescheduled, was deferred) for the ``wait`` task, from the metadata DB."""
-    from airflow.models.taskreschedule import TaskReschedule
     from airflow.utils.session import create_session
-    from sqlalchemy import func, select
 
     with create_session() as session:
         ti = dag_run.get_task_instance("wait", session=session)
-        query = select(func.count()).select_from(TaskReschedule).where(TaskReschedule.ti_id == ti.id)
-        return session.scalar(query) > 0, ti.trigger_id is not None
+        return reschedule_count(session, ti) > 0, ti.trigger_id is not None
 
 
 def only_request_id(sandbox) -> str:
@@ -128,21 +126,13 @@ def test_request_wait_retrieve_stages_exactly_the_ground_truth(
 
 
 def xcom(dag_run, task_id: str):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        query = XComModel.get_many(
-            run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, key="return_value"
-        )
-        row = session.scalars(query).first()
-        return None if row is None else XComModel.deserialize_value(row)
+    return xcom_value(dag_run, task_id)
 
 
 @pytest.mark.parametrize("mode", ["deferrable", "poke", "reschedule"])
 @pytest.mark.parametrize("outcome", ["soft_fail", "accept_partial"])
 def test_a_timeout_means_the_same_in_every_mode(koneksi_sandbox, koneksi_run_dag, mode, outcome):
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     with DAG(
         dag_id=f"koneksi_timeout_{mode}_{uuid.uuid4().hex[:8]}",

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from airflow_provider_linkmsg.exceptions import LinkMsgError
 from airflow_provider_linkmsg.io.staging import iter_records
@@ -38,6 +37,7 @@ from airflow_provider_linkmsg.operators.linkedapi import (
 from airflow_provider_linkmsg.operators.linkup import LinkupRetrieveMessagesOperator
 from airflow_provider_linkmsg.records import GeneratedMessage, Message
 from airflow_provider_linkmsg.sensors.koneksi import KoneksiGenerationSensor
+from tests.compat import outlet_event_accessors
 from tests.fixtures.inbox import truth_messages
 from tests.fixtures.koneksi import KONEKSI_SIZES, RETRIEVE, make_campaign, set_koneksi_conn
 from tests.fixtures.koneksi import truth_messages as koneksi_truth
@@ -173,7 +173,7 @@ def scenario(inbox_sandbox, linkedapi_world, sandbox_factory, inbox_context, tmp
 
 def export(manifest: dict[str, Any], warehouse: tuple[str, Any], out: str, seed: int) -> dict[str, Any]:
     """Export one staged run to SQLite and to JSON Lines files (gzip on odd seeds); returns the files'."""
-    context = {"outlet_events": OutletEventAccessors()}
+    context = {"outlet_events": outlet_event_accessors()}
     sql = LinkMsgExportToSqlOperator(task_id="to_sql", manifests=manifest, conn_id=warehouse[0], batch_size=7)
     sql.execute(context)
     files = LinkMsgExportToFilesOperator(
