@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.sdk import DAG, task
+from airflow.providers.common.compat.sdk import DAG, task
 
 from airflow_provider_linkmsg.operators.export import LinkMsgExportToFilesOperator, LinkMsgExportToSqlOperator
 from airflow_provider_linkmsg.operators.linkedapi import (
@@ -35,9 +35,9 @@ def tracked_persons() -> list:
     """The persons whose conversations we keep: the Variable if set, else the bundled file."""
     import json
 
-    from airflow.sdk import Variable
+    from airflow.providers.common.compat.sdk import Variable
 
-    persons = Variable.get("linkmsg_linkedapi_persons", default=None, deserialize_json=True)
+    persons = Variable.get("linkmsg_linkedapi_persons", None, deserialize_json=True)
     return persons if persons is not None else json.loads(PERSONS_FILE.read_text())
 
 

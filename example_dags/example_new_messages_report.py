@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import DAG, Asset, task
+from airflow.providers.common.compat.sdk import DAG, Asset, task
 
 INBOX = Asset("linkmsg://warehouse/linkmsg_messages")
 
@@ -18,8 +18,8 @@ INBOX = Asset("linkmsg://warehouse/linkmsg_messages")
 @task(inlets=[INBOX])
 def report(*, inlet_events=None) -> dict:
     """Log the latest export's counts and the table's totals per vendor and direction."""
+    from airflow.providers.common.compat.sdk import BaseHook
     from airflow.providers.common.sql.hooks.sql import DbApiHook  # noqa: F401 - the SQL extra is needed
-    from airflow.sdk import BaseHook
 
     events = inlet_events[INBOX] if inlet_events is not None else []
     latest = dict(events[-1].extra) if events else {}

@@ -19,7 +19,7 @@ import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.sdk import DAG, Asset, task
+from airflow.providers.common.compat.sdk import DAG, Asset, task
 
 from airflow_provider_linkmsg.operators.connectsafely import ConnectSafelyRetrieveMessagesOperator
 from airflow_provider_linkmsg.operators.export import LinkMsgExportToSqlOperator
@@ -54,9 +54,9 @@ def linkup_accounts() -> list[str]:
 def linkedapi_persons() -> list:
     import json
 
-    from airflow.sdk import Variable
+    from airflow.providers.common.compat.sdk import Variable
 
-    persons = Variable.get("linkmsg_linkedapi_persons", default=None, deserialize_json=True)
+    persons = Variable.get("linkmsg_linkedapi_persons", None, deserialize_json=True)
     return persons if persons is not None else json.loads(PERSONS_FILE.read_text())
 
 
