@@ -57,6 +57,8 @@ def sync_dag_to_db(dag) -> None:
 
         sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
     elif AIRFLOW_V_3_0_PLUS:
+        if dag.relative_fileloc is None:  # 3.0's DagBag sets it only while it parses a file
+            dag.relative_fileloc = dag.fileloc
         bag.sync_to_db(bundle_name="dags-folder", bundle_version=None)
     else:
         bag.sync_to_db()
