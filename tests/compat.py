@@ -51,7 +51,10 @@ def dag_bag(dag_folder: str = "/nonexistent", **kwargs: Any):
 def sync_dag_to_db(dag) -> None:
     """Serialize one DAG into the metadata database the way the DAG processor does on each line."""
     bag = dag_bag(collect_dags=False)
-    bag.bag_dag(dag)
+    if AIRFLOW_V_3_0_PLUS:
+        bag.bag_dag(dag)
+    else:
+        bag.bag_dag(dag, root_dag=dag)
     if AIRFLOW_V_3_1_PLUS:
         from airflow.dag_processing.dagbag import sync_bag_to_db
 
