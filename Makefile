@@ -18,7 +18,7 @@ BIN    := $(VENV)/bin
 UV     := $(BIN)/uv
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint demo airflow bench lock locks sandbox clean
+.PHONY: venv test lint demo airflow bench lock locks sandbox dist clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,13 @@ demo: venv
 airflow: venv
 	$(BIN)/python scripts/demo.py --standalone
 
+# The wheel and the sdist under dist/ (uv's PEP 517 build with the pinned flit_core range; no venv of ours needed
+# inside the build).
+dist: venv
+	rm -rf dist
+	$(UV) build -q --out-dir dist
+	@ls -1 dist
+
 bench: venv
 	$(BIN)/python -m bench
 
@@ -62,4 +69,4 @@ locks:
 	for line in $(AIRFLOW_LINES); do $(MAKE) --no-print-directory lock AIRFLOW=$$line || exit 1; done
 
 clean:
-	rm -rf $(VENV) .demo .bench .pytest_cache .ruff_cache
+	rm -rf $(VENV) .demo .bench .pytest_cache .ruff_cache dist
