@@ -134,6 +134,29 @@ def _connection_type(info: VendorInfo) -> dict[str, Any]:
     }
 
 
+#: The ``[linkmsg]`` section: every option the package reads (``conf.get("linkmsg", ...)``), shown by
+#: ``airflow providers configs`` and ``airflow config list``; set them in ``airflow.cfg`` or as
+#: ``AIRFLOW__LINKMSG__<OPTION>``.
+CONFIG: dict[str, Any] = {
+    "linkmsg": {
+        "description": "Settings of the LinkedIn-messaging provider (airflow-provider-linkmsg).",
+        "options": {
+            "staging_path": {
+                "description": "Root of staged records (JSON Lines + manifests) and of the incremental state "
+                "(watermarks), used when a task gives no ``staging_path``. A local path or any fsspec URL "
+                "(``s3://``, ``gs://`` ...; the tasks' ``staging_conn_id`` names its connection). Workers, "
+                "retries and later runs must all reach it: on more than one machine use an object store. "
+                "Empty: ``$AIRFLOW_HOME/linkmsg``.",
+                "version_added": "0.1.0",
+                "type": "string",
+                "example": "s3://my-bucket/linkmsg",
+                "default": "",
+            },
+        },
+    },
+}
+
+
 def _modules(layer: str, names: list[str]) -> list[dict[str, Any]]:
     return [
         {"integration-name": VENDORS[n].label, "python-modules": [f"{_PACKAGE}.{layer}.{n}"]} for n in names
@@ -158,4 +181,5 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": _modules("sensors", ["koneksi"]),
         "triggers": _modules("triggers", ["koneksi", "linkedapi"]),
         "connection-types": [_connection_type(info) for info in VENDORS.values()],
+        "config": CONFIG,
     }

@@ -79,3 +79,51 @@ def test_a_real_airflow_lists_the_provider_and_its_four_connection_types(cli_env
     ours = {h["connection_type"]: h for h in hooks if h["package_name"] == "airflow-provider-linkmsg"}
     assert set(ours) == CONN_TYPES
     assert ours["linkup"]["class"] == "airflow_provider_linkmsg.hooks.linkup.LinkupHook"
+
+
+def _options_read_by_the_package() -> set[str]:
+    """Every ``[linkmsg]`` option the package's code reads: ``conf.get*("linkmsg", "<option>" ...)``."""
+    import ast
+
+    import airflow_provider_linkmsg
+
+    found: set[str] = set()
+    for path in Path(airflow_provider_linkmsg.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr.startswith("get")
+                and isinstance(getattr(node.func.value, "id", None), str)
+                and node.func.value.id == "conf"
+                and len(node.args) >= 2
+                and all(isinstance(a, ast.Constant) for a in node.args[:2])
+                and node.args[0].value == "linkmsg"
+            ):
+                found.add(node.args[1].value)
+    return found
+
+
+def test_every_linkmsg_option_the_code_reads_is_declared_with_its_description_type_and_default():
+    declared = get_provider_info()["config"]["linkmsg"]["options"]
+    read = _options_read_by_the_package()
+    assert "staging_path" in read, "the scan must see the option utils.default_staging_root reads"
+    assert read <= set(declared), f"read but not declared in get_provider_info: {read - set(declared)}"
+    for name, option in declared.items():
+        assert option["description"].strip(), name
+        assert option["type"] in {"string", "boolean", "integer", "float"}, name
+        assert "default" in option and "example" in option and option["version_added"], name
+
+
+def test_a_real_airflow_shows_the_linkmsg_section_and_reads_its_default_and_overrides(cli_env, tmp_path):
+    configs = json.loads(_airflow(cli_env, "providers", "configs", "--output", "json"))
+    ours = [c["provider_config"][1] for c in configs if c["provider_config"][0] == "airflow-provider-linkmsg"]
+    assert ours, "airflow providers configs does not list airflow-provider-linkmsg"
+    assert set(ours[0]["linkmsg"]["options"]) == set(get_provider_info()["config"]["linkmsg"]["options"])
+    # The declared default reaches Airflow's conf (empty: the tasks fall back to $AIRFLOW_HOME/linkmsg) ...
+    assert _airflow(cli_env, "config", "get-value", "linkmsg", "staging_path").strip() == ""
+    listed = _airflow(cli_env, "config", "list", "--section", "linkmsg", "--include-descriptions")
+    assert "staging_path" in listed and "Root of staged records" in listed
+    # ... and the usual environment variable overrides it.
+    env = {**cli_env, "AIRFLOW__LINKMSG__STAGING_PATH": str(tmp_path / "staged")}
+    assert _airflow(env, "config", "get-value", "linkmsg", "staging_path").strip() == str(tmp_path / "staged")
