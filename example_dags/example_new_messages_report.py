@@ -1,6 +1,7 @@
 """
-Downstream of the unified inbox: runs whenever ``linkmsg://warehouse/linkmsg_messages`` gets new
-messages (an asset event of the unified inbox's export), and reports what arrived.
+Downstream of the unified inbox: runs whenever the table ``linkmsg_messages`` of the connection
+``linkmsg_warehouse`` (asset ``x-linkmsg-sql://linkmsg_warehouse/linkmsg_messages``) gets new messages
+(an asset event of the unified inbox's export, or of any per-vendor inbox DAG), and reports what arrived.
 
 The asset event's ``extra`` carries the export's counts (``records``, ``by_vendor`` ...), so the report
 knows what changed without reading the messages again; the table answers the rest.
@@ -12,7 +13,7 @@ from datetime import datetime
 
 from airflow.providers.common.compat.sdk import DAG, Asset, task
 
-INBOX = Asset("linkmsg://warehouse/linkmsg_messages")
+INBOX = Asset("x-linkmsg-sql://linkmsg_warehouse/linkmsg_messages")
 
 
 @task(inlets=[INBOX])

@@ -3,7 +3,7 @@ One inbox for all three inbox vendors: ConnectSafely, Linked API and LinkupAPI l
 table, and the export announces new messages through an Airflow asset.
 
 connectsafely: list_accounts ─► retrieve[account] ─┐
-linkup:        list_accounts ─► retrieve[account] ─┼─► export_sql ─► Asset(linkmsg://warehouse/linkmsg_messages)
+linkup:        list_accounts ─► retrieve[account] ─┼─► export_sql ─► Asset(x-linkmsg-sql://linkmsg_warehouse/linkmsg_messages)
 linkedapi:     sync (deferrable) ─► retrieve ──────┘
 
 Records of every vendor share one shape (``Message``: vendor, account, conversation, message id, UTC
@@ -30,7 +30,7 @@ from airflow_provider_linkmsg.operators.linkedapi import (
 from airflow_provider_linkmsg.operators.linkup import LinkupRetrieveMessagesOperator
 from airflow_provider_linkmsg.utils import default_staging_root
 
-INBOX = Asset("linkmsg://warehouse/linkmsg_messages")
+INBOX = Asset("x-linkmsg-sql://linkmsg_warehouse/linkmsg_messages")
 # its own watermarks: a "unified" folder under the configured staging root ([linkmsg] staging_path)
 STAGING = os.path.join(default_staging_root(), "unified")
 PERSONS_FILE = Path(__file__).parent / "data" / "linkedapi_persons.json"

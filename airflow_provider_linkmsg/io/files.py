@@ -25,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
 from airflow_provider_linkmsg.io.atomic import atomic_write
+from airflow_provider_linkmsg.io.extras import require_parquet
 from airflow_provider_linkmsg.io.paths import safe_name
 from airflow_provider_linkmsg.io.sql import Column, columns
 
@@ -50,6 +51,8 @@ def check_format(file_format: str, compression: str | None) -> None:
         raise LinkMsgValidationError(
             f"file_format must be one of {FORMATS}, not {file_format!r}", field="file_format"
         )
+    if file_format == "parquet":
+        require_parquet()
     if file_format != "parquet" and compression not in TEXT_COMPRESSIONS:
         raise LinkMsgValidationError(
             f"{file_format} files support compression None or 'gzip', not {compression!r}",

@@ -21,6 +21,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
+from airflow_provider_linkmsg.io.extras import require_sql_provider
 from airflow_provider_linkmsg.records import RECORD_TYPES, GeneratedMessage, Message
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ DEFAULT_TABLES = {
     GeneratedMessage.record_type: "linkmsg_generated_messages",
 }
 KEY_COLUMN = "record_key"
+#: the asset URI scheme of SQL tables (one asset per table; see :func:`sql_table_uri`)
+SQL_ASSET_SCHEME = "x-linkmsg-sql"
 
 _KINDS = {"sent_at": "timestamp", "retrieved_at": "timestamp", "has_attachments": "bool", "step": "int"}
 _TYPES = {
@@ -89,6 +92,42 @@ def columns(record_type: str) -> tuple[Column, ...]:
         kind = "json" if f.name == "raw" else _KINDS.get(f.name, "text")
         cols.append(Column(f.name, kind, nullable=f.default is None))
     return tuple(sorted(cols, key=lambda c: c.kind == "json"))
+
+
+def sql_table_uri(conn_id: str, table: str) -> str:
+    """
+    The one asset URI of a table that the SQL export writes: ``x-linkmsg-sql://{conn_id}/{table}``.
+
+    Built from what a DAG file knows when it is parsed (the connection id, not its host), so the same
+    table reached through two connection ids has two URIs: use one connection id per database.
+
+    :param conn_id: the database connection.
+    :param table: the table as given to the export (``table`` or ``schema.table``).
+    """
+    return f"{SQL_ASSET_SCHEME}://{conn_id}/{table}"
+
+
+def sql_asset_alias(conn_id: str) -> str:
+    """
+    The name of the asset alias a SQL export declares by default: ``linkmsg-sql:{conn_id}``.
+
+    Through it, an export announces :func:`sql_table_uri` of each table it wrote, and of no other.
+
+    :param conn_id: the database connection.
+    """
+    return f"linkmsg-sql:{conn_id}"
+
+
+def check_sql_connection(conn_id: str) -> None:
+    """
+    Refuse, before anything is written, a connection whose database provider is not installed: the error
+    names the extra (``pip install "airflow-provider-linkmsg[postgres]"``) or the provider package.
+
+    :param conn_id: the database connection.
+    """
+    from airflow.providers.common.compat.sdk import BaseHook
+
+    require_sql_provider(BaseHook.get_connection(conn_id))
 
 
 def check_table_name(table: str, field: str = "table") -> str:

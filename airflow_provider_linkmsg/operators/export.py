@@ -31,7 +31,14 @@ from airflow.providers.common.sql.operators.sql import BaseSQLOperator
 from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
 from airflow_provider_linkmsg.io.file_export import export_manifest
 from airflow_provider_linkmsg.io.files import check_format, check_partition_date
-from airflow_provider_linkmsg.io.sql import DEFAULT_TABLES, SqlUpserter, check_table_name
+from airflow_provider_linkmsg.io.sql import (
+    DEFAULT_TABLES,
+    SqlUpserter,
+    check_sql_connection,
+    check_table_name,
+    sql_asset_alias,
+    sql_table_uri,
+)
 from airflow_provider_linkmsg.io.staging import Manifest, is_local, iter_records, to_path
 from airflow_provider_linkmsg.records import GeneratedMessage, Message
 from airflow_provider_linkmsg.validation import check_export_arguments, load_manifest, parse_literal
@@ -142,23 +149,13 @@ def destination_uri(destination: str | ObjectStoragePath) -> str:
     return f"{parts.scheme}://{host}{parts.path.rstrip('/')}"
 
 
-def sql_asset_uri(conn_id: str, messages_table: str, generated_messages_table: str) -> str:
-    """
-    The default asset URI of a SQL export: ``x-linkmsg-sql://{conn_id}/{messages}+{generated}``.
-
-    :param conn_id: the database connection.
-    :param messages_table: table of messages.
-    :param generated_messages_table: table of generated messages.
-    """
-    return f"x-linkmsg-sql://{conn_id}/{messages_table}+{generated_messages_table}"
-
-
-def _set_outlet_events(operator: BaseOperator, context: Context, extra: dict[str, Any], uri: str) -> None:
+def _set_outlet_events(operator: BaseOperator, context: Context, extra: dict[str, Any], *uris: str) -> None:
     for outlet in operator.outlets:
         if isinstance(outlet, Asset):
             context["outlet_events"][outlet].extra = dict(extra)
         elif isinstance(outlet, AssetAlias):
-            context["outlet_events"][outlet].add(Asset(uri), extra=dict(extra))
+            for uri in uris:
+                context["outlet_events"][outlet].add(Asset(uri), extra=dict(extra))
 
 
 def _ol_dataset(path: ObjectStoragePath):
@@ -315,9 +312,11 @@ class LinkMsgExportToSqlOperator(BaseSQLOperator):
     row per record key (column ``record_key``), in batches of one transaction each: a re-run or a retry
     after a crash leaves exactly one row per message. Tables are created when missing.
 
-    Without ``outlets``, the operator declares ``Asset("x-linkmsg-sql://{conn_id}/{messages_table}+
-    {generated_messages_table}")``; the asset event's ``extra`` holds ``records``, ``manifests``,
-    ``by_vendor``, ``by_record_type``, ``by_table`` and ``conn_id``.
+    Each table has one asset, ``Asset("x-linkmsg-sql://{conn_id}/{table}")``
+    (:func:`~airflow_provider_linkmsg.io.sql.sql_table_uri`). Without ``outlets``, the operator declares
+    ``AssetAlias("linkmsg-sql:{conn_id}")`` and announces, through it, the asset of each table it wrote
+    (and no other); the asset event's ``extra`` holds ``records``, ``manifests``, ``by_vendor``,
+    ``by_record_type``, ``by_table`` and ``conn_id``.
 
     :param manifests: staging manifests: a path, a staging operator's XCom value, or a list (also nested).
     :param conn_id: an Airflow connection whose hook is a ``DbApiHook``.
@@ -353,9 +352,8 @@ class LinkMsgExportToSqlOperator(BaseSQLOperator):
         staging_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
-        names = (conn_id, messages_table, generated_messages_table)
-        if "outlets" not in kwargs and not any(_is_templated(n) for n in names):
-            kwargs["outlets"] = [Asset(sql_asset_uri(*names))]
+        if "outlets" not in kwargs and not _is_templated(conn_id):
+            kwargs["outlets"] = [AssetAlias(sql_asset_alias(conn_id))]
         super().__init__(conn_id=conn_id, **kwargs)
         self.manifests = manifests
         self.messages_table = messages_table
@@ -379,6 +377,7 @@ class LinkMsgExportToSqlOperator(BaseSQLOperator):
 
     def _db_hook(self) -> DbApiHook:
         """The connection's ``DbApiHook``, or an error naming the connection when it is not a database."""
+        check_sql_connection(self.conn_id)
         try:
             hook = self.get_db_hook()
         except AirflowNotFoundException:
@@ -418,8 +417,7 @@ class LinkMsgExportToSqlOperator(BaseSQLOperator):
         self._tables_written = list(by_table)
         self._staged_dirs = [m.directory for m in manifests]
         extra = {**_counts(manifests), "by_table": dict(by_table), "conn_id": self.conn_id}
-        uri = sql_asset_uri(self.conn_id, self.messages_table, self.generated_messages_table)
-        _set_outlet_events(self, context, extra, uri)
+        _set_outlet_events(self, context, extra, *(sql_table_uri(self.conn_id, t) for t in by_table))
         return {**extra, "tables": tables, "manifests": [str(m.path) for m in manifests]}
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:

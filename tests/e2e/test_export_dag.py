@@ -95,8 +95,10 @@ def test_dag_run_exports_and_emits_asset_events(run_dag, tmp_path, monkeypatch):
         "format": "jsonl",
     }
 
-    (sql_asset,) = to_sql.outlets
-    (sql_event,) = asset_events(sql_asset.uri)
+    (sql_alias,) = to_sql.outlets  # the default alias announces the tables written, and only those
+    assert sql_alias.name == "linkmsg-sql:linkmsg_e2e_sqlite"
+    assert asset_events("x-linkmsg-sql://linkmsg_e2e_sqlite/linkmsg_generated_messages") == []
+    (sql_event,) = asset_events("x-linkmsg-sql://linkmsg_e2e_sqlite/linkmsg_messages")
     assert sql_event["extra"]["records"] == 165
     assert sql_event["extra"]["by_table"] == {"linkmsg_messages": 165}
 

@@ -362,7 +362,7 @@ def test_outlets_default_user_given_and_templated(tmp_path):
     templated = LinkMsgExportToFilesOperator(task_id="c", manifests=[], destination="s3://b/{{ ds }}")
     assert templated.outlets == []
     sql = LinkMsgExportToSqlOperator(task_id="d", manifests=[], conn_id="wh")
-    assert [o.uri for o in sql.outlets] == ["x-linkmsg-sql://wh/linkmsg_messages+linkmsg_generated_messages"]
+    assert [o.name for o in sql.outlets] == ["linkmsg-sql:wh"]  # an alias: the tables written get events
 
     mine = Asset("s3://lake/linkedin/messages")
     manifest = stage(tmp_path, messages(4, "linkup"), run_id="r")
@@ -503,8 +503,13 @@ def test_sql_export_twice_leaves_exactly_the_ground_truth(tmp_path, database):
     assert table_rows(conn_id, f"msgs{suffix}") == ground_truth(first + other + reread)
     assert len(table_rows(conn_id, f"msgs{suffix}")) == 750
     assert table_rows(conn_id, f"gen{suffix}") == ground_truth(koneksi)
-    (asset,) = operator.outlets
-    assert context["outlet_events"][asset].extra["by_table"] == result["by_table"]
+    (alias,) = operator.outlets
+    events = {e.dest_asset_key.uri: e.extra for e in context["outlet_events"][alias].asset_alias_events}
+    assert set(events) == {
+        f"x-linkmsg-sql://{conn_id}/msgs{suffix}",
+        f"x-linkmsg-sql://{conn_id}/gen{suffix}",
+    }
+    assert all(extra["by_table"] == result["by_table"] for extra in events.values())
 
     lineage = operator.get_openlineage_facets_on_complete(None)
     outputs = sorted((d.namespace, d.name) for d in lineage.outputs)
