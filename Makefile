@@ -41,8 +41,9 @@ test: venv
 demo: venv
 	$(BIN)/python scripts/demo.py
 
+# A local Airflow with the sandbox: `make airflow` (a free port) or `make airflow PORT=8080`; state in .airflow/.
 airflow: venv
-	$(BIN)/python scripts/demo.py --standalone
+	$(BIN)/python scripts/airflow_local.py $(if $(PORT),--port $(PORT))
 
 # The wheel and the sdist under dist/ (uv's PEP 517 build with the pinned flit_core range; no venv of ours needed
 # inside the build).
@@ -69,4 +70,4 @@ locks:
 	for line in $(AIRFLOW_LINES); do $(MAKE) --no-print-directory lock AIRFLOW=$$line || exit 1; done
 
 clean:
-	rm -rf $(VENV) .demo .bench .pytest_cache .ruff_cache dist
+	rm -rf $(VENV) .demo .airflow .bench .pytest_cache .ruff_cache dist

@@ -8,8 +8,7 @@
 4. lets time pass in the sandbox (new messages arrive) and runs the inbox DAGs again;
 5. checks the exported files and tables against the sandbox's ground truth and prints a summary table.
 
-``--standalone`` instead starts ``airflow standalone`` with the sandbox and the connections, so the DAGs
-can be watched in the UI (Ctrl-C stops both).
+To watch the DAGs in the UI instead, ``make airflow`` (``scripts/airflow_local.py``).
 """
 
 from __future__ import annotations
@@ -81,7 +80,6 @@ def environment(sandbox) -> dict[str, str]:
             "AIRFLOW_VAR_LINKMSG_EXPORT_PATH": str(EXPORT),
             "AIRFLOW_CONN_LINKMSG_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(WAREHOUSE)}),
             "AIRFLOW__OPENLINEAGE__DISABLED": "True",
-            "AIRFLOW__API__HOST": "127.0.0.1",  # `make airflow` serves the UI on loopback only
         }
     )
     return env
@@ -158,8 +156,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--standalone", action="store_true", help="start `airflow standalone` instead")
-    args = parser.parse_args()
+    parser.parse_args()
 
     from airflow_provider_linkmsg.sandbox import Sandbox
 
@@ -170,14 +167,6 @@ def main() -> int:
         env = environment(sandbox)
         print(f"sandbox at {sandbox.base_url}; Airflow home {DEMO / 'airflow'}")
         airflow(env, "db", "migrate", log=DEMO / "logs" / "db-migrate.log")
-        if args.standalone:
-            print(
-                "starting `airflow standalone` (Ctrl-C to stop): the UI is at http://127.0.0.1:8080 (user "
-                "admin, password printed below); the DAGs use the sandbox's connections"
-            )
-            subprocess.run([str(AIRFLOW), "standalone"], env=env, check=False)
-            return 0
-
         timings: dict[str, float] = {}
         print("first pass:")
         for dag_id in FIRST_PASS:
