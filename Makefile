@@ -45,9 +45,11 @@ demo: venv
 airflow: venv
 	$(BIN)/python scripts/airflow_local.py $(if $(PORT),--port $(PORT))
 
-# The wheel and the sdist under dist/ (uv's PEP 517 build with the pinned flit_core range; no venv of ours needed
-# inside the build).
-dist: venv
+# The wheel and the sdist under dist/: uv's isolated PEP 517 build with flit_core (pyproject's range). Needs
+# only uv (in .venv, installed alone on a fresh clone), not the project's dependencies.
+dist:
+	test -x $(UV) || { { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); } && \
+		$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9; }
 	rm -rf dist
 	$(UV) build -q --out-dir dist
 	@ls -1 dist
