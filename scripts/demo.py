@@ -67,7 +67,7 @@ def environment(sandbox) -> dict[str, str]:
     """The environment of every Airflow command of the demo."""
     env = dict(os.environ)
     env["PATH"] = (
-        f"{AIRFLOW.parent}{os.pathsep}{env.get('PATH', '')}"  # `airflow standalone` runs `airflow ...`
+        f"{AIRFLOW.parent}{os.pathsep}{env.get('PATH', '')}"  # Airflow's own subprocesses run `airflow ...`
     )
     env.update(sandbox.env())
     env.update(
