@@ -160,9 +160,11 @@ def prepare(env: dict[str, str], wanted: dict[str, dict[str, Any]], logs: Path) 
     print((logs / "connections.log").read_text().strip() or "connections unchanged")
 
 
-def start(env: dict[str, str], logs: Path) -> dict[str, subprocess.Popen]:
-    """Start each component in its own session: the terminal's Ctrl-C reaches only this script."""
-    procs = {}
+def start(env: dict[str, str], logs: Path, procs: dict[str, subprocess.Popen]) -> None:
+    """
+    Start each component in its own session (the terminal's Ctrl-C reaches only this script), recording
+    each in ``procs`` as soon as it exists, so that a Ctrl-C in between still stops it.
+    """
     for name in COMPONENTS:
         out = open(logs / f"{name}.log", "a")  # noqa: SIM115 - the child keeps writing to it
         procs[name] = subprocess.Popen(
@@ -174,7 +176,6 @@ def start(env: dict[str, str], logs: Path) -> dict[str, subprocess.Popen]:
             start_new_session=True,
         )
         out.close()
-    return procs
 
 
 def _descendants(procs: dict[str, subprocess.Popen]) -> list[Any]:
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         env = environment(state, port, args.parallelism)
         print(f"sandbox at {sandbox.base_url}; state in {state}; logs in {logs}", flush=True)
         prepare(env, wanted_connections(sandbox, state), logs)
-        procs = start(env, logs)
+        start(env, logs, procs)
         print(f"started {', '.join(f'{n} (pid {p.pid})' for n, p in procs.items())}", flush=True)
         return supervise(procs, env, port, logs)
     except Stop as sig:

@@ -158,6 +158,11 @@ def test_make_airflow_twice_keeps_state_and_leaves_no_process(tmp_path):
         )
         assert conns["linkmsg_warehouse"]["conn_type"] == "sqlite"
         first_sandbox_url = json.loads(conns["linkup_default"]["extra"])["base_url"]
+        # The UI is served, and its Test button is switched on.
+        with urllib.request.urlopen(f"http://127.0.0.1:{first.port}/", timeout=30) as resp:
+            assert resp.status == 200 and b"<html" in resp.read(2000).lower()
+        ui_config = _api(first.port, _token(first.port, password), "/ui/config")
+        assert ui_config["test_connection"] == "Enabled"
         # A user adds a connection (the CLI writes the same metadata database as the UI).
         env = {**_clean_env(), "AIRFLOW_HOME": str(state / "airflow")}
         mine = str(tmp_path / "mine.db")
