@@ -152,6 +152,30 @@ CONFIG: dict[str, Any] = {
                 "example": "s3://my-bucket/linkmsg",
                 "default": "",
             },
+            "webhook_max_age_minutes": {
+                "description": "Koneksi completion webhooks older than this (by their delivery time) are refused "
+                "by ``verify_koneksi_webhook`` unless it is given ``max_age``.",
+                "version_added": "0.1.0",
+                "type": "float",
+                "example": "15",
+                "default": "60",
+            },
+            "webhook_replay_store": {
+                "description": "Where verified webhook delivery keys are remembered, so a replay is refused "
+                "across tasks and workers: a shared directory or an fsspec URL. Empty: in the memory of each "
+                "process only.",
+                "version_added": "0.1.0",
+                "type": "string",
+                "example": "s3://my-bucket/linkmsg/webhooks",
+                "default": "",
+            },
+            "webhook_replay_store_conn_id": {
+                "description": "Connection of ``webhook_replay_store`` when it is a URL (``aws_default`` ...).",
+                "version_added": "0.1.0",
+                "type": "string",
+                "example": "aws_default",
+                "default": "",
+            },
         },
     },
 }
