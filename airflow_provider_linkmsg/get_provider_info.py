@@ -206,4 +206,7 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": _modules("triggers", ["koneksi", "linkedapi"]),
         "connection-types": [_connection_type(info) for info in VENDORS.values()],
         "config": CONFIG,
+        "plugins": [
+            {"name": "linkmsg_webhooks", "plugin-class": f"{_PACKAGE}.plugins.webhooks.LinkMsgWebhooksPlugin"}
+        ],
     }

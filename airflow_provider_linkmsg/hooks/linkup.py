@@ -186,6 +186,57 @@ class LinkupHook(ConnectionFormMixin, LinkMsgHook):
         self.check_account_id(account_id)
         return self.request("GET", f"/accounts/{account_id}").data["data"]
 
+    # ---- webhooks -------------------------------------------------------------------------------------
+    def create_webhook(
+        self,
+        account_id: str,
+        url: str,
+        *,
+        events: Iterable[str] = ("message_received",),
+        enable_signature: bool = True,
+    ) -> dict[str, Any]:
+        """
+        Register a webhook for an account (``POST /webhooks``; free to create, LinkupAPI bills about 10
+        credits a day per monitored account). Not retried after a doubtful failure: a second call would
+        register a second webhook, and every message would arrive twice.
+
+        :param account_id: ``acc_...``.
+        :param url: where LinkupAPI POSTs: the provider's plugin endpoint,
+            :func:`airflow_provider_linkmsg.events.webhook_url` (``..., "linkup", conn_id)``).
+        :param events: ``message_received``, ``accepted_invitation`` or ``all``.
+        :param enable_signature: sign deliveries; the answer's ``secret`` is shown once.
+        :return: the vendor's ``data``: ``webhook_id``, ``secret`` (store it in this connection's extra
+            ``webhook_secrets`` under the account id; it is masked in logs) ...
+        """
+        self.check_account_id(account_id)
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise LinkMsgValidationError(
+                f"url must be the http(s) URL of the webhook endpoint, got {url!r}",
+                field="url",
+                vendor=self.vendor,
+            )
+        body = {
+            "account_id": account_id,
+            "url": url,
+            "events": list(events),
+            "enable_signature": enable_signature,
+        }
+        response = self.request("POST", "/webhooks", json_body=body, idempotent=False)
+        envelope = response.data if isinstance(response.data, dict) else {}
+        data = envelope.get("data")
+        if envelope.get("success") is not True or not isinstance(data, dict) or not data.get("webhook_id"):
+            raise LinkMsgResponseError(
+                f"create webhook for {account_id}: the answer has no data.webhook_id",
+                vendor=self.vendor,
+                method="POST",
+                endpoint="/webhooks",
+            )
+        if data.get("secret"):
+            from airflow.providers.common.compat.sdk import mask_secret
+
+            mask_secret(data["secret"])
+        return data
+
     # ---- inbox ----------------------------------------------------------------------------------------
     def iter_inbox_pages(
         self,

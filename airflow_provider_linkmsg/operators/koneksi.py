@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
+from airflow_provider_linkmsg.events import koneksi_completion_url
 from airflow_provider_linkmsg.exceptions import (
     LinkMsgBudgetExceededError,
     LinkMsgNotFoundError,
@@ -132,7 +133,8 @@ class KoneksiRequestMessageGenerationOperator(BaseOperator):
         JSON, JSON Lines or CSV file. Each needs ``external_prospect_id``, ``first_name``, ``lead_company``
         and ``linkedin``. (templated)
     :param completion_notification_url: where Koneksi POSTs the completion webhook; overrides the
-        campaign's. (templated)
+        campaign's. When neither gives one: the connection extra ``completion_notification_url``, else
+        the provider's webhook plugin under ``[linkmsg] webhook_base_url`` (see ``docs/events.md``). (templated)
     :param max_messages: refuse, before calling, a generation of more than this many messages
         (leads x steps); ``None`` for no limit. (templated)
     :param extra_message_types: ``messageType`` values to accept beyond the documented ones.
@@ -191,6 +193,9 @@ class KoneksiRequestMessageGenerationOperator(BaseOperator):
         payload = {k: v for k, v in campaign.items() if k != "lead_data"}
         if self.completion_notification_url:
             payload["completion_notification_url"] = self.completion_notification_url
+        if not payload.get("completion_notification_url"):  # the connection's, or the webhook plugin's
+            url = koneksi_completion_url(self.koneksi_conn_id, self.hook.extra("completion_notification_url"))
+            payload.update({"completion_notification_url": url} if url else {})
         payload["lead_data"] = load_leads(self.leads, self.staging_conn_id)
         return payload
 

@@ -1,9 +1,10 @@
 """
 LinkupAPI (v2 messages) in the sandbox, under ``/linkup/v2`` (seed 004; contract §2.5).
 
-Routes: ``GET /accounts``, ``GET /accounts/{id}``, ``GET /credits`` and ``POST /messages`` with the
-actions ``list_inbox``, ``get_conversation`` and ``send``. Every answer uses the documented envelopes; costs
-go into ``metadata.credits_consumed`` and the sandbox's ``credits`` counter: ``list_inbox``
+Routes: ``GET /accounts``, ``GET /accounts/{id}``, ``GET /credits``, ``POST /messages`` with the
+actions ``list_inbox``, ``get_conversation`` and ``send``, and the webhooks of :mod:`.linkup_webhooks`
+(``POST``/``GET /webhooks``, ``DELETE /webhooks/{id}``; arriving messages are delivered to them).
+Every answer uses the documented envelopes; costs go into ``metadata.credits_consumed`` and the sandbox's ``credits`` counter: ``list_inbox``
 ceil(conversations / 10), ``get_conversation`` ceil(messages / 10) with a minimum of 1, ``send`` 1 (2 with
 media), accounts 0. Errors cost nothing.
 
@@ -48,6 +49,7 @@ from airflow_provider_linkmsg.sandbox.inbox_world import (
     next_cursor,
     take_page,
 )
+from airflow_provider_linkmsg.sandbox.linkup_webhooks import LinkupWebhooks
 
 ACTIONS = ("get_conversation", "list_inbox", "send", "check_invitation")
 _PROFILE = re.compile(r"^https?://([a-z]{2,3}\.)?(www\.)?linkedin\.com/in/([^/?#]+)/?$", re.IGNORECASE)
@@ -68,6 +70,7 @@ class LinkupApp(InboxApp):
         super().__init__(sandbox)
         self.api_key = self.options.get("api_key", f"lk-sandbox-{sandbox.seed}-key")
         self.world = LinkupWorld(self.rng, self.options)
+        self.webhooks = LinkupWebhooks(self)
 
     def routes(self) -> list[Route]:
         return [
@@ -75,7 +78,39 @@ class LinkupApp(InboxApp):
             Route("GET", "/accounts/{account_id}", self.account),
             Route("GET", "/credits", self.credits),
             Route("POST", "/messages", self.messages),
+            Route("POST", "/webhooks", self.create_webhook),
+            Route("GET", "/webhooks", self.list_webhooks),
+            Route("DELETE", "/webhooks/{webhook_id}", self.delete_webhook),
         ]
+
+    # ---- webhooks (see .linkup_webhooks) ------------------------------------------------------------------
+    def create_webhook(self, request: Request) -> Response:
+        if denied := self._auth(request):
+            return denied
+        try:
+            data, problem = self.webhooks.create(request.json())
+        except BadJson:
+            data, problem = None, "The request body must be JSON"
+        if data is None:
+            return self.error(400, "INVALID_PARAMS", problem, "create_webhook")
+        return self.ok(data, "create_webhook", data["account_id"])
+
+    def list_webhooks(self, request: Request) -> Response:
+        return self._auth(request) or self.ok({"items": self.webhooks.listing()}, "list_webhooks")
+
+    def delete_webhook(self, request: Request) -> Response:
+        if denied := self._auth(request):
+            return denied
+        if not self.webhooks.delete(request.params["webhook_id"]):
+            return self.error(404, "INVALID_PARAMS", "Webhook not found", "delete_webhook")
+        return self.ok({"deleted": True}, "delete_webhook")
+
+    def advance(self, body):
+        """New messages arrive (see :meth:`InboxApp.advance`); received ones go to the account's webhooks."""
+        out = super().advance(body)
+        if self.webhooks.hooks:
+            out["webhooks"] = self.webhooks.announce(out.get("changed") or [], out.get("messages") or [])
+        return out
 
     # ---- plumbing -------------------------------------------------------------------------------------
     def client_key(self, request: Request) -> str | None:

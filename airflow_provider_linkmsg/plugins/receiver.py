@@ -1,0 +1,269 @@
+"""
+What the webhook plugin does with one delivery: verify it, then record it once as an asset event.
+
+No FastAPI here (see :mod:`.webhooks` for the routes): each vendor's ``verify_*`` turns a raw body and its
+headers into a :class:`Delivery` or raises :class:`Refused` (a 4xx), and :func:`record` writes the asset
+event through Airflow's own asset manager (what ``POST /api/v2/assets/events`` calls), which queues a run
+of every DAG scheduled on the asset.
+
+Exactly once: the replay store is the asset's own events in Airflow's metadata database, shared by every
+API-server worker and kept across restarts. A delivery's ``delivery_id`` (Koneksi: the generation's
+``secure_request_id``; LinkupAPI: the payload's ``event_id``, else the signed timestamp and body) is looked
+up among the asset's events since the delivery could first have been recorded (the maximum age bounds that
+window), under a row lock on the asset (PostgreSQL, MySQL; SQLite serialises writers itself). A duplicate
+is answered 2xx with nothing recorded, so the vendor stops retrying; a delivery counts as seen only once its
+event is committed, so a failure answers 5xx and the vendor's retry records it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow_provider_linkmsg.events import (
+    LINKUP_MAX_AGE,
+    check_linkup_signature,
+    koneksi_completion_uri,
+    linkup_message_uri,
+)
+from airflow_provider_linkmsg.records import parse_utc
+from airflow_provider_linkmsg.webhooks import FUTURE_SKEW, WebhookVerificationError, verify_koneksi_webhook
+
+log = logging.getLogger(__name__)
+#: one recording at a time in this process (the row lock does it across processes, except on SQLite)
+_RECORD_LOCK = threading.Lock()
+
+#: the largest body accepted (bytes); vendors' notifications are a few hundred bytes
+MAX_BODY = 64 * 1024
+#: Koneksi retries a delivery for 21 days: a shorter maximum age would refuse, for good, a late retry of a
+#: completion that was never recorded. The duplicate lookup covers this window.
+KONEKSI_MAX_AGE = 22 * 24 * 3600.0
+
+#: HTTP status of each refusal reason
+STATUS = {
+    "missing_signature": 401,
+    "bad_signature": 401,
+    "no_secret": 401,
+    "malformed": 400,
+    "too_old": 400,
+    "too_large": 413,
+    "unknown_connection": 404,
+    "no_asset": 404,
+}
+
+
+class Refused(Exception):
+    """A delivery that is answered with a 4xx and not recorded."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        self.status = STATUS[reason]
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A verified delivery: what to record, on which asset, and how to recognise it again."""
+
+    vendor: str
+    conn_id: str
+    asset_uri: str
+    delivery_id: str
+    since: datetime  # no earlier recording of this delivery can be older than this
+    extra: dict[str, Any]
+
+
+def _hook(cls: type, conn_id: str) -> Any:
+    """The vendor hook of ``conn_id`` with its connection loaded (``Refused`` if there is none)."""
+    hook = cls(conn_id, max_retries=0, max_retry_wait=0)
+    try:
+        hook.connection  # noqa: B018 - look it up now: a missing or wrong connection is a 404
+    except Exception as exc:
+        raise Refused("unknown_connection", f"no {cls.vendor} connection {conn_id!r}: {exc}") from None
+    return hook
+
+
+# ---- Koneksi ------------------------------------------------------------------------------------------
+def verify_koneksi(conn_id: str, body: bytes, signature: str | None) -> Delivery:
+    """
+    Check a Koneksi completion notification against the connection's ``webhook_secret``.
+
+    The signature (``koneksi-signature``: hex HMAC-SHA256 of the raw body), the payload and its age are
+    checked by :func:`airflow_provider_linkmsg.webhooks.verify_koneksi_webhook`.
+    """
+    from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
+
+    hook = _hook(KoneksiHook, conn_id)
+    secret = hook.extra("webhook_secret")
+    if not secret:
+        raise Refused(
+            "no_secret",
+            f"Koneksi connection {conn_id!r} has no webhook_secret extra: copy the account's webhook secret "
+            "(created next to the API key) into it",
+        )
+    try:
+        payload = verify_koneksi_webhook(
+            body, signature, str(secret), seen_store=None, max_age=KONEKSI_MAX_AGE
+        )
+    except WebhookVerificationError as exc:
+        raise Refused(exc.reason, exc.detail) from None
+    request_id = str(payload["secure_request_id"])
+    completed = parse_utc(str(payload.get("completed_at") or payload.get("webhook_triggered_at")))
+    extra = {
+        "vendor": "koneksi",
+        "conn_id": conn_id,
+        "delivery_id": f"koneksi:{request_id}",
+        "secure_request_id": request_id,
+        "status": payload.get("status"),
+        "completed_at": payload.get("completed_at"),
+        "requested_messages_count": payload.get("requested_messages_count"),
+        "generated_messages_count": payload.get("generated_messages_count"),
+    }
+    return Delivery(
+        "koneksi",
+        conn_id,
+        koneksi_completion_uri(conn_id),
+        extra["delivery_id"],
+        completed - timedelta(seconds=FUTURE_SKEW),
+        extra,
+    )
+
+
+def add_koneksi_campaign(delivery: Delivery) -> None:
+    """
+    Put the generation's campaign into the event (``campaign``: id and name, ``generation_status``).
+
+    The notification does not carry it; one retrieval (free, no retry) asks Koneksi. If that fails the
+    event is recorded without it (``campaign`` is ``None``): the DAG retrieves the generation anyway.
+    """
+    from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
+
+    try:
+        result = KoneksiHook(delivery.conn_id, max_retries=0, max_retry_wait=0).retrieve_messages(
+            delivery.extra["secure_request_id"]
+        )
+    except Exception as exc:
+        log.warning(
+            "Koneksi: could not look up the campaign of %s: %s", delivery.extra["secure_request_id"], exc
+        )
+        delivery.extra["campaign"] = None
+        return
+    delivery.extra["campaign"] = {
+        "automation_tool_campaign_id": result.campaign_id,
+        "automation_tool_campaign_name": result.campaign_name,
+    }
+    delivery.extra["generation_status"] = result.generation_status
+
+
+# ---- LinkupAPI ----------------------------------------------------------------------------------------
+def verify_linkup(conn_id: str, body: bytes, timestamp: str | None, signature: str | None) -> Delivery:
+    """
+    Check a LinkupAPI webhook: ``X-Linkup-Signature: v1=<hex HMAC-SHA256 of "<ts>.<raw body>">``, the
+    timestamp at most five minutes old, a JSON object naming its ``account_id``.
+
+    The secret is the connection extra ``webhook_secrets`` (``{account_id: secret}``, as each
+    ``POST /v2/webhooks`` returns its own) or ``webhook_secret`` (one for every account); only the
+    payload's account's secret is tried, so an account cannot sign for another.
+    """
+    from airflow_provider_linkmsg.hooks.linkup import LinkupHook
+
+    hook = _hook(LinkupHook, conn_id)
+    per_account = hook.extra("webhook_secrets") or {}
+    if isinstance(per_account, str):
+        per_account = json.loads(per_account)
+    common = hook.extra("webhook_secret")
+    if not per_account and not common:
+        raise Refused(
+            "no_secret",
+            f"LinkupAPI connection {conn_id!r} has no webhook_secrets / webhook_secret extra: store the "
+            "secret that POST /v2/webhooks returned (LinkupHook.create_webhook) there",
+        )
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    account = payload.get("account_id") if isinstance(payload, dict) else None
+    secrets = [per_account.get(account) or common] if isinstance(account, str) else [common]
+    ok, reason = check_linkup_signature(body, timestamp, signature, [s for s in secrets if s])
+    if not ok:
+        raise Refused(reason, f"LinkupAPI webhook refused ({reason}) for connection {conn_id!r}")
+    if not isinstance(account, str) or not account:
+        raise Refused("malformed", "LinkupAPI webhook payload is not a JSON object with account_id")
+    event = payload.get("event") or payload.get("type")
+    if event not in (None, "message_received"):
+        raise Refused("malformed", f"LinkupAPI event {event!r} is not message_received")
+    event_id = payload.get("event_id") or payload.get("id")
+    signed = hashlib.sha256(str(timestamp).encode() + b"." + body).hexdigest()
+    data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+    extra = {
+        "vendor": "linkup",
+        "conn_id": conn_id,
+        "delivery_id": f"linkup:{event_id or signed}",
+        "account_id": account,
+        "event": "message_received",
+        "conversation_id": data.get("conversation_id"),
+        "message_id": data.get("entity_urn") or data.get("message_id"),
+        "received_at": int(str(timestamp)),
+    }
+    sent = datetime.fromtimestamp(int(str(timestamp)), tz=UTC)
+    since = sent - timedelta(seconds=LINKUP_MAX_AGE + FUTURE_SKEW)
+    return Delivery("linkup", conn_id, linkup_message_uri(conn_id), extra["delivery_id"], since, extra)
+
+
+# ---- recording ----------------------------------------------------------------------------------------
+def _asset_and_duplicate(session: Any, delivery: Delivery, *, lock: bool) -> tuple[Any, bool]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.sqlalchemy import with_row_locks
+    from sqlalchemy import select
+
+    uri = delivery.asset_uri
+    query = select(AssetModel).where(AssetModel.name == uri, AssetModel.uri == uri)
+    asset = session.scalar(with_row_locks(query, session=session) if lock else query)
+    if asset is None:
+        raise Refused(
+            "no_asset",
+            f"no asset {uri} in Airflow: deploy a DAG scheduled on it (airflow_provider_linkmsg.events); "
+            "the vendor will retry",
+        )
+    earlier = session.scalars(
+        select(AssetEvent.extra).where(
+            AssetEvent.asset_id == asset.id, AssetEvent.timestamp >= delivery.since
+        )
+    )
+    return asset, any(isinstance(e, dict) and e.get("delivery_id") == delivery.delivery_id for e in earlier)
+
+
+def is_duplicate(delivery: Delivery) -> bool:
+    """Whether the delivery's event is already recorded (a read without lock, before any lookup at the vendor)."""
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return _asset_and_duplicate(session, delivery, lock=False)[1]
+
+
+def record(delivery: Delivery) -> bool:
+    """
+    Record the delivery's asset event unless it is already recorded; ``True`` if recorded now.
+
+    Raises :class:`Refused` (404) when no DAG declares the asset yet: the vendor retries, and a DAG
+    deployed meanwhile gets the event.
+    """
+    from airflow.assets.manager import asset_manager
+    from airflow.utils.session import create_session
+
+    with _RECORD_LOCK, create_session() as session:
+        asset, duplicate = _asset_and_duplicate(session, delivery, lock=True)
+        if duplicate:
+            return False
+        event = asset_manager.register_asset_change(
+            asset=asset, extra=delivery.extra, session=session, source_is_api=True, api_user_teams=set()
+        )
+        if event is None:
+            raise RuntimeError(f"Airflow did not record an event for asset {delivery.asset_uri}")
+    log.info("%s webhook recorded on %s: %s", delivery.vendor, delivery.asset_uri, delivery.delivery_id)
+    return True

@@ -1,0 +1,289 @@
+"""
+The provider's webhook plugin inside a real ``airflow api-server`` (loaded through its entry point), fed by
+the sandbox's own signed deliveries: Koneksi completions and LinkupAPI ``message_received``.
+
+Each accepted delivery must become exactly one asset event, and the DAG scheduled on the asset must get a
+queued, asset-triggered run from the scheduler's own code; forged, stale and oversized deliveries get a 4xx
+and record nothing; a duplicate gets a 2xx and records nothing new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from airflow_provider_linkmsg.events import (
+    koneksi_completion_asset,
+    koneksi_completion_uri,
+    linkup_message_asset,
+    linkup_message_uri,
+    webhook_path,
+)
+from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
+from airflow_provider_linkmsg.hooks.linkup import LinkupHook
+from airflow_provider_linkmsg.operators.koneksi import KoneksiRequestMessageGenerationOperator
+from tests.fixtures.koneksi import KONEKSI_SIZES, make_campaign
+
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.timeout(600)]
+
+KONEKSI_CONN = "koneksi_webhooks"
+LINKUP_CONN = "linkup_webhooks"
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+# ---- helpers ----------------------------------------------------------------------------------------------
+def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with _DIRECT.open(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def save_connection(monkeypatch, conn_id: str, conn: dict[str, Any]) -> None:
+    """The connection in the metadata DB (what the API server reads) and in this process's environment."""
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    with create_session() as session:
+        session.query(Connection).filter(Connection.conn_id == conn_id).delete()
+        session.add(
+            Connection(
+                conn_id=conn_id,
+                conn_type=conn["conn_type"],
+                password=conn.get("password"),
+                extra=json.dumps(conn.get("extra") or {}),
+            )
+        )
+
+
+def events(uri: str) -> list[dict[str, Any]]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(AssetEvent.extra)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.uri == uri)
+        )
+        return [dict(r) for r in rows]
+
+
+def deploy(dag) -> None:
+    """Serialize ``dag`` into the metadata DB (as the DAG processor would) and unpause it."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    DagBundlesManager().sync_bundles_to_db()
+    bag = DagBag(dag_folder="/nonexistent", collect_dags=False)
+    bag.bag_dag(dag)
+    sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
+    with create_session() as session:
+        session.query(DagModel).filter(DagModel.dag_id == dag.dag_id).update({"is_paused": False})
+
+
+def schedule_runs(dag_id: str) -> list[Any]:
+    """One pass of the scheduler's own DAG-run creation; the DAG's asset-triggered runs."""
+    from airflow.jobs.job import Job
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.sqlalchemy import prohibit_commit
+
+    runner = SchedulerJobRunner(job=Job())
+    with create_session() as session, prohibit_commit(session) as guard:
+        runner._create_dagruns_for_dags(guard, session)
+        guard.commit()
+    with create_session() as session:
+        runs = session.query(DagRun).filter(DagRun.dag_id == dag_id).all()
+        return [
+            {
+                "state": str(r.state),
+                "run_type": str(r.run_type),
+                "events": [dict(e.extra) for e in r.consumed_asset_events],
+            }
+            for r in runs
+        ]
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def consumer_dag(dag_id: str, asset):
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+
+    with DAG(dag_id, schedule=[asset], start_date=datetime(2026, 1, 1)) as dag:
+        EmptyOperator(task_id="export")
+    return dag
+
+
+# ---- Koneksi -------------------------------------------------------------------------------------------------
+def koneksi_delivery(
+    secret: str, request_id: str, *, sent: datetime | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """A delivery signed as Koneksi (and the sandbox) sign it: hex HMAC-SHA256 of the raw body."""
+    at = (sent or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    payload = {
+        "secure_request_id": request_id,
+        "status": "complete",
+        "completed_at": at,
+        "requested_messages_count": 12,
+        "generated_messages_count": 8,
+        "webhook_triggered_at": at,
+    }
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    signature = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    return raw, {"Content-Type": "application/json", "koneksi-signature": signature}
+
+
+def test_a_signed_koneksi_completion_queues_one_run_of_the_export_dag(
+    airflow_api_server, sandbox_factory, monkeypatch
+):
+    sandbox = sandbox_factory(seed=3, sizes={"koneksi": dict(KONEKSI_SIZES)})
+    conn = sandbox.connections()["koneksi_default"]
+    save_connection(monkeypatch, KONEKSI_CONN, conn)
+    secret = conn["extra"]["webhook_secret"]
+    deploy(consumer_dag("koneksi_export_on_completion", koneksi_completion_asset(KONEKSI_CONN)))
+    uri = koneksi_completion_uri(KONEKSI_CONN)
+    endpoint = airflow_api_server.url + webhook_path("koneksi", KONEKSI_CONN)
+
+    # The request operator points completion_notification_url at the plugin from [linkmsg] webhook_base_url.
+    monkeypatch.setenv("AIRFLOW__LINKMSG__WEBHOOK_BASE_URL", airflow_api_server.url + "/")
+    campaign = make_campaign(sandbox)
+    del campaign["completion_notification_url"]
+    operator = KoneksiRequestMessageGenerationOperator(
+        task_id="request",
+        campaign=campaign,
+        leads=sandbox.truth("koneksi")["leads"],
+        koneksi_conn_id=KONEKSI_CONN,
+    )
+    payload = operator.build_payload()
+    assert payload["completion_notification_url"] == endpoint
+    request_id = KoneksiHook(KONEKSI_CONN).request_message_generation(payload)
+
+    # The sandbox completes the generation and POSTs its signed webhook to the API server.
+    wait_for(
+        lambda: sandbox.stats().get("webhooks", {}).get("koneksi delivered") == 1,
+        what=f"the sandbox's delivery to {endpoint}:\n{airflow_api_server.log_tail()}",
+    )
+    recorded = events(uri)
+    assert len(recorded) == 1
+    assert recorded[0]["secure_request_id"] == request_id
+    assert recorded[0]["campaign"] == {
+        "automation_tool_campaign_id": "campaign_67890",
+        "automation_tool_campaign_name": "Campaign 1 - North America",
+    }
+    assert recorded[0]["generation_status"] == "complete"
+
+    runs = schedule_runs("koneksi_export_on_completion")
+    assert [(r["state"], r["run_type"]) for r in runs] == [("queued", "asset_triggered")]
+    assert [e["secure_request_id"] for e in runs[0]["events"]] == [request_id]
+
+    # Koneksi may deliver twice: 2xx, nothing new (and no second run).
+    status, answer = post(endpoint, *koneksi_delivery(secret, request_id))
+    assert (status, answer["recorded"], answer["duplicate"]) == (200, False, True)
+    # Forged (wrong secret), stale (signed, a month old) and oversized deliveries: 4xx, nothing recorded.
+    other = "0b3e8f7a-3c1d-4d2e-9f6a-1b2c3d4e5f60"
+    forged = post(endpoint, *koneksi_delivery("not-the-secret", other))
+    unsigned = post(endpoint, koneksi_delivery(secret, other)[0], {"Content-Type": "application/json"})
+    stale = post(endpoint, *koneksi_delivery(secret, other, sent=datetime.now(UTC) - timedelta(days=30)))
+    huge = post(endpoint, b"{" + b" " * (1024 * 1024) + b"}", {"koneksi-signature": "00"})
+    assert [forged[0], unsigned[0], stale[0], huge[0]] == [401, 401, 400, 413]
+    assert (forged[1]["reason"], stale[1]["reason"]) == ("bad_signature", "too_old")
+    assert len(events(uri)) == 1
+    assert len(schedule_runs("koneksi_export_on_completion")) == 1
+
+    # A genuine new completion (another generation) is recorded: the checks above refused for cause.
+    status, answer = post(endpoint, *koneksi_delivery(secret, other))
+    assert (status, answer["recorded"]) == (200, True)
+    assert [e["secure_request_id"] for e in events(uri)] == [request_id, other]
+
+
+# ---- LinkupAPI -----------------------------------------------------------------------------------------------
+def resign(secret: str, body: bytes, timestamp: int) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return {
+        "Content-Type": "application/json",
+        "X-Linkup-Timestamp": str(timestamp),
+        "X-Linkup-Signature": f"v1={digest}",
+    }
+
+
+def test_a_signed_linkup_message_received_queues_one_run_for_the_account(
+    airflow_api_server, sandbox_factory, monkeypatch
+):
+    sandbox = sandbox_factory(seed=5)
+    conn = sandbox.connections()["linkup_default"]
+    save_connection(monkeypatch, LINKUP_CONN, conn)
+    account = conn["extra"]["account_id"]
+    deploy(consumer_dag("linkup_inbox_on_message", linkup_message_asset(LINKUP_CONN)))
+    uri = linkup_message_uri(LINKUP_CONN)
+    endpoint = airflow_api_server.url + webhook_path("linkup", LINKUP_CONN)
+
+    # Register the webhook (the secret is shown once) and keep the secret in the connection.
+    created = LinkupHook(LINKUP_CONN).create_webhook(account, endpoint)
+    assert created["events"] == ["message_received"] and created["secret"]
+    conn["extra"]["webhook_secrets"] = {account: created["secret"]}
+    save_connection(monkeypatch, LINKUP_CONN, conn)
+
+    delivered = 0
+    for _ in range(5):  # new messages in 3 conversations; some may be the owner's own (not "received")
+        delivered += sandbox.advance(seconds=60, linkup={"conversations": 3, "account_id": account})[
+            "linkup"
+        ].get("webhooks", 0)
+        if delivered:
+            break
+    assert delivered >= 1
+    wait_for(
+        lambda: sandbox.stats().get("webhooks", {}).get("linkup delivered") == delivered,
+        what=f"{delivered} LinkupAPI deliveries:\n{airflow_api_server.log_tail()}",
+    )
+    recorded = events(uri)
+    assert len(recorded) == delivered
+    assert {e["account_id"] for e in recorded} == {account}
+    runs = schedule_runs("linkup_inbox_on_message")
+    assert [(r["state"], r["run_type"]) for r in runs] == [("queued", "asset_triggered")]
+    assert {e["account_id"] for e in runs[0]["events"]} == {account}
+
+    sent = sandbox.apps["linkup"].webhooks.sent[0]
+    body, secret = sent["body"], created["secret"]
+    # The same delivery again (as sent, and re-signed now as a retry would be): 2xx, nothing new.
+    again = post(endpoint, body, sent["headers"])
+    retried = post(endpoint, body, resign(secret, body, int(time.time())))
+    assert [again[0], retried[0]] == [200, 200]
+    assert again[1]["duplicate"] and retried[1]["duplicate"]
+    # Forged, stale (ten minutes old), unsigned and oversized: 4xx, nothing recorded.
+    new_event = json.loads(body) | {"event_id": "evt_forged_or_stale"}
+    other = json.dumps(new_event).encode()
+    forged = post(endpoint, other, resign("whsec_wrong", other, int(time.time())))
+    stale = post(endpoint, other, resign(secret, other, int(time.time()) - 600))
+    unsigned = post(
+        endpoint, other, {"Content-Type": "application/json", "X-Linkup-Timestamp": str(int(time.time()))}
+    )
+    huge = post(endpoint, b" " * (1024 * 1024), resign(secret, b" " * (1024 * 1024), int(time.time())))
+    assert [forged[0], stale[0], unsigned[0], huge[0]] == [401, 400, 401, 413]
+    assert len(events(uri)) == delivered
+    assert len(schedule_runs("linkup_inbox_on_message")) == 1
+    # The same new event signed now is genuine: recorded once.
+    assert post(endpoint, other, resign(secret, other, int(time.time())))[1]["recorded"] is True
+    assert len(events(uri)) == delivered + 1
