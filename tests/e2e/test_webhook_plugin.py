@@ -16,12 +16,12 @@ import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_provider_linkmsg.events import (
-    koneksi_completion_asset,
     koneksi_completion_uri,
     linkup_message_asset,
     linkup_message_uri,
@@ -34,9 +34,10 @@ from tests.fixtures.koneksi import KONEKSI_SIZES, make_campaign
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.timeout(600)]
 
-KONEKSI_CONN = "koneksi_webhooks"
+KONEKSI_CONN = "koneksi_default"  # the example DAG's connection
 LINKUP_CONN = "linkup_webhooks"
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+EXAMPLE = Path(__file__).resolve().parents[2] / "example_dags" / "example_koneksi_webhook_export.py"
 
 
 # ---- helpers ----------------------------------------------------------------------------------------------
@@ -47,6 +48,17 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str,
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
+
+
+@pytest.fixture(autouse=True)
+def _drop_connections():
+    """The connections a test wrote into the session's shared metadata DB go away after it."""
+    yield
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.query(Connection).filter(Connection.conn_id.in_([KONEKSI_CONN, LINKUP_CONN])).delete()
 
 
 def save_connection(monkeypatch, conn_id: str, conn: dict[str, Any]) -> None:
@@ -81,19 +93,25 @@ def events(uri: str) -> list[dict[str, Any]]:
         return [dict(r) for r in rows]
 
 
-def deploy(dag) -> None:
-    """Serialize ``dag`` into the metadata DB (as the DAG processor would) and unpause it."""
+def deploy(dag=None, *, path: Path | None = None) -> str:
+    """Serialize ``dag`` (or the DAG file ``path``) into the metadata DB, as the DAG processor would; unpause it."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
     from airflow.models.dag import DagModel
     from airflow.utils.session import create_session
 
     DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder="/nonexistent", collect_dags=False)
-    bag.bag_dag(dag)
+    if path is not None:
+        bag = DagBag(dag_folder=str(path))
+        assert bag.import_errors == {} and len(bag.dags) == 1
+        dag = next(iter(bag.dags.values()))
+    else:
+        bag = DagBag(dag_folder="/nonexistent", collect_dags=False)
+        bag.bag_dag(dag)
     sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
     with create_session() as session:
         session.query(DagModel).filter(DagModel.dag_id == dag.dag_id).update({"is_paused": False})
+    return dag.dag_id
 
 
 def schedule_runs(dag_id: str) -> list[Any]:
@@ -163,7 +181,7 @@ def test_a_signed_koneksi_completion_queues_one_run_of_the_export_dag(
     conn = sandbox.connections()["koneksi_default"]
     save_connection(monkeypatch, KONEKSI_CONN, conn)
     secret = conn["extra"]["webhook_secret"]
-    deploy(consumer_dag("koneksi_export_on_completion", koneksi_completion_asset(KONEKSI_CONN)))
+    dag_id = deploy(path=EXAMPLE)  # the example export DAG, scheduled on the completion asset
     uri = koneksi_completion_uri(KONEKSI_CONN)
     endpoint = airflow_api_server.url + webhook_path("koneksi", KONEKSI_CONN)
 
@@ -195,7 +213,7 @@ def test_a_signed_koneksi_completion_queues_one_run_of_the_export_dag(
     }
     assert recorded[0]["generation_status"] == "complete"
 
-    runs = schedule_runs("koneksi_export_on_completion")
+    runs = schedule_runs(dag_id)
     assert [(r["state"], r["run_type"]) for r in runs] == [("queued", "asset_triggered")]
     assert [e["secure_request_id"] for e in runs[0]["events"]] == [request_id]
 
@@ -211,7 +229,7 @@ def test_a_signed_koneksi_completion_queues_one_run_of_the_export_dag(
     assert [forged[0], unsigned[0], stale[0], huge[0]] == [401, 401, 400, 413]
     assert (forged[1]["reason"], stale[1]["reason"]) == ("bad_signature", "too_old")
     assert len(events(uri)) == 1
-    assert len(schedule_runs("koneksi_export_on_completion")) == 1
+    assert len(schedule_runs(dag_id)) == 1
 
     # A genuine new completion (another generation) is recorded: the checks above refused for cause.
     status, answer = post(endpoint, *koneksi_delivery(secret, other))
