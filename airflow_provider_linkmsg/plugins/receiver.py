@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,6 +44,9 @@ MAX_BODY = 64 * 1024
 #: Koneksi retries a delivery for 21 days: a shorter maximum age would refuse, for good, a late retry of a
 #: completion that was never recorded. The duplicate lookup covers this window.
 KONEKSI_MAX_AGE = 22 * 24 * 3600.0
+#: seconds the campaign lookup may take (Koneksi waits 10 s for an answer, then retries the delivery)
+CAMPAIGN_LOOKUP_TIMEOUT = 4.0
+_LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="linkmsg-koneksi-lookup")
 
 #: HTTP status of each refusal reason
 STATUS = {
@@ -113,7 +117,7 @@ def verify_koneksi(conn_id: str, body: bytes, signature: str | None) -> Delivery
     except WebhookVerificationError as exc:
         raise Refused(exc.reason, exc.detail) from None
     request_id = str(payload["secure_request_id"])
-    completed = parse_utc(str(payload.get("completed_at") or payload.get("webhook_triggered_at")))
+    completed = _first_time(payload.get("completed_at"), payload.get("webhook_triggered_at"))
     extra = {
         "vendor": "koneksi",
         "conn_id": conn_id,
@@ -134,20 +138,31 @@ def verify_koneksi(conn_id: str, body: bytes, signature: str | None) -> Delivery
     )
 
 
+def _first_time(*values: Any) -> datetime:
+    """The first of ``values`` that is an ISO-8601 time; the oldest time a delivery may have when none is."""
+    for value in values:
+        try:
+            return parse_utc(str(value))
+        except (TypeError, ValueError):
+            continue
+    return datetime.now(UTC) - timedelta(seconds=KONEKSI_MAX_AGE)
+
+
 def add_koneksi_campaign(delivery: Delivery) -> None:
     """
     Put the generation's campaign into the event (``campaign``: id and name, ``generation_status``).
 
-    The notification does not carry it; one retrieval (free, no retry) asks Koneksi. If that fails the
-    event is recorded without it (``campaign`` is ``None``): the DAG retrieves the generation anyway.
+    The notification does not carry it; one retrieval (free, no retry) asks Koneksi. If that fails or
+    takes more than :data:`CAMPAIGN_LOOKUP_TIMEOUT` seconds, the event is recorded without it
+    (``campaign`` is ``None``): the DAG retrieves the generation anyway.
     """
     from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
 
+    hook = KoneksiHook(delivery.conn_id, max_retries=0, max_retry_wait=0)
     try:
-        result = KoneksiHook(delivery.conn_id, max_retries=0, max_retry_wait=0).retrieve_messages(
-            delivery.extra["secure_request_id"]
-        )
-    except Exception as exc:
+        lookup = _LOOKUPS.submit(hook.retrieve_messages, delivery.extra["secure_request_id"])
+        result = lookup.result(timeout=CAMPAIGN_LOOKUP_TIMEOUT)
+    except Exception as exc:  # a failure or FutureTimeout
         log.warning(
             "Koneksi: could not look up the campaign of %s: %s", delivery.extra["secure_request_id"], exc
         )
@@ -175,7 +190,14 @@ def verify_linkup(conn_id: str, body: bytes, timestamp: str | None, signature: s
     hook = _hook(LinkupHook, conn_id)
     per_account = hook.extra("webhook_secrets") or {}
     if isinstance(per_account, str):
-        per_account = json.loads(per_account)
+        try:
+            per_account = json.loads(per_account)
+        except ValueError:
+            per_account = None
+    if not isinstance(per_account, dict):
+        raise Refused(
+            "no_secret", f"LinkupAPI connection {conn_id!r}: webhook_secrets must be {{account_id: secret}}"
+        )
     common = hook.extra("webhook_secret")
     if not per_account and not common:
         raise Refused(
