@@ -66,8 +66,18 @@ class Refused(Exception):
 
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
-        self.status = STATUS[reason]
+        self.status = STATUS.get(reason, 400)
         super().__init__(message)
+
+
+class _RecordedEvents:
+    """
+    The replay store handed to ``verify_koneksi_webhook``: it refuses nothing, because a delivery is a
+    replay only once its event is committed, which :func:`record` checks among the asset's events.
+    """
+
+    def add(self, key: str, ttl: float | None = None) -> bool:
+        return True
 
 
 @dataclass(frozen=True)
@@ -112,7 +122,7 @@ def verify_koneksi(conn_id: str, body: bytes, signature: str | None) -> Delivery
         )
     try:
         payload = verify_koneksi_webhook(
-            body, signature, str(secret), seen_store=None, max_age=KONEKSI_MAX_AGE
+            body, signature, str(secret), seen_store=_RecordedEvents(), max_age=KONEKSI_MAX_AGE
         )
     except WebhookVerificationError as exc:
         raise Refused(exc.reason, exc.detail) from None

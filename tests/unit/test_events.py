@@ -111,3 +111,21 @@ def _operator(monkeypatch, campaign_url: str | None, conn_url: str | None) -> di
 )
 def test_the_request_operator_fills_in_the_completion_url(monkeypatch, campaign_url, conn_url, expected):
     assert _operator(monkeypatch, campaign_url, conn_url)["completion_notification_url"] == expected
+
+
+def test_the_example_export_dag_retrieves_each_triggering_generation_once():
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    path = Path(__file__).resolve().parents[2] / "example_dags" / "example_koneksi_webhook_export.py"
+    spec = importlib.util.spec_from_file_location("example_koneksi_webhook_export", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.COMPLETIONS.uri == koneksi_completion_uri("koneksi_default")
+    events = [SimpleNamespace(extra={"secure_request_id": i}) for i in ("a", "b", "a")] + [
+        SimpleNamespace(extra={})
+    ]
+    ids = module.generation_ids.function(triggering_asset_events={module.COMPLETIONS: events})
+    assert ids == ["a", "b"]
+    assert module.generation_ids.function(triggering_asset_events={}) == []
