@@ -7,11 +7,14 @@ Koneksi POSTs its completion notification to the provider's webhook plugin in th
 records one event of :func:`~airflow_provider_linkmsg.events.koneksi_completion_asset`, which schedules
 this DAG:
 
-generation_ids ─► retrieve_messages (mapped, one per finished generation) ─► export_files
+generation_ids ─► retrieve_messages (mapped, one per finished generation) ─┬► export_files
+                                                                          └► export_sql
 
 One run can carry several completions (generations that finished before the scheduler looked): each
 event's ``secure_request_id`` is retrieved. The request side is any DAG with a
-``KoneksiRequestMessageGenerationOperator`` on ``koneksi_default``. See ``docs/events.md``.
+``KoneksiRequestMessageGenerationOperator`` on ``koneksi_default``. The SQL connection is
+``linkmsg_warehouse``; the export root is the Airflow Variable ``linkmsg_export_path``. See
+``docs/events.md``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from datetime import datetime
 from airflow.sdk import DAG, task
 
 from airflow_provider_linkmsg.events import koneksi_completion_asset
-from airflow_provider_linkmsg.operators.export import LinkMsgExportToFilesOperator
+from airflow_provider_linkmsg.operators.export import LinkMsgExportToFilesOperator, LinkMsgExportToSqlOperator
 from airflow_provider_linkmsg.operators.koneksi import KoneksiRetrieveMessagesOperator
 
 EXPORT_PATH = "{{ var.value.get('linkmsg_export_path', '/tmp/linkmsg-export') }}"
@@ -53,3 +56,4 @@ with DAG(
     LinkMsgExportToFilesOperator(
         task_id="export_files", manifests=retrieve.output, destination=f"{EXPORT_PATH}/koneksi"
     )
+    LinkMsgExportToSqlOperator(task_id="export_sql", manifests=retrieve.output, conn_id="linkmsg_warehouse")
