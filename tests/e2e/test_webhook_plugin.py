@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,24 +30,36 @@ from airflow_provider_linkmsg.events import (
 from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
 from airflow_provider_linkmsg.hooks.linkup import LinkupHook
 from airflow_provider_linkmsg.operators.koneksi import KoneksiRequestMessageGenerationOperator
+from airflow_provider_linkmsg.plugins.receiver import MAX_BODY
 from tests.fixtures.koneksi import KONEKSI_SIZES, make_campaign
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.timeout(600)]
 
 KONEKSI_CONN = "koneksi_default"  # the example DAG's connection
 LINKUP_CONN = "linkup_webhooks"
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 EXAMPLE = Path(__file__).resolve().parents[2] / "example_dags" / "example_koneksi_webhook_export.py"
 
 
 # ---- helpers ----------------------------------------------------------------------------------------------
-def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+def post(
+    url: str, body: bytes, headers: dict[str, str], *, chunked: bool = False
+) -> tuple[int, dict[str, Any]]:
+    """POST ``body``; the answer even when the server refused it before reading it all (a broken pipe)."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     try:
-        with _DIRECT.open(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        try:
+            if chunked:  # no Content-Length: the plugin must count the stream
+                chunks = (body[i : i + 8192] for i in range(0, len(body), 8192))
+                conn.request("POST", parts.path, body=chunks, headers=headers, encode_chunked=True)
+            else:
+                conn.request("POST", parts.path, body=body, headers=headers)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered (413) and closed before the whole body went out
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        conn.close()
 
 
 @pytest.fixture(autouse=True)
@@ -226,7 +238,8 @@ def test_a_signed_koneksi_completion_queues_one_run_of_the_export_dag(
     unsigned = post(endpoint, koneksi_delivery(secret, other)[0], {"Content-Type": "application/json"})
     stale = post(endpoint, *koneksi_delivery(secret, other, sent=datetime.now(UTC) - timedelta(days=30)))
     huge = post(endpoint, b"{" + b" " * (1024 * 1024) + b"}", {"koneksi-signature": "00"})
-    assert [forged[0], unsigned[0], stale[0], huge[0]] == [401, 401, 400, 413]
+    streamed = post(endpoint, b" " * (MAX_BODY + 1), {"koneksi-signature": "00"}, chunked=True)
+    assert [forged[0], unsigned[0], stale[0], huge[0], streamed[0]] == [401, 401, 400, 413, 413]
     assert (forged[1]["reason"], stale[1]["reason"]) == ("bad_signature", "too_old")
     assert len(events(uri)) == 1
     assert len(schedule_runs(dag_id)) == 1
