@@ -176,6 +176,18 @@ CONFIG: dict[str, Any] = {
                 "example": "aws_default",
                 "default": "",
             },
+            "webhook_base_url": {
+                "description": (
+                    "Public base URL of this Airflow's API server, as the vendors reach it. When set, the Koneksi "
+                    "request operator sends ``{webhook_base_url}/linkmsg/webhooks/koneksi/{conn_id}`` as the "
+                    "completion notification URL unless the task, the campaign or the connection names one "
+                    "(docs/events.md)."
+                ),
+                "version_added": "0.1.0",
+                "type": "string",
+                "example": "https://airflow.example.com",
+                "default": "",
+            },
         },
     },
 }
