@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
 from airflow_provider_linkmsg.hooks.connectsafely import MAX_COUNT, ConnectSafelyHook
+from airflow_provider_linkmsg.hooks.inbox.connectsafely import ConnectSafelyInbox
 from airflow_provider_linkmsg.hooks.pagination import check_conversation_urn, check_count
-from airflow_provider_linkmsg.operators.inbox import BaseInboxRetrieveOperator, Conversation, ReadWindow
-from airflow_provider_linkmsg.records import Message, to_utc_iso
+from airflow_provider_linkmsg.operators.inbox import BaseInboxRetrieveOperator
 from airflow_provider_linkmsg.validation import check_inbox_arguments
 
 
@@ -58,25 +58,7 @@ class ConnectSafelyRetrieveMessagesOperator(BaseInboxRetrieveOperator):
         check_inbox_arguments(self)
         check_count(self.effective_page_size, field="page_size", maximum=MAX_COUNT, vendor=self.vendor)
 
-    def list_conversations(self, account_id: str) -> Iterator[Conversation]:
-        for item in self.hook.iter_conversations(account_id, count=MAX_COUNT):
-            urn = item["conversationUrn"]
-            activity = item.get("lastActivityAt") or (item.get("latestMessage") or {}).get("sentAt")
-            yield Conversation(
-                id=urn,
-                last_activity=to_utc_iso(activity) if activity not in (None, "") else None,
-                channel=self.hook.channel_of(urn, item.get("source")),
-            )
-
-    def read_conversation(
-        self, account_id: str, conversation: Conversation, window: ReadWindow
-    ) -> Iterator[Message]:
-        for raw in self.hook.iter_messages(
-            conversation.id, account_id=account_id, count=self.effective_page_size, since=window.since_ms()
-        ):
-            yield self.hook.to_message(
-                raw, account_id=account_id, conversation_urn=conversation.id, include_raw=self.include_raw
-            )
-
-    def usage(self) -> dict[str, float]:
-        return {"api_calls": self.hook.api_calls, "credits": 0}
+    def inbox(self, account_id: str) -> ConnectSafelyInbox:
+        return ConnectSafelyInbox(
+            self.hook, account_id, page_size=self.effective_page_size, include_raw=self.include_raw
+        )

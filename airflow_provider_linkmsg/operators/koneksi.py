@@ -30,8 +30,8 @@ from airflow_provider_linkmsg.hooks.koneksi import (
     KoneksiHook,
     count_messages,
 )
-from airflow_provider_linkmsg.io.staging import StagingWriter, open_for_read, safe_name, staging_root, to_path
-from airflow_provider_linkmsg.io.state import JsonState
+from airflow_provider_linkmsg.io.staging import StagingWriter, open_for_read, staging_root, to_path
+from airflow_provider_linkmsg.io.task_state import TaskStateStore
 from airflow_provider_linkmsg.utils import task_run_id
 from airflow_provider_linkmsg.validation import check_generation_request, parse_literal
 
@@ -87,32 +87,6 @@ def _read_leads_file(path: str, conn_id: str | None) -> Any:
     if name.endswith((".jsonl", ".ndjson")):
         return [json.loads(line) for line in text.splitlines() if line.strip()]
     return json.loads(text)
-
-
-class _RequestIdStore:
-    """
-    Where a task keeps its generation's id across tries: Airflow's ``task_state_store`` (3.3+) when the
-    context has one, else a JSON file under the staging root named after the task run.
-    """
-
-    def __init__(self, context: Context, root: str, conn_id: str | None) -> None:
-        self.task_state = context.get("task_state_store")
-        self.file = None
-        if self.task_state is None:
-            name = f"{safe_name(task_run_id(context))}.json"
-            self.file = JsonState(to_path(root, conn_id) / "_state" / "koneksi" / "requests" / name)
-
-    def get(self) -> dict[str, Any] | None:
-        value = (
-            self.task_state.get(REQUEST_ID_KEY) if self.task_state is not None else self.file.load() or None
-        )
-        return value if isinstance(value, dict) and value.get("secure_request_id") else None
-
-    def set(self, value: dict[str, Any]) -> None:
-        if self.task_state is not None:
-            self.task_state.set(REQUEST_ID_KEY, value)
-        else:
-            self.file.save(value)
 
 
 class KoneksiRequestMessageGenerationOperator(BaseOperator):
@@ -228,10 +202,14 @@ class KoneksiRequestMessageGenerationOperator(BaseOperator):
         self.max_messages = check_generation_request(payload, self.max_messages)
         messages = self.check_budget(payload)
         fingerprint = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-        store = _RequestIdStore(
-            context, staging_root(self.staging_path, self.staging_conn_id), self.staging_conn_id
+        store = TaskStateStore(
+            context,
+            staging_root(self.staging_path, self.staging_conn_id),
+            folder="koneksi/requests",
+            conn_id=self.staging_conn_id,
         )
-        saved = store.get()
+        saved = store.get(REQUEST_ID_KEY)
+        saved = saved if isinstance(saved, dict) and saved.get("secure_request_id") else None
         if saved and saved.get("fingerprint") == fingerprint:
             request_id = saved["secure_request_id"]
             try:
@@ -254,7 +232,10 @@ class KoneksiRequestMessageGenerationOperator(BaseOperator):
                 saved["secure_request_id"],
             )
         request_id = self.hook.request_message_generation(payload)
-        store.set({"secure_request_id": request_id, "fingerprint": fingerprint, "messages": messages})
+        store.set(
+            REQUEST_ID_KEY,
+            {"secure_request_id": request_id, "fingerprint": fingerprint, "messages": messages},
+        )
         result = self.hook.retrieve_messages(request_id)
         self.log.info("Koneksi generation %s accepted: %s", request_id, result.progress())
         return request_id

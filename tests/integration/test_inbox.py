@@ -10,17 +10,17 @@ from datetime import UTC, datetime, timedelta
 import pendulum
 import pytest
 
-from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgVendorError
-from airflow_provider_linkmsg.io.state import WatermarkStore
-from airflow_provider_linkmsg.operators.connectsafely import ConnectSafelyRetrieveMessagesOperator
-from airflow_provider_linkmsg.operators.inbox import (
+from airflow_provider_linkmsg.engine import (
     Conversation,
-    InboxRetrieval,
     ReadWindow,
     is_current,
     next_watermark,
     read_window,
 )
+from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgVendorError
+from airflow_provider_linkmsg.io.state import WatermarkStore
+from airflow_provider_linkmsg.operators.connectsafely import ConnectSafelyRetrieveMessagesOperator
+from airflow_provider_linkmsg.operators.inbox import build_retrieval
 from airflow_provider_linkmsg.operators.linkup import LinkupRetrieveMessagesOperator
 from airflow_provider_linkmsg.records import Message, parse_utc, to_utc_iso
 from tests.fixtures.inbox import assert_exactly, staged_messages, truth_messages
@@ -180,8 +180,14 @@ class Inbox:
 
     def run(self, root, run_id: str, **kwargs):
         self.listed = []
-        retrieval = InboxRetrieval(
-            vendor="linkup", account_id="acc_1", root=str(root), run_id=run_id, **kwargs
+        retrieval = build_retrieval(
+            vendor="linkup",
+            account_id="acc_1",
+            root=str(root),
+            run_id=run_id,
+            conn_id=None,
+            include_raw=False,
+            **kwargs,
         )
         return retrieval.run(
             list_conversations=self.listing,

@@ -362,7 +362,7 @@ def test_operators_keep_the_id_in_a_file_when_there_is_no_task_state_store(konek
         direct_context()
     )
     (state_file,) = (tmp_path / "_state" / "koneksi" / "requests").glob("*.json")
-    assert json.loads(state_file.read_text())["secure_request_id"] == request_id
+    assert json.loads(state_file.read_text())["koneksi_secure_request_id"]["secure_request_id"] == request_id
     # a second try of the same task run reuses the id: no second POST
     again = KoneksiRequestMessageGenerationOperator(leads=str(leads_csv), **kwargs).execute(direct_context())
     assert again == request_id and koneksi_calls(sandbox, GENERATE) == 1

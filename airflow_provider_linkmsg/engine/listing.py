@@ -1,0 +1,88 @@
+"""
+Listing an inbox, and the sweep marker that lets a listing stop early.
+
+The vendors list conversations most recently active first, and after a run that listed and read
+everything it had to, the account's *sweep* marker says up to which activity time everything is staged.
+The next run stops listing at the first conversation last active before that time, less
+``overlap_seconds`` or :data:`LISTING_MARGIN`, whichever is longer. The order is checked as far as each
+listing goes: one found out of activity order clears the marker, and runs list in full until one is in
+order again; and once a day (:data:`FULL_LISTING_EVERY`) a run lists in full anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow_provider_linkmsg.engine.windows import Conversation
+from airflow_provider_linkmsg.exceptions import LinkMsgBudgetExceededError
+from airflow_provider_linkmsg.records import parse_utc, to_utc_iso
+
+_EPOCH = "1970-01-01T00:00:00.000000Z"
+#: how often a run lists the whole inbox even though the sweep marker would let it stop early
+FULL_LISTING_EVERY = timedelta(days=1)
+#: how far before the sweep marker's time a listing goes on, at least (messages that surface late)
+LISTING_MARGIN = timedelta(minutes=15)
+
+
+@dataclass
+class Listing:
+    """What one listing found."""
+
+    conversations: list[Conversation] = field(default_factory=list)
+    complete: bool = True  # listed to the end, or down to what the sweep marker covers
+    stopped_early: bool = False  # at the sweep marker
+    in_order: bool = True  # most recently active first, as far as it went
+    budget_error: LinkMsgBudgetExceededError | None = None
+
+
+def list_inbox(
+    list_conversations: Callable[[], Iterable[Conversation]],
+    sweep: dict[str, Any] | None,
+    overlap_seconds: float = 0,
+) -> Listing:
+    """List the conversations, down to those the sweep marker covers (when there is one)."""
+    listing = Listing()
+    cutoff = None
+    fresh = (
+        sweep and datetime.now(UTC) - parse_utc(sweep.get("listed_in_full_at") or _EPOCH) < FULL_LISTING_EVERY
+    )
+    if fresh and sweep.get("through"):
+        margin = max(timedelta(seconds=overlap_seconds), LISTING_MARGIN)
+        cutoff = to_utc_iso(parse_utc(sweep["through"]) - margin)
+    seen: set[str] = set()
+    previous: str | None = None
+    try:
+        for conversation in list_conversations():
+            activity = conversation.last_activity
+            if activity is None or (previous is not None and activity > previous):
+                listing.in_order = False
+            if cutoff is not None and listing.in_order and activity < cutoff:
+                listing.stopped_early = True  # this one and all after it are covered
+                break
+            previous = activity or previous
+            if conversation.id not in seen:  # a conversation moved up while we paged: keep it once
+                seen.add(conversation.id)
+                listing.conversations.append(conversation)
+    except LinkMsgBudgetExceededError as error:
+        if error.status is not None:  # the vendor's own "insufficient credits"
+            raise
+        listing.complete, listing.budget_error = False, error
+    return listing
+
+
+def next_sweep(listing: Listing, sweep: dict[str, Any] | None, memo: dict[str, Any]) -> dict[str, Any] | None:
+    """The marker after a run that read all it listed: through its newest activity (None: out of order)."""
+    if not listing.in_order:
+        return None
+    activity = [c.last_activity for c in listing.conversations if c.last_activity]
+    if sweep and sweep.get("through"):
+        activity.append(sweep["through"])
+    if not activity:
+        return None
+    in_full = (
+        sweep.get("listed_in_full_at") if sweep and listing.stopped_early else to_utc_iso(datetime.now(UTC))
+    )
+    return {"through": max(activity), "listed_in_full_at": in_full, "memo": memo}

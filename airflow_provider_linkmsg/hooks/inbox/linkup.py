@@ -1,0 +1,76 @@
+"""LinkupAPI's inbox for the engine: ``list_inbox`` most recent first, conversations read newest first."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_linkmsg.engine.windows import Conversation, ReadWindow
+from airflow_provider_linkmsg.records import Message, to_utc_iso
+
+if TYPE_CHECKING:
+    from airflow_provider_linkmsg.hooks.linkup import LinkupHook
+
+#: conversations per ``list_inbox`` call (a credit per ten, so any multiple of ten costs the same)
+INBOX_PAGE_SIZE = 50
+
+
+class LinkupInbox:
+    """
+    One LinkupAPI account's inbox.
+
+    The owner's profile URLs (seen as ``is_me`` senders in the listing) tell sent from received; they are
+    remembered across runs (:meth:`memo`, :meth:`recall`) for runs whose listing stops early.
+
+    :param hook: the vendor hook (with its credit budget).
+    :param account_id: ``acc_...``.
+    :param page_size: messages per call.
+    :param include_raw: keep the vendor's JSON with each message.
+    """
+
+    def __init__(
+        self, hook: LinkupHook, account_id: str, *, page_size: int = 10, include_raw: bool = False
+    ) -> None:
+        self.hook = hook
+        self.account_id = account_id
+        self.page_size = page_size
+        self.include_raw = include_raw
+        self.owner_urls: set[str] = set()
+
+    def list_conversations(self) -> Iterator[Conversation]:
+        for item in self.hook.iter_inbox(self.account_id, count=INBOX_PAGE_SIZE):
+            self.owner_urls |= self.hook.owner_urls([item])
+            time = (item.get("last_message") or {}).get("time")
+            yield Conversation(
+                id=item["conversation_id"],
+                last_activity=to_utc_iso(time) if time not in (None, "") else None,
+                channel=self.hook.channel_of(item),
+                info={"participant_url": (item.get("participant") or {}).get("profile_url")},
+            )
+
+    def read_conversation(self, conversation: Conversation, window: ReadWindow) -> Iterator[Message]:
+        pages = self.hook.iter_messages(
+            self.account_id, conversation_id=conversation.id, count=self.page_size
+        )
+        for raw in pages:
+            message = self.hook.to_message(
+                raw,
+                account_id=self.account_id,
+                conversation_id=conversation.id,
+                owner_urls=self.owner_urls,
+                participant_url=conversation.info.get("participant_url"),
+                channel=conversation.channel,
+                include_raw=self.include_raw,
+            )
+            if window.below(message):
+                return  # newest first: the rest is staged already, and no further page is fetched
+            yield message
+
+    def usage(self) -> dict[str, float]:
+        return {"api_calls": self.hook.api_calls, "credits": self.hook.credits_used}
+
+    def memo(self) -> dict[str, Any]:
+        return {"owner_urls": sorted(self.owner_urls)}
+
+    def recall(self, memo: dict[str, Any]) -> None:
+        self.owner_urls |= set(memo.get("owner_urls") or [])
