@@ -5,9 +5,9 @@ arrived in 1 % of the conversations (the sandbox's ``advance``). LinkupAPI charg
 does not; both are measured.
 
 The sandbox counts listing calls and message reads separately (its ``lists`` and ``reads`` counters), and
-each run's staged records are checked against what the sandbox added. Target: the unchanged re-run makes
-at most one listing call per page of conversations and no message read. (The re-runs list one page:
-the listing stops at the first conversation the first run's complete pass covered.)
+each run's staged records are checked against what the sandbox added. Target: the unchanged re-run, with the
+default settings, makes at most one listing call per page of conversations and no message read. (Every
+page is listed by default; the opt-in ``listing_shortcut`` would list one page.)
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ list_accounts ─► retrieve_messages[account] (mapped, max_credits) ─┬► 
 LinkupAPI charges credits per call. A run lists the inbox, skips conversations that did not change
 since their watermark, and pages each changed conversation back only until it reaches the watermark.
 ``max_credits`` caps each account's run: the task stops before a call that could exceed it, stages what
-it read, and the next run continues from there. Connections: ``linkup_default`` and
+it read, and the next run continues from there. The watermarks belong to this DAG's task (``state_key``
+defaults to ``linkmsg_linkup_inbox.retrieve_messages``): ``example_unified_inbox``, which reads the same
+accounts into another destination, keeps its own. Connections: ``linkup_default`` and
 ``linkmsg_warehouse``; export root: Variable ``linkmsg_export_path``.
 """
 

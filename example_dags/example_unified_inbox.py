@@ -8,9 +8,10 @@ linkedapi:     sync (deferrable) ─► retrieve ──────┘
 
 Records of every vendor share one shape (``Message``: vendor, account, conversation, message id, UTC
 time, direction, sender, text, type, attachments flag, channel) and one key, so the table holds each
-message once however often it is exported. This DAG keeps its own watermarks (staging folder
-``unified``), independent of the per-vendor example DAGs. ``example_new_messages_report`` runs whenever
-the asset gets new messages.
+message once however often it is exported. This DAG keeps its own watermarks, independent of the
+per-vendor example DAGs that read the same accounts: each retrieve task's ``state_key`` defaults to
+``{dag_id}.{task_id}``, so every destination gets every message (its staged runs also go to their own
+folder, ``unified``). ``example_new_messages_report`` runs whenever the asset gets new messages.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from airflow_provider_linkmsg.operators.linkup import LinkupRetrieveMessagesOper
 from airflow_provider_linkmsg.utils import default_staging_root
 
 INBOX = Asset("x-linkmsg-sql://linkmsg_warehouse/linkmsg_messages")
-# its own watermarks: a "unified" folder under the configured staging root ([linkmsg] staging_path)
+# its own staged runs: a "unified" folder under the configured staging root ([linkmsg] staging_path); its
+# watermarks are its own anyway (state_key defaults to "<dag_id>.<task_id>")
 STAGING = os.path.join(default_staging_root(), "unified")
 PERSONS_FILE = Path(__file__).parent / "data" / "linkedapi_persons.json"
 

@@ -1,12 +1,23 @@
 """
-Listing an inbox, and the sweep marker that lets a listing stop early.
+Listing an inbox; and the sweep marker, for the opt-in shortcut that lets a listing stop early.
 
-The vendors list conversations most recently active first, and after a run that listed and read
-everything it had to, the account's *sweep* marker says up to which activity time everything is staged.
-The next run stops listing at the first conversation last active before that time, less
-``overlap_seconds`` or :data:`LISTING_MARGIN`, whichever is longer. The order is checked as far as each
-listing goes: one found out of activity order clears the marker, and runs list in full until one is in
-order again; and once a day (:data:`FULL_LISTING_EVERY`) a run lists in full anyway.
+By default every run lists every page (one call per page) and reads only the conversations whose
+listing changed since their watermark: nothing listed can hide a change.
+
+The *listing shortcut* (opt-in, ``listing_shortcut=True``) saves listing calls on large inboxes. The
+vendors list conversations most recently active first, and after a run that listed and read everything
+it had to, the account's *sweep* marker says up to which activity time everything is staged. A run with
+the shortcut stops listing at the first conversation last active before that time, less
+``overlap_seconds`` or :data:`LISTING_MARGIN` (whichever is longer), **whose listing has not changed
+since its watermark**: a conversation whose listed activity moved is read, never taken as the stopping
+point. The order is checked as far as each listing goes (one out of activity order clears the marker,
+and runs list in full until one is in order again), and once every :data:`FULL_LISTING_EVERY` a run lists
+in full anyway.
+
+Its bound: a conversation below the stopping point whose listed activity moved to a time still before
+it (a vendor that backdates activity to a late message's own time) is not listed until the next full
+listing, at most :data:`FULL_LISTING_EVERY` (24 hours) later. Runs that use the shortcut say so and name
+this bound in their log and XCom value (``listing_shortcut``).
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ from airflow_provider_linkmsg.exceptions import LinkMsgBudgetExceededError
 from airflow_provider_linkmsg.records import parse_utc, to_utc_iso
 
 _EPOCH = "1970-01-01T00:00:00.000000Z"
-#: how often a run lists the whole inbox even though the sweep marker would let it stop early
+#: how often a run with the listing shortcut lists the whole inbox anyway: the shortcut's staleness bound
 FULL_LISTING_EVERY = timedelta(days=1)
 #: how far before the sweep marker's time a listing goes on, at least (messages that surface late)
 LISTING_MARGIN = timedelta(minutes=15)
@@ -38,12 +49,27 @@ class Listing:
     budget_error: LinkMsgBudgetExceededError | None = None
 
 
+def shortcut_bound() -> dict[str, Any]:
+    """The XCom value's ``listing_shortcut`` part: the shortcut's staleness bound."""
+    return {"staleness_bound_hours": FULL_LISTING_EVERY.total_seconds() / 3600}
+
+
 def list_inbox(
     list_conversations: Callable[[], Iterable[Conversation]],
     sweep: dict[str, Any] | None,
     overlap_seconds: float = 0,
+    *,
+    unchanged: Callable[[Conversation], bool] = lambda conversation: True,
+    heartbeat: Callable[[], None] = lambda: None,
 ) -> Listing:
-    """List the conversations, down to those the sweep marker covers (when there is one)."""
+    """
+    List the conversations; with a sweep marker (the shortcut), down to those it covers.
+
+    :param sweep: the marker, or ``None`` to list in full.
+    :param unchanged: whether a conversation's listing is unchanged since its watermark (only such a
+        conversation may be the stopping point).
+    :param heartbeat: called once per conversation listed (keeps the run's lease).
+    """
     listing = Listing()
     cutoff = None
     fresh = (
@@ -56,10 +82,13 @@ def list_inbox(
     previous: str | None = None
     try:
         for conversation in list_conversations():
+            heartbeat()
             activity = conversation.last_activity
-            if activity is None or (previous is not None and activity > previous):
+            if conversation.empty and activity is None:
+                pass  # nothing in it: no activity to order by
+            elif activity is None or (previous is not None and activity > previous):
                 listing.in_order = False
-            if cutoff is not None and listing.in_order and activity < cutoff:
+            elif cutoff is not None and listing.in_order and activity < cutoff and unchanged(conversation):
                 listing.stopped_early = True  # this one and all after it are covered
                 break
             previous = activity or previous

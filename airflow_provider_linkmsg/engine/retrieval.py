@@ -3,17 +3,24 @@ Incremental inbox retrieval, shared by the operators of the inbox vendors (no Ai
 
 One run reads one account's inbox:
 
-1. list the conversations (the vendor's part) and keep those asked for (``conversation_ids``);
-2. skip each conversation whose last activity is not newer than its watermark;
-3. read the new messages of the others (the vendor's part, given a :class:`ReadWindow` that says what
-   is already staged), concurrently in a bounded thread pool under the hook's shared rate limiter;
-4. stage the messages of each conversation read completely, with a manifest;
-5. only then commit the watermarks of those conversations.
+1. list the conversations (the vendor's part; every page unless the opt-in listing shortcut is on,
+   see :mod:`airflow_provider_linkmsg.engine.listing`) and keep those asked for (``conversation_ids``);
+2. skip each conversation whose listing has not changed since its watermark, and the empty ones;
+3. read the new messages of the others (the vendor's part, given a :class:`ReadWindow` that starts
+   ``overlap_seconds`` before the newest staged message), concurrently in a bounded thread pool under
+   the hook's shared rate limiter; what is already staged for the conversation is dropped by id;
+4. when the listing says more changed than the read found (:meth:`InboxRetrieval.accounted`: the
+   vendor's message count, a latest message older than the window, activity newer than every message),
+   *deepen* the read: read the conversation in full and keep what is not staged yet;
+5. stage the messages of each conversation read completely, with a manifest, releasing each
+   conversation once written (at most ``2 * max_workers`` conversations are held at once);
+6. only then commit the watermarks of those conversations.
 
 A conversation's messages are held until it is read completely, so a conversation that fails half-way
 (or meets the credit budget) stages nothing and keeps its watermark: the next run reads it again, and
 nothing is staged twice. When some conversations fail, the others are staged and committed before the
-task fails, and a retry of the task (same staging directory) carries over what the failed try staged.
+task fails, and a retry of the task (same staging directory) carries over what the failed try staged,
+starting its reads from the watermarks the carried records cover.
 
 The storage is given to the engine (a staging writer, a watermark store, how to carry over and how to
 commit), so that this module knows nothing of Airflow or of where the data lives.
@@ -23,15 +30,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_linkmsg.engine.listing import Listing, list_inbox, next_sweep
+from airflow_provider_linkmsg.engine.listing import Listing, list_inbox, next_sweep, shortcut_bound
 from airflow_provider_linkmsg.engine.windows import (
+    DEFAULT_OVERLAP_SECONDS,
     Conversation,
     ReadWindow,
-    is_current,
+    is_changed,
     next_watermark,
     read_window,
 )
@@ -56,6 +64,7 @@ class _Outcome:
     messages: list[Message] = field(default_factory=list)
     error: BaseException | None = None
     skipped: bool = False
+    deepened: bool = False
 
 
 class InboxRetrieval:
@@ -69,11 +78,16 @@ class InboxRetrieval:
     :param writer: the run's staging writer (``write``, ``add_stats``, ``set_watermarks``, ``close``,
         ``abort``).
     :param carry_over: the records an earlier try of this run staged (empty when none).
+    :param carried_watermarks: the watermarks those records cover (from the earlier try's manifest).
     :param commit: commits the store once the manifest that ``writer.close()`` returned is durable.
+    :param known_ids: the message ids already staged for a conversation (``None``: not known).
+    :param heartbeat: called as the run goes (keeps the run's lease on the state).
     :param full_refresh: ignore watermarks: read every conversation completely.
     :param overlap_seconds: re-read this much before each watermark (de-duplicated by message id).
+    :param listing_shortcut: stop the listing at what the last complete pass covered (opt-in; see
+        :mod:`airflow_provider_linkmsg.engine.listing` for its bound).
     :param conversation_ids: only these conversations.
-    :param max_workers: conversations read at once.
+    :param max_workers: conversations read at once (and ``2 * max_workers`` held at most).
     :param fail_on_error: raise when conversations failed (after staging and committing the others);
         when false, only report them.
     :param log: where to report.
@@ -87,9 +101,13 @@ class InboxRetrieval:
         store: Any,
         writer: Any,
         carry_over: Callable[[], Iterable[Message]] = lambda: (),
+        carried_watermarks: Callable[[], dict[str, dict]] = dict,
         commit: Callable[[Any], Any] = lambda manifest: None,
+        known_ids: Callable[[str], set[str] | None] = lambda conversation_id: None,
+        heartbeat: Callable[[], None] = lambda: None,
         full_refresh: bool = False,
-        overlap_seconds: float = 0,
+        overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
+        listing_shortcut: bool = False,
         conversation_ids: Sequence[str] | None = None,
         max_workers: int = 4,
         fail_on_error: bool = True,
@@ -100,9 +118,13 @@ class InboxRetrieval:
         self.store = store
         self.writer = writer
         self.carry_over = carry_over
+        self.carried_watermarks = carried_watermarks
         self.commit = commit
+        self.known_ids = known_ids
+        self.heartbeat = heartbeat
         self.full_refresh = full_refresh
         self.overlap_seconds = overlap_seconds
+        self.listing_shortcut = listing_shortcut
         self.conversation_ids = list(conversation_ids) if conversation_ids is not None else None
         self.max_workers = max_workers
         self.fail_on_error = fail_on_error
@@ -129,18 +151,24 @@ class InboxRetrieval:
             listing early (kept in the sweep marker as ``memo``; see :attr:`previous_memo`).
         :raises LinkMsgError: after staging and committing what was read, when conversations failed.
         """
-        keys: set[str] = set()
         sweep = self.store.sweep()
+        shortcut = self.listing_shortcut and not self._lists_in_full
         try:
-            carried = self._carry_over(keys)
+            carried = self._carry_over()
+            watermarks = self.store.all()
+            watermarks.update(self.store.staged)  # those the carried records cover
             listing = list_inbox(
-                list_conversations, None if self._lists_in_full else sweep, self.overlap_seconds
+                list_conversations,
+                sweep if shortcut else None,
+                self.overlap_seconds,
+                unchanged=lambda c: not is_changed(c, watermarks.get(c.id)),
+                heartbeat=self.heartbeat,
             )
         except BaseException:
             self.writer.abort()
+            self.store.discard()
             raise
         listed, listing_complete, budget_error = listing.conversations, listing.complete, listing.budget_error
-        watermarks = self.store.all()
         wanted = listed
         missing: list[str] = []
         if self.conversation_ids is not None:
@@ -151,20 +179,34 @@ class InboxRetrieval:
                 self._warn(
                     "%d conversation(s) asked for are not in the inbox: %s", len(missing), missing[:_SHOWN]
                 )
-        changed = [c for c in wanted if self.full_refresh or not is_current(c, watermarks.get(c.id))]
+        empty = sum(1 for c in wanted if c.empty)
+        changed = [
+            c for c in wanted if not c.empty and (self.full_refresh or is_changed(c, watermarks.get(c.id)))
+        ]
+        listed_count = len(listed)
         self._info(
-            "%s %s: %d conversation(s) listed%s, %d wanted, %d changed since their watermark",
+            "%s %s: %d conversation(s) listed%s, %d wanted, %d changed since their watermark, %d empty",
             self.vendor,
             self.account_id,
-            len(listed),
+            listed_count,
             f" (the rest were last active before {sweep['through']}, all staged)"
             if listing.stopped_early
             else "",
             len(wanted),
             len(changed),
+            empty,
         )
+        if shortcut:
+            self._warn(
+                "%s %s: listing shortcut on: a conversation below the sweep marker whose activity moved to an "
+                "earlier time is found by the next full listing, at most %.0f h later (listed in full at %s)",
+                self.vendor,
+                self.account_id,
+                shortcut_bound()["staleness_bound_hours"],
+                (sweep or {}).get("listed_in_full_at") if listing.stopped_early else "this run",
+            )
         outcomes = self._read_all(changed, watermarks, read_conversation)
-        read, failed, skipped = [], [], []
+        read, deepened, failed, skipped = 0, 0, [], []
         fatal: BaseException | None = None
         new_records = 0
         try:
@@ -184,15 +226,16 @@ class InboxRetrieval:
                         fatal = error
                     continue
                 for message in outcome.messages:
-                    if message.key not in keys:
-                        keys.add(message.key)
-                        self.writer.write(message)
-                        new_records += 1
+                    self.writer.write(message)
+                new_records += len(outcome.messages)
                 old = None if self.full_refresh else watermarks.get(conversation.id)
                 self.store.stage(
                     conversation.id, next_watermark(old, conversation, outcome.messages, self.overlap_seconds)
                 )
-                read.append(conversation.id)
+                read += 1
+                deepened += outcome.deepened
+                outcome.messages = []  # released: the writer has them
+                self.heartbeat()
             covered = listing_complete and not failed and not skipped and budget_error is None
             if self.conversation_ids is None and covered:  # everything listed is staged or current
                 self._stage_sweep(listing, sweep, listing_memo)
@@ -201,9 +244,9 @@ class InboxRetrieval:
                 api_calls=int(stats.get("api_calls", 0)),
                 credits=stats.get("credits", 0),
                 account_id=self.account_id,
-                conversations_listed=len(listed),
+                conversations_listed=listed_count,
                 conversations_changed=len(changed),
-                conversations_read=len(read),
+                conversations_read=read,
                 conversations_failed=len(failed),
             )
             self.writer.set_watermarks(self.store.staged)
@@ -216,11 +259,17 @@ class InboxRetrieval:
         result = {
             **manifest.summary(),
             "account_id": self.account_id,
-            "conversations_listed": len(listed),
+            "conversations_listed": listed_count,
             "listing_complete": listing_complete,
             "listing_stopped_early": listing.stopped_early,
+            "listing_shortcut": {**shortcut_bound(), "stopped_early": listing.stopped_early}
+            if shortcut
+            else None,
+            "overlap_seconds": self.overlap_seconds,
             "conversations_changed": len(changed),
-            "conversations_read": len(read),
+            "conversations_empty": empty,
+            "conversations_deepened": deepened,
+            "conversations_read": read,
             "conversations_failed": len(failed),
             "conversations_pending": len(skipped),
             "records_new": new_records,
@@ -238,7 +287,7 @@ class InboxRetrieval:
             self.vendor,
             self.account_id,
             new_records,
-            len(read),
+            read,
             len(failed),
             len(skipped),
             manifest.api_calls,
@@ -254,19 +303,25 @@ class InboxRetrieval:
         if fatal is not None:
             raise fatal
         if failed and self.fail_on_error:
-            self._raise_failed(failed, len(read), manifest)
+            self._raise_failed(failed, read, manifest)
         return result
 
     # ---- parts ----------------------------------------------------------------------------------------
-    def _carry_over(self, keys: set[str]) -> int:
-        """Re-stage what an earlier try of this run staged (its watermarks may already be committed)."""
+    def _carry_over(self) -> int:
+        """
+        Re-stage what an earlier try of this run staged (its watermarks may already be committed), and
+        start from the watermarks it covers where they are ahead of the committed ones.
+        """
         count = 0
         for record in self.carry_over():
-            if record.key not in keys:
-                keys.add(record.key)
-                self.writer.write(record)
-                count += 1
+            self.writer.write(record)
+            count += 1
         if count:
+            committed = self.store.all()
+            for conversation_id, carried in self.carried_watermarks().items():
+                old = committed.get(conversation_id) or {}
+                if (carried or {}).get("sent_at") and (carried["sent_at"] > (old.get("sent_at") or "")):
+                    self.store.stage(conversation_id, carried)
             self._info("Carried over %d record(s) staged by an earlier try of this run", count)
         return count
 
@@ -299,18 +354,52 @@ class InboxRetrieval:
         watermarks: dict[str, dict],
         read_conversation: Callable[[Conversation, ReadWindow], Iterable[Message]],
     ) -> Iterable[_Outcome]:
+        """Read the conversations; at most ``2 * workers`` are read or waiting for the writer at once."""
         if not changed:
             return
         workers = max(1, min(self.max_workers, len(changed)))
+        limit = 2 * workers
+        pending: set[Future[_Outcome]] = set()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"linkmsg-{self.vendor}") as pool:
-            futures = [
-                pool.submit(self._read_one, c, watermarks.get(c.id), read_conversation) for c in changed
-            ]
             try:
-                for future in as_completed(futures):
-                    yield future.result()
+                for conversation in changed:
+                    while len(pending) >= limit:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            yield future.result()
+                    watermark = None if self.full_refresh else watermarks.get(conversation.id)
+                    pending.add(pool.submit(self._read_one, conversation, watermark, read_conversation))
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield future.result()
             finally:
                 self._stop.set()
+
+    def accounted(
+        self,
+        conversation: Conversation,
+        watermark: dict[str, Any],
+        window: ReadWindow,
+        new: list[Message],
+        known: set[str] | None,
+    ) -> bool:
+        """
+        Whether an incremental read accounts for what the listing says changed. Not when the vendor counts
+        more messages than are staged and found; when the latest message listed is older than the read
+        window (a late message, shown as the latest); when the listed activity is newer than every message
+        staged or found (activity moved by a message the window did not reach).
+        """
+        if (
+            conversation.total is not None
+            and known is not None
+            and len(known) + len(new) < conversation.total
+        ):
+            return False
+        if conversation.latest_at and window.floor and conversation.latest_at < window.floor:
+            return False
+        newest = max([watermark.get("sent_at") or "", *(m.sent_at for m in new)])
+        return not (conversation.last_activity and newest and conversation.last_activity > newest)
 
     def _read_one(
         self,
@@ -320,14 +409,32 @@ class InboxRetrieval:
     ) -> _Outcome:
         if self._stop.is_set():
             return _Outcome(conversation, skipped=True)
-        window = ReadWindow() if self.full_refresh else read_window(watermark, self.overlap_seconds)
+        window = read_window(watermark, self.overlap_seconds)
+        known = self.known_ids(conversation.id) if watermark else None
         outcome = _Outcome(conversation)
-        seen: set[str] = set()
+        ids: set[str] = set()
+
+        def take(message: Message) -> None:
+            if message.message_id not in ids and (known is None or message.message_id not in known):
+                ids.add(message.message_id)
+                outcome.messages.append(message)
+
         try:
             for message in read_conversation(conversation, window):
-                if window.is_new(message) and message.message_id not in seen:
-                    seen.add(message.message_id)
-                    outcome.messages.append(message)
+                if window.is_new(message):
+                    take(message)
+            if watermark and not self.accounted(conversation, watermark, window, outcome.messages, known):
+                outcome.deepened = True
+                self._info(
+                    "%s %s: %s changed more than its read since %s found: reading it in full",
+                    self.vendor,
+                    self.account_id,
+                    conversation.id,
+                    window.floor,
+                )
+                for message in read_conversation(conversation, ReadWindow()):
+                    if known is not None or message.message_id not in window.seen:
+                        take(message)
         except Exception as error:
             outcome.messages = []
             outcome.error = error

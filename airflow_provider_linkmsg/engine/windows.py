@@ -1,19 +1,33 @@
 """
 Read windows and watermark maths of the incremental inbox engine (no Airflow, no I/O).
 
-A watermark, per (vendor, account, conversation), is ``{"sent_at", "last_activity", "recent"}``: the
-newest staged message time, the vendor's last activity when it was read, and the ids of the staged
-messages within ``overlap_seconds`` of the newest (to de-duplicate the overlap of the next read).
+A watermark, per (consumer, vendor, account, conversation), is ``{"sent_at", "last_activity", "listed",
+"recent"}``: the newest staged message time, the vendor's last activity when it was read, what the
+listing showed of the conversation then (an opaque marker), and the ids of the staged messages within
+``overlap_seconds`` of the newest (to de-duplicate the overlap of the next read).
+
+Why :data:`DEFAULT_OVERLAP_SECONDS` is five minutes: a message can reach the vendor after a newer one
+and still carry an earlier time (the sender's clock, LinkedIn's own sync, a vendor that fills its
+database from LinkedIn later). Each read of a changed conversation starts that much before the newest
+staged message and drops what is already staged by id, so such messages are caught by the read that the
+newer message causes anyway, at the price of at most a page more per changed conversation. What comes
+later still (older than the overlap) is caught when the listing shows it (see ``accounted`` in
+:mod:`airflow_provider_linkmsg.engine.retrieval`): then the conversation's read is deepened.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from airflow_provider_linkmsg.records import Message, parse_utc, to_utc_iso, utc_to_epoch_ms
+
+#: the default re-read before each watermark (see the module docstring for the reasoning)
+DEFAULT_OVERLAP_SECONDS = 300
 
 
 @dataclass
@@ -25,12 +39,21 @@ class Conversation:
     :param last_activity: the vendor's last activity, UTC ISO-8601 (:func:`to_utc_iso`); ``None`` if unknown.
     :param channel: ``standard`` or ``sales_navigator``.
     :param info: what the vendor's reader needs besides (a participant URL ...).
+    :param marker: what the listing shows of the conversation (its activity and latest message), opaque:
+        when it equals the watermark's ``listed``, the conversation has not changed.
+    :param latest_at: the time of the latest message the listing shows, UTC ISO-8601.
+    :param empty: the listing says the conversation has no message (nothing to read).
+    :param total: the vendor's count of the conversation's messages, when a read learns it.
     """
 
     id: str
     last_activity: str | None = None
     channel: str = "standard"
     info: dict[str, Any] = field(default_factory=dict)
+    marker: str | None = None
+    latest_at: str | None = None
+    empty: bool = False
+    total: int | None = None
 
 
 @dataclass(frozen=True)
@@ -61,10 +84,29 @@ class ReadWindow:
         return not self.below(message) and message.message_id not in self.seen
 
 
+def listing_marker(*parts: Any) -> str:
+    """An opaque, short marker of what a listing shows of a conversation (for :attr:`Conversation.marker`)."""
+    text = json.dumps(parts, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def is_current(conversation: Conversation, watermark: dict[str, Any] | None) -> bool:
     """Whether the conversation has had no activity since its watermark (unknown activity: not current)."""
     last = (watermark or {}).get("last_activity")
     return bool(last and conversation.last_activity and conversation.last_activity <= last)
+
+
+def is_changed(conversation: Conversation, watermark: dict[str, Any] | None) -> bool:
+    """
+    Whether the listing shows a change since the watermark: its marker differs (when both have one), else
+    its activity is newer or unknown. Never read: changed.
+    """
+    if not watermark:
+        return True
+    listed = watermark.get("listed")
+    if conversation.marker is not None and listed is not None:
+        return conversation.marker != listed
+    return not is_current(conversation, watermark)
 
 
 def read_window(watermark: dict[str, Any] | None, overlap_seconds: float = 0) -> ReadWindow:
@@ -97,4 +139,9 @@ def next_watermark(
         cut = to_utc_iso(parse_utc(newest) - timedelta(seconds=overlap_seconds))
         recent = {k: v for k, v in recent.items() if v >= cut}
     activity = [a for a in (previous.get("last_activity"), conversation.last_activity, newest) if a]
-    return {"sent_at": newest, "last_activity": max(activity) if activity else None, "recent": recent}
+    return {
+        "sent_at": newest,
+        "last_activity": max(activity) if activity else None,
+        "listed": conversation.marker,
+        "recent": recent,
+    }

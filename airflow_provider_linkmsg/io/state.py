@@ -97,9 +97,14 @@ class JsonState:
 
 class WatermarkStore:
     """
-    Watermarks of one (vendor, account): a dict per conversation id.
+    Watermarks of one (consumer, vendor, account): a dict per conversation id.
 
-    The file is ``{root}/_state/{vendor}/{account}.json``.
+    The file is ``{root}/_state/{vendor}/{consumer}/{account}.json`` (``{root}/_state/{vendor}/{account}.json``
+    without a consumer, as before consumers existed). The inbox operators' consumer is their
+    ``state_key``, by default ``{dag_id}.{task_id}``: two DAGs (two destinations) never share watermarks
+    unless they are given the same ``state_key`` on purpose. Beside the file: the consumer's lease
+    (``{account}.lease``, see :mod:`~airflow_provider_linkmsg.io.lease`) and its index of staged ids
+    (``{account}.keys/``, see :mod:`~airflow_provider_linkmsg.io.keys`).
 
     Values are opaque dicts chosen by the operator (``{"sent_at": ..., "ids_at_sent_at": [...]}``).
     :meth:`stage` buffers new values in memory; :meth:`commit` merges them into the file atomically and
@@ -114,15 +119,26 @@ class WatermarkStore:
     :param vendor: vendor name.
     :param account: the vendor's account id (any characters; made safe for the path).
     :param conn_id: connection of the store when ``root`` is a string.
+    :param consumer: who owns these watermarks (the operator's ``state_key``); ``None``: the legacy path.
     """
 
     def __init__(
-        self, root: str | ObjectStoragePath, *, vendor: str, account: str, conn_id: str | None = None
+        self,
+        root: str | ObjectStoragePath,
+        *,
+        vendor: str,
+        account: str,
+        conn_id: str | None = None,
+        consumer: str | None = None,
     ) -> None:
         self.vendor = vendor
         self.account = account
-        path = to_path(root, conn_id) / "_state" / safe_name(vendor) / f"{safe_name(account)}.json"
-        self.state = JsonState(path)
+        self.consumer = consumer
+        directory = to_path(root, conn_id) / "_state" / safe_name(vendor)
+        if consumer is not None:
+            directory = directory / safe_name(consumer)
+        self.directory = directory
+        self.state = JsonState(directory / f"{safe_name(account)}.json")
         self._document: dict[str, Any] | None = None
         self._staged: dict[str, dict] = {}
         self._staged_sweep: Any = _NOT_STAGED  # a marker dict, None (clear it) or _NOT_STAGED
@@ -131,6 +147,16 @@ class WatermarkStore:
     def path(self) -> ObjectStoragePath:
         """The state file."""
         return self.state.path
+
+    @property
+    def lease_path(self) -> ObjectStoragePath:
+        """The consumer's lease on this state."""
+        return self.directory / f"{safe_name(self.account)}.lease"
+
+    @property
+    def keys_directory(self) -> ObjectStoragePath:
+        """The consumer's index of staged message ids, one file per conversation."""
+        return self.directory / f"{safe_name(self.account)}.keys"
 
     @property
     def staged(self) -> dict[str, dict]:

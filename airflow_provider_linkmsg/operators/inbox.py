@@ -20,7 +20,10 @@ from airflow_provider_linkmsg.engine import (  # noqa: F401 - re-exported for ex
     next_watermark,
     read_window,
 )
+from airflow_provider_linkmsg.engine.windows import DEFAULT_OVERLAP_SECONDS
 from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
+from airflow_provider_linkmsg.io.keys import KeyIndex
+from airflow_provider_linkmsg.io.lease import Lease
 from airflow_provider_linkmsg.io.staging import Manifest, StagingWriter, exists, iter_records, staging_root
 from airflow_provider_linkmsg.io.state import WatermarkStore, commit_after
 from airflow_provider_linkmsg.utils import task_run_id
@@ -31,38 +34,63 @@ if TYPE_CHECKING:
     from airflow_provider_linkmsg.records import Message
 
 
-def _carried(writer: StagingWriter) -> Iterable[Message]:
-    """What an earlier try of this run staged (its manifest is in place), streamed."""
-    if exists(writer.manifest_path):
-        yield from iter_records(Manifest.load(writer.manifest_path))
+class _EarlierTry:
+    """What an earlier try of this task run staged (its manifest is in place): records and watermarks."""
+
+    def __init__(self, writer: StagingWriter, index: KeyIndex) -> None:
+        self.manifest = Manifest.load(writer.manifest_path) if exists(writer.manifest_path) else None
+        self.index = index
+
+    def records(self) -> Iterable[Message]:
+        """The earlier try's records, streamed, indexed as staged as they pass (its manifest is durable)."""
+        if self.manifest is None:
+            return iter(())
+        return self.index.add_records(iter_records(self.manifest))
+
+    def watermarks(self) -> dict[str, dict]:
+        return dict(self.manifest.watermarks) if self.manifest is not None else {}
 
 
 def build_retrieval(
     *,
     vendor: str,
     account_id: str,
-    root: ObjectStoragePath,
+    root: ObjectStoragePath | str,
     run_id: str,
     conn_id: str | None,
     include_raw: bool,
+    consumer: str | None = None,
+    lease: Lease | None = None,
     **options: Any,
 ) -> InboxRetrieval:
     """
-    The engine over a staging run and the account's watermarks under ``root``.
+    The engine over a staging run and the consumer's watermarks (and index of staged ids) under ``root``.
 
+    :param consumer: who owns the watermarks (the operator's ``state_key``).
+    :param lease: the run's lease on them, renewed as the run goes.
     :param options: the engine's other arguments (``full_refresh``, ``overlap_seconds`` ...).
     """
-    store = WatermarkStore(root, vendor=vendor, account=account_id, conn_id=conn_id)
+    store = WatermarkStore(root, vendor=vendor, account=account_id, conn_id=conn_id, consumer=consumer)
+    index = KeyIndex(store.keys_directory)
     writer = StagingWriter(
         root, vendor=vendor, record_type="message", run_id=run_id, conn_id=conn_id, include_raw=include_raw
     )
+    earlier = _EarlierTry(writer, index)
+
+    def commit(manifest: Manifest) -> None:
+        index.add_manifest(manifest)  # the ids are staged: only now do they enter the index
+        commit_after(manifest, store)
+
     return InboxRetrieval(
         vendor=vendor,
         account_id=account_id,
         store=store,
         writer=writer,
-        carry_over=lambda: _carried(writer),
-        commit=lambda manifest: commit_after(manifest, store),
+        carry_over=earlier.records,
+        carried_watermarks=earlier.watermarks,
+        commit=commit,
+        known_ids=index.load,
+        heartbeat=lease.renew if lease is not None else lambda: None,
         **options,
     )
 
@@ -78,7 +106,16 @@ class BaseInboxRetrieveOperator(BaseOperator):
     :param conversation_ids: only these conversations (the listing still decides which changed).
     :param full_refresh: ignore the watermarks and read every conversation completely.
     :param overlap_seconds: re-read this many seconds before each watermark, for messages that appear late
-        with an earlier time; the overlap is de-duplicated by message id.
+        with an earlier time (default 300; see :mod:`airflow_provider_linkmsg.engine.windows`); what is
+        already staged is dropped by id. Later messages still are found when the listing shows them.
+    :param state_key: who owns the watermarks: ``{dag_id}.{task_id}`` by default, so that two DAGs never
+        share them; give two tasks the same key only to share them on purpose. (templated)
+    :param listing_shortcut: stop listing at what the last complete pass covered (saves listing calls;
+        a conversation whose activity moved to an earlier time may then wait for the daily full listing,
+        up to 24 h; the log and the XCom value's ``listing_shortcut`` say so). Off by default.
+    :param lease_wait_seconds: how long a run waits for another run holding the same watermarks before
+        it fails naming that run.
+    :param lease_expiry_seconds: after how long without renewal a run that died is taken to have let go.
     :param max_workers: conversations read at once (all under the connection's rate limit).
     :param page_size: messages per call (the vendor operator's default when ``None``).
     :param staging_path: root of staged data and watermarks (``[linkmsg] staging_path`` by default).
@@ -92,7 +129,13 @@ class BaseInboxRetrieveOperator(BaseOperator):
     vendor: ClassVar[str] = ""
     default_page_size: ClassVar[int] = 100
 
-    template_fields: Sequence[str] = ("account_id", "conversation_ids", "staging_path", "staging_conn_id")
+    template_fields: Sequence[str] = (
+        "account_id",
+        "conversation_ids",
+        "staging_path",
+        "staging_conn_id",
+        "state_key",
+    )
     ui_color = "#e8f0fe"
 
     def __init__(
@@ -101,7 +144,11 @@ class BaseInboxRetrieveOperator(BaseOperator):
         account_id: str | None = None,
         conversation_ids: list[str] | None = None,
         full_refresh: bool = False,
-        overlap_seconds: float = 0,
+        overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
+        state_key: str | None = None,
+        listing_shortcut: bool = False,
+        lease_wait_seconds: float = 300,
+        lease_expiry_seconds: float = 1800,
         max_workers: int = 4,
         page_size: int | None = None,
         staging_path: str | None = None,
@@ -115,6 +162,10 @@ class BaseInboxRetrieveOperator(BaseOperator):
         self.conversation_ids = conversation_ids
         self.full_refresh = full_refresh
         self.overlap_seconds = overlap_seconds
+        self.state_key = state_key
+        self.listing_shortcut = listing_shortcut
+        self.lease_wait_seconds = lease_wait_seconds
+        self.lease_expiry_seconds = lease_expiry_seconds
         self.max_workers = max_workers
         self.page_size = page_size
         self.staging_path = staging_path
@@ -153,15 +204,21 @@ class BaseInboxRetrieveOperator(BaseOperator):
         return self.page_size if self.page_size is not None else self.default_page_size
 
     def _check_common(self) -> tuple[str, list[str] | None]:
-        for name in ("overlap_seconds", "max_workers"):
+        for name in ("overlap_seconds", "max_workers", "lease_wait_seconds", "lease_expiry_seconds"):
             value = getattr(self, name)
-            minimum = 0 if name == "overlap_seconds" else 1
+            minimum = 1 if name in ("max_workers", "lease_expiry_seconds") else 0
             if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
                 raise LinkMsgValidationError(
                     f"{name} must be a number of at least {minimum}, got {value!r}",
                     field=name,
                     vendor=self.vendor,
                 )
+        if self.state_key is not None and (not isinstance(self.state_key, str) or not self.state_key.strip()):
+            raise LinkMsgValidationError(
+                f"state_key must be a non-empty string (or None for '<dag_id>.<task_id>'), got {self.state_key!r}",
+                field="state_key",
+                vendor=self.vendor,
+            )
         account = self.account_id if self.account_id not in (None, "") else self.default_account_id()
         if account is None:
             raise LinkMsgValidationError(
@@ -184,13 +241,46 @@ class BaseInboxRetrieveOperator(BaseOperator):
         self.check_inputs()
         return account, ids
 
+    def consumer(self, context: Context) -> str:
+        """The ``state_key``, by default ``{dag_id}.{task_id}``."""
+        if self.state_key:
+            return self.state_key
+        ti = context["ti"]
+        return f"{ti.dag_id}.{ti.task_id}"
+
+    def lease(self, context: Context, account_id: str, root: ObjectStoragePath) -> Lease:
+        """The lease this task run takes on the consumer's watermarks of ``account_id``."""
+        ti = context["ti"]
+        store = WatermarkStore(
+            root,
+            vendor=self.vendor,
+            account=account_id,
+            conn_id=self.staging_conn_id,
+            consumer=self.consumer(context),
+        )
+        holder = {
+            "dag_id": ti.dag_id,
+            "run_id": context.get("run_id") or getattr(ti, "run_id", None),
+            "task_id": ti.task_id,
+            "map_index": getattr(ti, "map_index", -1),
+            "try_number": getattr(ti, "try_number", None),
+        }
+        return Lease(
+            store.lease_path,
+            holder,
+            wait_seconds=float(self.lease_wait_seconds),
+            expiry_seconds=float(self.lease_expiry_seconds),
+            vendor=self.vendor,
+        )
+
     def retrieval(
-        self, context: Context, account_id: str, root: ObjectStoragePath | None = None, **options: Any
+        self, context: Context, account_id: str, root: ObjectStoragePath, lease: Lease | None, **options: Any
     ) -> InboxRetrieval:
         """The engine for this task run (``options`` override the operator's arguments)."""
         settings: dict[str, Any] = {
             "full_refresh": self.full_refresh,
             "overlap_seconds": self.overlap_seconds,
+            "listing_shortcut": bool(self.listing_shortcut),
             "max_workers": int(self.max_workers),
             "fail_on_error": self.fail_on_error,
             "log": self.log,
@@ -199,22 +289,27 @@ class BaseInboxRetrieveOperator(BaseOperator):
         return build_retrieval(
             vendor=self.vendor,
             account_id=account_id,
-            root=root if root is not None else staging_root(self.staging_path, self.staging_conn_id),
+            root=root,
             run_id=task_run_id(context),
             conn_id=self.staging_conn_id,
             include_raw=self.include_raw,
+            consumer=self.consumer(context),
+            lease=lease,
             **settings,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
         account_id, conversation_ids = self._check_common()
-        retrieval = self.retrieval(context, account_id, conversation_ids=conversation_ids)
+        root = staging_root(self.staging_path, self.staging_conn_id)
         inbox = self.inbox(account_id)
-        if hasattr(inbox, "recall"):
-            inbox.recall(retrieval.previous_memo)
-        return retrieval.run(
-            list_conversations=inbox.list_conversations,
-            read_conversation=inbox.read_conversation,
-            usage=lambda: self.usage(inbox),
-            listing_memo=getattr(inbox, "memo", None),
-        )
+        with self.lease(context, account_id, root) as lease:
+            retrieval = self.retrieval(context, account_id, root, lease, conversation_ids=conversation_ids)
+            if hasattr(inbox, "recall"):
+                inbox.recall(retrieval.previous_memo)
+            result = retrieval.run(
+                list_conversations=inbox.list_conversations,
+                read_conversation=inbox.read_conversation,
+                usage=lambda: self.usage(inbox),
+                listing_memo=getattr(inbox, "memo", None),
+            )
+        return {**result, "state_key": self.consumer(context)}

@@ -29,6 +29,9 @@ from airflow_provider_linkmsg.hooks.linkedapi import (
     parse_persons,
 )
 from airflow_provider_linkmsg.io.staging import staging_root
+
+if TYPE_CHECKING:
+    from airflow_provider_linkmsg.io.lease import Lease
 from airflow_provider_linkmsg.operators.inbox import BaseInboxRetrieveOperator, read_window
 from airflow_provider_linkmsg.operators.linkedapi_sync import (  # noqa: F401 - re-exported
     HANDLE_KEY,
@@ -100,16 +103,16 @@ class LinkedApiRetrieveMessagesOperator(BaseInboxRetrieveOperator):
         sync_timeout: float = 3600.0,
         poll_interval: float = 5.0,
         result_handling: str | None = None,
-        overlap_seconds: float = 60,
         **kwargs: Any,
     ) -> None:
-        super().__init__(overlap_seconds=overlap_seconds, **kwargs)
+        super().__init__(**kwargs)
         self.persons = persons
         self.linkedapi_conn_id = linkedapi_conn_id
         self.sync_missing = sync_missing
         self.sync_timeout = sync_timeout
         self.poll_interval = poll_interval
         self.result_handling = result_handling
+        self._lease: Lease | None = None
 
     @cached_property
     def hook(self) -> LinkedApiHook:
@@ -136,6 +139,13 @@ class LinkedApiRetrieveMessagesOperator(BaseInboxRetrieveOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         persons = parse_persons(person_list(self.persons))
         account, conversation_ids = self._check_common()
+        with self.lease(context, account, self._root) as self._lease:
+            result = self._retrieve(context, account, conversation_ids, persons)
+        return {**result, "state_key": self.consumer(context)}
+
+    def _retrieve(
+        self, context: Context, account: str, conversation_ids: list[str] | None, persons: list[Person]
+    ) -> dict[str, Any]:
         if conversation_ids is not None:
             persons = [p for p in persons if p.conversation_id in set(conversation_ids)]
         synced_state = SyncedPersons(self._root, account, self.staging_conn_id)
@@ -204,7 +214,7 @@ class LinkedApiRetrieveMessagesOperator(BaseInboxRetrieveOperator):
             include_raw=self.include_raw,
         )
         # unsynced and not-found persons are reported, not errors
-        retrieval = self.retrieval(context, account, self._root, fail_on_error=False)
+        retrieval = self.retrieval(context, account, self._root, self._lease, fail_on_error=False)
         watermarks = retrieval.store.all()
         reader.since = lambda cid: (
             None if self.full_refresh else read_window(watermarks.get(cid), self.overlap_seconds).floor

@@ -19,6 +19,8 @@ from airflow_provider_linkmsg.io.state import WatermarkStore
 from airflow_provider_linkmsg.operators.connectsafely import ConnectSafelyRetrieveMessagesOperator
 from tests.fixtures.inbox import assert_exactly, reads, set_extra, staged_messages, truth_messages
 
+#: the consumer of the tasks run with ``inbox_context`` (dag ``inbox_test``, task ``retrieve``)
+STATE_KEY = "inbox_test.retrieve"
 VENDOR = "connectsafely"
 MESSAGES_ROUTE = "connectsafely GET /conversations/{urn}/messages"
 
@@ -249,8 +251,8 @@ def test_second_run_stages_exactly_the_new_messages_of_5_of_200_conversations(
     assert second["records"] == 10 and second["conversations_read"] == 5
     # message reads only for the 5 changed conversations, one call each (forward with since)
     assert reads(sandbox) == {urn: 1 for urn in changed["changed"]}
-    # one listing page of 100 (the changed moved to the top; the last pass covers the rest), five reads
-    assert second["api_calls"] == calls(sandbox) == 1 + 5 and second["listing_stopped_early"]
+    # every listing page (2 of 100: nothing can hide a change), five reads
+    assert second["api_calls"] == calls(sandbox) == 2 + 5 and not second["listing_stopped_early"]
 
     sandbox.reset_stats()
     third = retrieve(tmp_path, inbox_context, "run-3")
@@ -325,7 +327,7 @@ def test_a_conversation_that_keeps_failing_does_not_lose_the_others(inbox_sandbo
     manifest = next(tmp_path.glob("connectsafely/*/manifest.json"))
     assert_exactly(staged_messages(str(manifest)), {m for m in truth if m.conversation_id != broken})
     account = sandbox.truth(VENDOR)["accounts"][0]["id"]
-    watermarks = WatermarkStore(tmp_path, vendor=VENDOR, account=account).all()
+    watermarks = WatermarkStore(tmp_path, vendor=VENDOR, account=account, consumer=STATE_KEY).all()
     assert len(watermarks) == 11 and broken not in watermarks
 
     # a retry of the same task carries over what the failed try staged and reads only the broken one

@@ -54,7 +54,7 @@ def test_a_conversation_is_current_only_when_its_activity_is_not_newer():
 
 def test_the_watermark_boundary_is_deduplicated_by_id_without_an_overlap():
     first = next_watermark(None, Conversation("c", T1), [message("a", T0), message("b", T1)])
-    assert first == {"sent_at": T1, "last_activity": T1, "recent": {"b": T1}}
+    assert first == {"sent_at": T1, "last_activity": T1, "listed": None, "recent": {"b": T1}}
     window = read_window(first)
     assert window.floor == T1 and window.since_ms() == 1767261629999
     # the vendor re-sends b (same ms): not new; c arrived later with the very same ms: new
@@ -120,7 +120,10 @@ def test_both_operators_map_over_accounts_in_a_dag_run(sandbox_factory, inbox_ru
             assert value["account_id"] == account and value["conversations_read"] == 6
             assert set(value) >= {"manifest", "records", "conversations_read", "api_calls", "credits"}
             assert_exactly(staged_messages(value["manifest"]), truth_messages(sandbox, vendor, account))
-            assert len(WatermarkStore(tmp_path, vendor=vendor, account=account).all()) == 6
+            store = WatermarkStore(
+                tmp_path, vendor=vendor, account=account, consumer=f"inbox_mapped.{task_id}"
+            )
+            assert len(store.all()) == 6 and value["state_key"] == f"inbox_mapped.{task_id}"
     assert xcoms(first, "lk")[0]["credits"] > 0 and xcoms(first, "cs")[0]["credits"] == 0
 
     sandbox.advance(
@@ -148,7 +151,7 @@ def test_the_default_account_comes_from_the_connection(inbox_sandbox, tmp_path, 
     assert_exactly(staged_messages(result["manifest"]), truth_messages(sandbox, vendor))
 
 
-# ---- the sweep marker: listing stops at what the last complete pass covered --------------------------------
+# ---- the opt-in listing shortcut: listing stops at what the last complete pass covered ----------------------
 def iso(hour: float) -> str:
     return to_utc_iso(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=hour))
 
@@ -179,6 +182,8 @@ class Inbox:
             )
 
     def run(self, root, run_id: str, **kwargs):
+        """One run of the engine; with the listing shortcut unless told otherwise (these tests are about it)."""
+        kwargs.setdefault("listing_shortcut", True)
         self.listed = []
         retrieval = build_retrieval(
             vendor="linkup",

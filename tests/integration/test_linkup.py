@@ -19,6 +19,8 @@ from airflow_provider_linkmsg.operators.linkup import LinkupRetrieveMessagesOper
 from airflow_provider_linkmsg.records import to_utc_iso
 from tests.fixtures.inbox import assert_exactly, reads, set_extra, staged_messages, truth_messages
 
+#: the consumer of the tasks run with ``inbox_context`` (dag ``inbox_test``, task ``retrieve``)
+STATE_KEY = "inbox_test.retrieve"
 VENDOR = "linkup"
 
 
@@ -213,31 +215,40 @@ def test_conversation_pagination_stops_where_it_should(
 
 
 # ---- incremental retrieval ------------------------------------------------------------------------------
-def test_second_run_spends_credits_only_on_the_first_listing_page_and_the_5_changed_conversations(
-    inbox_sandbox, tmp_path, inbox_context
+@pytest.mark.parametrize("shortcut", [False, True])
+def test_second_run_spends_credits_only_on_the_listing_and_the_5_changed_conversations(
+    inbox_sandbox, tmp_path, inbox_context, shortcut
 ):
     sandbox = inbox_sandbox(VENDOR, conversations=200, messages=4)
     first_truth = truth_messages(sandbox, VENDOR)
-    first = retrieve(tmp_path, inbox_context, "run-1", max_workers=8)
+    first = retrieve(tmp_path, inbox_context, "run-1", max_workers=8, listing_shortcut=shortcut)
     assert_exactly(staged_messages(first["manifest"]), first_truth)
     assert first["credits"] == credits(sandbox) and first["conversations_read"] == 200
     assert {m.direction for m in first_truth} == {"inbound", "outbound"}
 
     sandbox.reset_stats()
     changed = sandbox.advance(seconds=3600, linkup={"conversations": 5, "messages": 3})[VENDOR]
-    second = retrieve(tmp_path, inbox_context, "run-2", max_workers=8)
+    second = retrieve(tmp_path, inbox_context, "run-2", max_workers=8, listing_shortcut=shortcut)
     assert_exactly(staged_messages(second["manifest"]), truth_messages(sandbox, VENDOR) - first_truth)
-    assert second["records"] == 15
+    assert second["records"] == 15 and second["conversations_deepened"] == 0
     # one read of one page (10 messages, 1 credit) for each changed conversation, and nothing else
     assert reads(sandbox) == {c: 1 for c in changed["changed"]}
     assert credits(sandbox, "get_conversation") == 5
+    if not shortcut:  # by default every page is listed: 4 pages of 50 (20 credits)
+        assert not second["listing_stopped_early"] and second["conversations_listed"] == 200
+        assert second["listing_shortcut"] is None
+        assert credits(sandbox, "list_inbox") == 20 and second["credits"] == credits(sandbox) == 25
+        return
     # the 5 changed moved to the top; the listing stops at the first conversation the last pass covered:
     # one page of 50 (5 credits) instead of all 200 (20 credits)
     # (listed: the 5, and the newest of the last pass, which is current: not read)
     assert second["listing_stopped_early"] and second["conversations_listed"] == 6
+    assert second["listing_shortcut"] == {"staleness_bound_hours": 24.0, "stopped_early": True}
     assert credits(sandbox, "list_inbox") == 5
     assert second["credits"] == credits(sandbox) == 10
-    sweep = WatermarkStore(str(tmp_path), vendor=VENDOR, account=second["account_id"]).sweep()
+    sweep = WatermarkStore(
+        str(tmp_path), vendor=VENDOR, account=second["account_id"], consumer=STATE_KEY
+    ).sweep()
     newest = max(c["last_activity_ms"] for c in sandbox.truth(VENDOR)["conversations"])
     assert sweep["through"] == to_utc_iso(newest)
     assert sweep["memo"]["owner_urls"]  # the owner learnt from the first, full listing is kept
@@ -296,7 +307,9 @@ def test_a_budget_too_small_for_the_listing_stages_nothing_and_says_so(
     result = retrieve(tmp_path, inbox_context, "run-1", max_credits=2)
     assert result["budget_exhausted"] and not result["listing_complete"] and result["records"] == 0
     assert calls(sandbox) == 0
-    assert WatermarkStore(tmp_path, vendor=VENDOR, account=account_of(sandbox)).all() == {}
+    assert (
+        WatermarkStore(tmp_path, vendor=VENDOR, account=account_of(sandbox), consumer=STATE_KEY).all() == {}
+    )
 
 
 def test_overlap_and_subset(inbox_sandbox, tmp_path, inbox_context):

@@ -53,6 +53,9 @@ SURE_FAULTS = [
     {"p_truncate": 1},
 ]
 
+#: the consumer of the inbox tasks run here (dag ``inbox_test``, task ``retrieve``)
+STATE_KEY = "inbox_test.retrieve"
+
 
 def background_faults(vendor: str, seed: int) -> dict[str, Any]:
     """Every kind of fault on every route of ``vendor``, about one request in five, and latency spikes."""
@@ -217,7 +220,9 @@ def test_retrieval_under_faults_stages_and_exports_the_ground_truth(
         newest: dict[str, str] = {}
         for m in staged:
             newest[m.conversation_id] = max(newest.get(m.conversation_id, ""), m.sent_at)
-        marks = WatermarkStore(str(tmp_path / "staging"), vendor=run.vendor, account=run.account).all()
+        marks = WatermarkStore(
+            str(tmp_path / "staging"), vendor=run.vendor, account=run.account, consumer=STATE_KEY
+        ).all()
         assert {cid: mark["sent_at"] for cid, mark in marks.items()} == newest
 
 
@@ -229,7 +234,12 @@ def test_a_vendor_that_stays_down_fails_the_task_and_marks_nothing_read(scenario
         run.retrieve()
     assert faults_served(run.sandbox, run.vendor)["5xx"] >= 2  # retried, then given up
     if run.account is not None:
-        assert WatermarkStore(str(tmp_path / "staging"), vendor=run.vendor, account=run.account).all() == {}
+        assert (
+            WatermarkStore(
+                str(tmp_path / "staging"), vendor=run.vendor, account=run.account, consumer=STATE_KEY
+            ).all()
+            == {}
+        )
 
 
 def test_the_linkup_budget_holds_when_answers_are_lost(inbox_sandbox, inbox_context, tmp_path):

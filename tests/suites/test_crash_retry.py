@@ -76,7 +76,7 @@ def newest_by_conversation(messages) -> dict[str, str]:
 
 def assert_watermarks_match(root: str, vendor: str, account: str, truth) -> None:
     """Each conversation's watermark is its newest message: never ahead of the data, never behind it."""
-    marks = WatermarkStore(root, vendor=vendor, account=account).all()
+    marks = WatermarkStore(root, vendor=vendor, account=account, consumer="inbox_test.retrieve").all()
     assert {cid: mark["sent_at"] for cid, mark in marks.items()} == newest_by_conversation(truth)
 
 

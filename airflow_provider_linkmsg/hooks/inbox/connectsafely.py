@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from airflow_provider_linkmsg.engine.windows import Conversation, ReadWindow
+from airflow_provider_linkmsg.engine.windows import Conversation, ReadWindow, listing_marker
 from airflow_provider_linkmsg.hooks.connectsafely import MAX_COUNT
 from airflow_provider_linkmsg.records import Message, to_utc_iso
 
@@ -39,11 +39,16 @@ class ConnectSafelyInbox:
     def list_conversations(self) -> Iterator[Conversation]:
         for item in self.hook.iter_conversations(self.account_id, count=MAX_COUNT):
             urn = item["conversationUrn"]
-            activity = item.get("lastActivityAt") or (item.get("latestMessage") or {}).get("sentAt")
+            latest = item.get("latestMessage") or {}
+            activity = item.get("lastActivityAt") or latest.get("sentAt")
             yield Conversation(
                 id=urn,
                 last_activity=to_utc_iso(activity) if activity not in (None, "") else None,
                 channel=self.hook.channel_of(urn, item.get("source")),
+                marker=listing_marker(
+                    activity, latest.get("sentAt"), latest.get("text"), latest.get("senderName")
+                ),
+                latest_at=to_utc_iso(latest["sentAt"]) if latest.get("sentAt") not in (None, "") else None,
             )
 
     def read_conversation(self, conversation: Conversation, window: ReadWindow) -> Iterator[Message]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_linkmsg.engine.windows import Conversation, ReadWindow
+from airflow_provider_linkmsg.engine.windows import Conversation, ReadWindow, listing_marker
 from airflow_provider_linkmsg.records import Message, to_utc_iso
 
 if TYPE_CHECKING:
@@ -40,12 +40,18 @@ class LinkupInbox:
     def list_conversations(self) -> Iterator[Conversation]:
         for item in self.hook.iter_inbox(self.account_id, count=INBOX_PAGE_SIZE):
             self.owner_urls |= self.hook.owner_urls([item])
-            time = (item.get("last_message") or {}).get("time")
+            last = item.get("last_message")
+            time = (last or {}).get("time")
+            sender = ((last or {}).get("sender") or {}).get("profile_url")
+            listed_at = to_utc_iso(time) if time not in (None, "") else None
             yield Conversation(
                 id=item["conversation_id"],
-                last_activity=to_utc_iso(time) if time not in (None, "") else None,
+                last_activity=listed_at,
                 channel=self.hook.channel_of(item),
                 info={"participant_url": (item.get("participant") or {}).get("profile_url")},
+                marker=listing_marker(time, (last or {}).get("text"), sender) if last else None,
+                latest_at=listed_at,
+                empty=last is None,  # ``last_message: null``: nothing to read, no credit to spend
             )
 
     def read_conversation(self, conversation: Conversation, window: ReadWindow) -> Iterator[Message]:
@@ -65,6 +71,14 @@ class LinkupInbox:
             if window.below(message):
                 return  # newest first: the rest is staged already, and no further page is fetched
             yield message
+
+    @staticmethod
+    def _counted(conversation: Conversation, page: Any) -> list[dict[str, Any]]:
+        """The page's messages; the vendor's ``total_message_count`` goes on the conversation."""
+        total = (page.meta or {}).get("total_message_count")
+        if isinstance(total, int) and not isinstance(total, bool):
+            conversation.total = total
+        return page.items
 
     def usage(self) -> dict[str, float]:
         return {"api_calls": self.hook.api_calls, "credits": self.hook.credits_used}

@@ -1,0 +1,65 @@
+"""
+The ids of the messages already staged, per conversation: what a deepened read de-duplicates against.
+
+One small JSON document per conversation, ``{state dir}/{account}.keys/{conversation}.json``, read only
+while that conversation is being read (so memory holds the conversations in flight, never a whole
+inbox), and updated only from a staged run's manifest once it is durable (so an id in the index is
+always staged). State written before the index existed has none: the first deepened read of such a
+conversation stages it again in full, once (the exports keep one row per key).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from itertools import groupby
+from typing import TYPE_CHECKING
+
+from airflow_provider_linkmsg.io.staging import atomic_write, exists, iter_records, open_for_read, safe_name
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    from airflow_provider_linkmsg.io.staging import Manifest
+    from airflow_provider_linkmsg.records import Message
+
+
+class KeyIndex:
+    """
+    Staged message ids by conversation, for one (consumer, vendor, account).
+
+    :param directory: the index's folder (``WatermarkStore.keys_directory``).
+    """
+
+    def __init__(self, directory: ObjectStoragePath) -> None:
+        self.directory = directory
+
+    def _path(self, conversation_id: str) -> ObjectStoragePath:
+        return self.directory / f"{safe_name(conversation_id, max_length=40)}.json"
+
+    def load(self, conversation_id: str) -> set[str] | None:
+        """The staged ids of a conversation, or ``None`` when it has no index yet."""
+        path = self._path(conversation_id)
+        if not exists(path):
+            return None
+        with open_for_read(path) as f:
+            return set(json.load(f).get("ids") or [])
+
+    def add(self, conversation_id: str, ids: Iterable[str]) -> None:
+        """Add staged ids to a conversation's index (read, merge, replace atomically)."""
+        merged = (self.load(conversation_id) or set()) | set(ids)
+        document = {"conversation_id": conversation_id, "ids": sorted(merged)}
+        with atomic_write(self._path(conversation_id), "w") as f:
+            json.dump(document, f, ensure_ascii=False)
+
+    def add_records(self, records: Iterable[Message]) -> Iterator[Message]:
+        """Index ``records`` (staged, grouped by conversation as the engine writes them) as they pass by."""
+        for conversation_id, group in groupby(records, key=lambda r: r.conversation_id):
+            batch = list(group)
+            yield from batch
+            self.add(conversation_id, (r.message_id for r in batch))
+
+    def add_manifest(self, manifest: Manifest) -> None:
+        """Index every record of a durable staged run, one conversation at a time."""
+        for _ in self.add_records(iter_records(manifest)):
+            pass
