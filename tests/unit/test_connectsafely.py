@@ -107,6 +107,7 @@ def test_operator_does_no_io_in_init_and_templates_its_arguments():
         "conversation_ids",
         "staging_path",
         "staging_conn_id",
+        "state_key",
         "connectsafely_conn_id",
     }
 
