@@ -286,3 +286,11 @@ def test_runs_for_some_conversations_or_a_full_refresh_list_in_full(tmp_path):
     assert inbox.listed == ["c", "b", "a"]
     inbox.run(tmp_path, "r4")
     assert inbox.listed == ["c", "b"]  # c, current; b is older than the marker (c's time): stop
+
+
+def test_the_shortcut_never_stops_at_a_conversation_whose_listed_activity_moved(tmp_path):
+    inbox = Inbox({"a": [1], "b": [2], "c": [10]})
+    inbox.run(tmp_path, "r1")  # the marker: 10:00
+    inbox.conversations["b"].append(3)  # b's activity moves, to a time still far below the marker
+    second = inbox.run(tmp_path, "r2")
+    assert second["records"] == 1 and inbox.listed == ["c", "b", "a"]  # b read; stopped at a, unchanged

@@ -55,10 +55,10 @@ class LinkupInbox:
             )
 
     def read_conversation(self, conversation: Conversation, window: ReadWindow) -> Iterator[Message]:
-        pages = self.hook.iter_messages(
+        pages = self.hook.iter_conversation_pages(
             self.account_id, conversation_id=conversation.id, count=self.page_size
         )
-        for raw in pages:
+        for raw in (item for page in pages for item in self._counted(conversation, page)):
             message = self.hook.to_message(
                 raw,
                 account_id=self.account_id,

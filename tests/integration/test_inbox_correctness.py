@@ -1,0 +1,226 @@
+"""
+Regression tests of issue 12 over real HTTP against the sandbox: late messages, the listing shortcut,
+empty conversations, watermarks owned by one consumer, and two runs on the same state at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from airflow_provider_linkmsg.io.lease import LinkMsgLeaseHeldError
+from airflow_provider_linkmsg.io.state import WatermarkStore
+from airflow_provider_linkmsg.operators.connectsafely import ConnectSafelyRetrieveMessagesOperator
+from airflow_provider_linkmsg.operators.linkup import LinkupRetrieveMessagesOperator
+from tests.fixtures.inbox import assert_exactly, reads, staged_messages, truth_messages
+
+OPERATORS = {"connectsafely": ConnectSafelyRetrieveMessagesOperator, "linkup": LinkupRetrieveMessagesOperator}
+VENDORS = list(OPERATORS)
+HOUR_MS = 3_600_000
+
+
+def retrieve(vendor: str, tmp_path, context, run_id: str, task_id: str = "retrieve", **kwargs) -> dict:
+    operator = OPERATORS[vendor](task_id=task_id, staging_path=str(tmp_path), **kwargs)
+    return operator.execute(context(run_id, task_id=task_id))
+
+
+def lists(sandbox) -> float:
+    return sum(sandbox.stats().get("lists", {}).values())
+
+
+def conversations_by_age(sandbox, vendor: str) -> list[str]:
+    """Conversation ids, most recently active first."""
+    rows = sorted(sandbox.truth(vendor)["conversations"], key=lambda c: -c["last_activity_ms"])
+    return [c["conversation_id"] for c in rows]
+
+
+# ---- late messages ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("vendor", VENDORS)
+@pytest.mark.parametrize(
+    ("at", "older_by_ms"),
+    [("equal", 0), ("older", 60_000), ("older", 6 * HOUR_MS)],
+    ids=["equal", "older-within-overlap", "older-by-6h"],
+)
+def test_a_late_message_is_staged_exactly_once(
+    inbox_sandbox, tmp_path, inbox_context, vendor, at, older_by_ms
+):
+    sandbox = inbox_sandbox(vendor, conversations=30, messages=6)
+    first_truth = truth_messages(sandbox, vendor)
+    first = retrieve(vendor, tmp_path, inbox_context, "run-1")
+    assert_exactly(staged_messages(first["manifest"]), first_truth)
+
+    # late deliveries into old and recent conversations; the listing shows them (activity moves)
+    targets = conversations_by_age(sandbox, vendor)
+    targets = [targets[0], targets[len(targets) // 2], targets[-1]]
+    sandbox.advance(
+        seconds=3600,
+        **{vendor: {"conversation_ids": targets, "messages": 2, "at": at, "older_by_ms": older_by_ms}},
+    )
+    late = truth_messages(sandbox, vendor) - first_truth
+    assert len(late) == 6
+    second = retrieve(vendor, tmp_path, inbox_context, "run-2")
+    assert_exactly(staged_messages(second["manifest"]), late)
+    assert second["conversations_read"] == 3
+    if older_by_ms > second["overlap_seconds"] * 1000:  # beyond the overlap: found by a deepened read
+        assert second["conversations_deepened"] == 3
+
+    sandbox.reset_stats()
+    third = retrieve(vendor, tmp_path, inbox_context, "run-3")
+    assert third["records"] == 0 and reads(sandbox) == {}  # settled: nothing read again
+
+
+def test_a_late_message_among_newer_ones_is_found_through_the_vendors_count(
+    inbox_sandbox, tmp_path, inbox_context
+):
+    sandbox = inbox_sandbox("linkup", conversations=10, messages=6)
+    first_truth = truth_messages(sandbox, "linkup")
+    retrieve("linkup", tmp_path, inbox_context, "run-1")
+    target = conversations_by_age(sandbox, "linkup")[4]
+    # a late message the listing does not show, then a newer one that moves the listing
+    sandbox.advance(
+        seconds=60,
+        linkup={
+            "conversation_ids": [target],
+            "at": "older",
+            "older_by_ms": 6 * HOUR_MS,
+            "move_activity": False,
+        },
+    )
+    sandbox.advance(seconds=60, linkup={"conversation_ids": [target], "at": "newer"})
+    second = retrieve("linkup", tmp_path, inbox_context, "run-2")
+    assert_exactly(staged_messages(second["manifest"]), truth_messages(sandbox, "linkup") - first_truth)
+    assert second["conversations_deepened"] == 1
+
+
+# ---- the listing: every page by default, the shortcut opt-in -------------------------------------------------
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_an_unchanged_rerun_lists_every_page_and_reads_nothing(
+    inbox_sandbox, tmp_path, inbox_context, vendor
+):
+    sandbox = inbox_sandbox(vendor, conversations=120, messages=2)
+    retrieve(vendor, tmp_path, inbox_context, "run-1")
+    sandbox.reset_stats()
+    again = retrieve(vendor, tmp_path, inbox_context, "run-2")
+    pages = {"linkup": 3, "connectsafely": 2}[vendor]  # 50 and 100 conversations a page
+    assert again["records"] == 0 and reads(sandbox) == {}
+    assert lists(sandbox) == pages and again["api_calls"] == pages
+    assert not again["listing_stopped_early"] and again["listing_shortcut"] is None
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_the_listing_shortcut_is_opt_in_and_says_its_bound(
+    inbox_sandbox, tmp_path, inbox_context, vendor, capfd
+):
+    sandbox = inbox_sandbox(vendor, conversations=120, messages=2)
+    retrieve(vendor, tmp_path, inbox_context, "run-1", listing_shortcut=True)
+    sandbox.reset_stats()
+    capfd.readouterr()
+    again = retrieve(vendor, tmp_path, inbox_context, "run-2", listing_shortcut=True)
+    log = capfd.readouterr().out  # the task log (Airflow's structlog writes to stdout here)
+    assert again["listing_stopped_early"] and lists(sandbox) == 1
+    assert again["listing_shortcut"] == {"staleness_bound_hours": 24.0, "stopped_early": True}
+    assert "listing shortcut on" in log and "at most 24 h later" in log
+
+
+# ---- empty conversations ----------------------------------------------------------------------------------
+def test_empty_conversations_are_not_read_and_keep_the_sweep_marker(inbox_sandbox, tmp_path, inbox_context):
+    sandbox = inbox_sandbox("linkup", conversations=8, messages=3)
+    account = sandbox.truth("linkup")["accounts"][0]["id"]
+    empty = sandbox.advance(seconds=60, linkup={"empty_conversations": 2, "account_id": account})["linkup"][
+        "created"
+    ]
+    first = retrieve("linkup", tmp_path, inbox_context, "run-1", listing_shortcut=True)
+    assert_exactly(staged_messages(first["manifest"]), truth_messages(sandbox, "linkup"))
+    assert first["conversations_empty"] == 2 and not set(empty) & set(reads(sandbox))
+    sandbox.reset_stats()
+    second = retrieve("linkup", tmp_path, inbox_context, "run-2", listing_shortcut=True)
+    assert second["records"] == 0 and reads(sandbox) == {}
+    assert sandbox.stats().get("credits_by_action", {}).get("get_conversation", 0) == 0
+    store = WatermarkStore(tmp_path, vendor="linkup", account=account, consumer="inbox_test.retrieve")
+    assert store.sweep() is not None  # the marker was kept, not cleared by the empty ones
+
+    # a message in one of them: it is read then
+    sandbox.advance(seconds=60, linkup={"conversation_ids": [empty[0]]})
+    third = retrieve("linkup", tmp_path, inbox_context, "run-3", listing_shortcut=True)
+    assert third["records"] == 1 and set(reads(sandbox)) == {empty[0]}
+
+
+# ---- watermarks owned by one consumer -------------------------------------------------------------------
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_two_tasks_on_one_account_keep_their_own_watermarks(inbox_sandbox, tmp_path, inbox_context, vendor):
+    sandbox = inbox_sandbox(vendor, conversations=10, messages=3)
+    retrieve(vendor, tmp_path, inbox_context, "run-1", task_id="to_files")
+    sandbox.advance(seconds=3600, **{vendor: {"conversations": 4, "messages": 2}})
+    retrieve(vendor, tmp_path, inbox_context, "run-2", task_id="to_files")  # takes the new messages
+    other = retrieve(vendor, tmp_path, inbox_context, "run-2", task_id="to_sql")  # its own first pass
+    assert other["state_key"] == "inbox_test.to_sql"
+    assert_exactly(staged_messages(other["manifest"]), truth_messages(sandbox, vendor))
+    shared = retrieve(
+        vendor, tmp_path, inbox_context, "run-3", task_id="also_sql", state_key="inbox_test.to_sql"
+    )
+    assert shared["records"] == 0 and shared["state_key"] == "inbox_test.to_sql"  # shared on purpose
+
+
+# ---- two runs on the same state at once ----------------------------------------------------------------------
+def test_a_second_run_waits_for_the_first_or_fails_naming_it(inbox_sandbox, tmp_path, inbox_context):
+    sandbox = inbox_sandbox("linkup", conversations=20, messages=4)
+    sandbox.set_faults([{"vendor": "linkup", "route": "*", "latency_ms": 60}])
+    results: dict[str, dict] = {}
+    first = threading.Thread(
+        target=lambda: results.update(a=retrieve("linkup", tmp_path, inbox_context, "run-a", max_workers=2))
+    )
+    first.start()
+    lease = next(iter(tmp_path.glob("_state/linkup/*/*.lease")), None)
+    for _ in range(200):
+        if lease is not None:
+            break
+        time.sleep(0.02)
+        lease = next(iter(tmp_path.glob("_state/linkup/*/*.lease")), None)
+    assert lease is not None, "the first run took no lease"
+    with pytest.raises(LinkMsgLeaseHeldError) as err:
+        retrieve("linkup", tmp_path, inbox_context, "run-b", lease_wait_seconds=0.2)
+    for name in ("'inbox_test'", "'run-a'", "'retrieve'", "host"):
+        assert name in str(err.value)
+    # a run that waits long enough goes after the first: nothing is staged or paid twice
+    second = retrieve("linkup", tmp_path, inbox_context, "run-c", lease_wait_seconds=120)
+    first.join(120)
+    assert_exactly(staged_messages(results["a"]["manifest"]), truth_messages(sandbox, "linkup"))
+    assert second["records"] == 0
+    assert Counter(reads(sandbox)).most_common(1)[0][1] == 1  # each conversation read once in all
+    assert not list(tmp_path.glob("_state/linkup/*/*.lease"))  # both released their lease
+
+
+def test_a_lease_left_by_a_dead_run_expires(inbox_sandbox, tmp_path, inbox_context):
+    sandbox = inbox_sandbox("connectsafely", conversations=3, messages=2)
+    account = sandbox.truth("connectsafely")["accounts"][0]["id"]
+    store = WatermarkStore(tmp_path, vendor="connectsafely", account=account, consumer="inbox_test.retrieve")
+    os.makedirs(store.lease_path.parent.path, exist_ok=True)
+    dead = {
+        "dag_id": "inbox_test",
+        "run_id": "gone",
+        "task_id": "retrieve",
+        "map_index": -1,
+        "expires_at": 1.0,
+    }
+    with open(store.lease_path.path, "w") as f:
+        json.dump(dead, f)
+    result = retrieve("connectsafely", tmp_path, inbox_context, "run-1", lease_wait_seconds=0)
+    assert result["records"] == len(truth_messages(sandbox, "connectsafely"))
+    assert not os.path.exists(store.lease_path.path)
+
+
+def test_a_retry_of_the_same_task_run_takes_its_lease_over(inbox_sandbox, tmp_path, inbox_context):
+    sandbox = inbox_sandbox("connectsafely", conversations=3, messages=2)
+    account = sandbox.truth("connectsafely")["accounts"][0]["id"]
+    store = WatermarkStore(tmp_path, vendor="connectsafely", account=account, consumer="inbox_test.retrieve")
+    os.makedirs(store.lease_path.parent.path, exist_ok=True)
+    killed = {"dag_id": "inbox_test", "run_id": "run-1", "task_id": "retrieve", "map_index": -1}
+    with open(store.lease_path.path, "w") as f:
+        json.dump({**killed, "try_number": 1, "expires_at": time.time() + 3600}, f)
+    result = retrieve("connectsafely", tmp_path, inbox_context, "run-1", lease_wait_seconds=0)
+    assert result["records"] == len(truth_messages(sandbox, "connectsafely"))
