@@ -86,15 +86,21 @@ class Lease:
     def _create(self) -> bool:
         """Create the lease if nobody has it; ``True`` when it is ours."""
         if is_local(self.path):
+            # written whole under a temporary name, then linked onto the lease's name: the link is the
+            # exclusive create, and nobody ever sees the lease half written
             os.makedirs(self.path.parent.path, exist_ok=True)
+            temporary = f"{self.path.path}.{self.holder['token']}.tmp"
+            with open(temporary, "x", encoding="utf-8") as f:
+                f.write(self._document())
+                f.flush()
+                os.fsync(f.fileno())
             try:
-                with open(self.path.path, "x", encoding="utf-8") as f:
-                    f.write(self._document())
-                    f.flush()
-                    os.fsync(f.fileno())
+                os.link(temporary, self.path.path)
                 return True
             except FileExistsError:
                 return False
+            finally:
+                os.remove(temporary)
         if exists(self.path):
             return False
         self._replace()
@@ -108,6 +114,14 @@ class Lease:
     def _is_ours(self) -> bool:
         return (self._read() or {}).get("token") == self.holder["token"]
 
+    def _stale(self) -> bool:
+        """Whether an unreadable lease file is older than a few seconds (its writer died while writing)."""
+        try:
+            modified = filesystem(self.path).modified(self.path.path).timestamp()
+        except Exception:
+            return True  # gone, or the store cannot say: take it as free
+        return time.time() - modified > 10
+
     def _same_task_run(self, other: dict[str, Any]) -> bool:
         keys = ("dag_id", "run_id", "task_id", "map_index")
         return all(other.get(k) == self.holder.get(k) for k in keys)
@@ -120,6 +134,9 @@ class Lease:
             if self._create():
                 break
             current = self._read()
+            if current is None and (not exists(self.path) or not self._stale()):
+                time.sleep(0.05)  # released meanwhile, or being written by its holder: try again
+                continue
             if current is None or current.get("expires_at", 0) < time.time() or self._same_task_run(current):
                 # a holder that died (expired or half written), or an earlier try of this very task run
                 self._replace()

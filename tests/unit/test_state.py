@@ -231,3 +231,70 @@ def test_sigkill_between_close_and_commit_keeps_old_watermark_and_complete_data(
     assert WatermarkStore(tmp_path, vendor="linkup", account="acct").get("c1") == {
         "sent_at": "2024-05-01T00:00:00Z"
     }
+
+
+# ---- consumers, leases and the index of staged ids ------------------------------------------------------
+def test_watermarks_of_two_consumers_are_apart(tmp_path):
+    files = WatermarkStore(tmp_path, vendor="linkup", account="acc", consumer="dag_a.retrieve")
+    sql = WatermarkStore(tmp_path, vendor="linkup", account="acc", consumer="dag_b.retrieve")
+    files.stage("c", {"sent_at": "2026-01-01T00:00:00.000000Z"})
+    files.commit()
+    assert sql.all() == {} and files.path != sql.path
+    assert files.path.path.endswith("_state/linkup/dag_a.retrieve/acc.json")
+
+
+def test_of_two_runs_taking_a_lease_at_once_exactly_one_gets_it(tmp_path):
+    from airflow_provider_linkmsg.io.lease import Lease, LinkMsgLeaseHeldError
+    from airflow_provider_linkmsg.io.staging import to_path
+
+    path = to_path(str(tmp_path / "acc.lease"))
+    holders = [{"dag_id": "d", "run_id": f"run-{i}", "task_id": "t", "map_index": -1} for i in range(2)]
+    leases = [Lease(path, h, wait_seconds=0, expiry_seconds=60) for h in holders]
+    outcomes: list[str] = []
+
+    def take(lease):
+        try:
+            lease.acquire()
+            outcomes.append("held")
+        except LinkMsgLeaseHeldError as error:
+            outcomes.append(str(error))
+
+    import threading
+
+    threads = [threading.Thread(target=take, args=(lease,)) for lease in leases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(o == "held" for o in outcomes) == [False, True]
+    refused = next(o for o in outcomes if o != "held")
+    assert "'d'" in refused and "'t'" in refused and "host" in refused
+    winner = next(lease for lease in leases if lease.held)
+    winner.release()
+    loser = next(lease for lease in leases if not lease.held)
+    loser.acquire()  # free again
+    assert json.loads(Path(path.path).read_text())["run_id"] == loser.holder["run_id"]
+    loser.release()
+    assert not Path(path.path).exists()
+
+
+def test_the_index_keeps_the_staged_ids_of_each_conversation(tmp_path):
+    from airflow_provider_linkmsg.io.keys import KeyIndex
+    from airflow_provider_linkmsg.io.staging import to_path
+
+    index = KeyIndex(to_path(str(tmp_path / "acc.keys")))
+    assert index.load("c1") is None  # never indexed: not known
+    records = [
+        Message(
+            "linkup", "acc", conversation, f"{conversation}-{i}", "2026-01-01T00:00:00.000000Z", "inbound"
+        )
+        for conversation in ("c1", "c2")
+        for i in range(3)
+    ]
+    assert list(index.add_records(iter(records))) == records  # passed through, indexed on the way
+    index.add("c1", ["c1-9"])
+    assert index.load("c1") == {"c1-0", "c1-1", "c1-2", "c1-9"} and index.load("c2") == {
+        "c2-0",
+        "c2-1",
+        "c2-2",
+    }
