@@ -123,7 +123,9 @@ class BaseInboxRetrieveOperator(BaseOperator):
     :param include_raw: stage the vendor's JSON with each message.
     :param fail_on_error: fail the task when some conversations could not be read (after staging and
         saving the others); when false, report them in the XCom value only.
-    :return: (XCom) ``{"manifest", "records", "conversations_read", "api_calls", "credits", ...}``.
+    :return: (XCom) ``{"manifest", "records", "conversations_read", "conversations_deepened",
+        "conversations_empty", "api_calls", "credits", "state_key", "overlap_seconds", "listing_shortcut",
+        ...}`` (``listing_shortcut``: ``None``, or ``{"staleness_bound_hours", "stopped_early"}`` when on).
     """
 
     vendor: ClassVar[str] = ""
