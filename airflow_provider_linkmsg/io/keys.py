@@ -47,7 +47,10 @@ class KeyIndex:
 
     def add(self, conversation_id: str, ids: Iterable[str]) -> None:
         """Add staged ids to a conversation's index (read, merge, replace atomically)."""
-        merged = (self.load(conversation_id) or set()) | set(ids)
+        known = self.load(conversation_id)
+        merged = (known or set()) | set(ids)
+        if known is not None and merged == known:
+            return  # nothing new: no write
         document = {"conversation_id": conversation_id, "ids": sorted(merged)}
         with atomic_write(self._path(conversation_id), "w") as f:
             json.dump(document, f, ensure_ascii=False)

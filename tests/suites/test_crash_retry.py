@@ -74,9 +74,11 @@ def newest_by_conversation(messages) -> dict[str, str]:
     return newest
 
 
-def assert_watermarks_match(root: str, vendor: str, account: str, truth) -> None:
+def assert_watermarks_match(
+    root: str, vendor: str, account: str, truth, consumer: str = "inbox_test.retrieve"
+) -> None:
     """Each conversation's watermark is its newest message: never ahead of the data, never behind it."""
-    marks = WatermarkStore(root, vendor=vendor, account=account, consumer="inbox_test.retrieve").all()
+    marks = WatermarkStore(root, vendor=vendor, account=account, consumer=consumer).all()
     assert {cid: mark["sent_at"] for cid, mark in marks.items()} == newest_by_conversation(truth)
 
 
@@ -401,7 +403,11 @@ def assert_no_watermark_ahead_of_staged_data(staging: str, account: str, truth: 
     assert len(run_dirs) == 1, run_dirs
     staged = staged_messages(str(run_dirs[0] / "manifest.json"))  # loads it and checks every part's count
     assert len(staged) == len({m.key for m in staged}), "a record staged twice"
-    for conversation, mark in WatermarkStore(staging, vendor="connectsafely", account=account).all().items():
+    for conversation, mark in (
+        WatermarkStore(staging, vendor="connectsafely", account=account, consumer="crash.retrieve")
+        .all()
+        .items()
+    ):
         covered = {m for m in truth if m.conversation_id == conversation and m.sent_at <= mark["sent_at"]}
         held = {m for m in staged if m.conversation_id == conversation}
         assert covered <= held, (
@@ -434,7 +440,10 @@ def failed_first_try(tmp_path_factory):
     sandbox.configure({"vendors": {"connectsafely": {"fail_conversations": []}}})
     account = sandbox.truth("connectsafely")["accounts"][0]["id"]
     truth = truth_messages(sandbox, "connectsafely")
-    assert len(WatermarkStore(staging, vendor="connectsafely", account=account).all()) == 11
+    assert (
+        len(WatermarkStore(staging, vendor="connectsafely", account=account, consumer="crash.retrieve").all())
+        == 11
+    )
     yield SimpleNamespace(
         staging=staging, context={**context, "run_id": "run-1"}, account=account, truth=truth
     )
@@ -491,7 +500,9 @@ def test_a_fault_at_each_step_of_the_staging_commit_then_a_retry_loses_nothing(
         staged = staged_messages(result["manifest"])
         assert {m.key for m in staged} == {m.key for m in first.truth}, where
         assert_exactly(staged, first.truth)
-        assert_watermarks_match(staging, "connectsafely", first.account, first.truth)
+        assert_watermarks_match(
+            staging, "connectsafely", first.account, first.truth, consumer="crash.retrieve"
+        )
         run_dir = Path(result["manifest"]).parent
         listed = {f["name"] for f in Manifest.load(run_dir).files}
         assert {p.name for p in run_dir.iterdir()} == {"manifest.json", *listed}, where
