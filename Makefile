@@ -18,7 +18,7 @@ BIN    := $(VENV)/bin
 UV     := $(BIN)/uv
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint demo airflow bench lock locks sandbox dist clean
+.PHONY: venv test lint demo airflow bench lock locks sandbox dist clean soak
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ lint: venv
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# The model-based suite with at least 100 random examples per inbox vendor (docs/reliability.md).
+soak: venv
+	LINKMSG_MODEL_PROFILE=soak $(BIN)/pytest -q -p no:cacheprovider --timeout=3600 tests/model $(PYTEST_ARGS)
 
 demo: venv
 	$(BIN)/python scripts/demo.py

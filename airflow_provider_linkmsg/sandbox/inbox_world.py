@@ -272,6 +272,7 @@ class InboxWorld:
         account_id: str | None = None,
         at: str = "newer",
         older_by_ms: int = 60_000,
+        newer_by_ms: int | None = None,
         move_activity: bool = True,
     ) -> dict[str, Any]:
         """
@@ -283,6 +284,8 @@ class InboxWorld:
         :param at: the new messages' time against the conversation's newest message before the call:
             ``newer`` (after it and at most ``now_ms``), ``equal`` (the same millisecond) or ``older``
             (``older_by_ms`` before it). An empty conversation counts ``now_ms`` as its newest.
+        :param newer_by_ms: with ``newer``, this long after the newest (at most ``now_ms``) instead of about
+            ``now_ms``: a message that reaches the vendor long after its time, in an old conversation.
         :param move_activity: whether the listing shows the arrival: the newest message's time when it is
             newer, else the arrival time (``now_ms``); in any case past the activity listed before, with
             the new message as the latest. ``False`` keeps the listed activity, latest message and position
@@ -302,7 +305,9 @@ class InboxWorld:
             newest = conversation.last_ms if conversation.messages else now_ms
             message = None
             for i in range(int(messages)):
-                if at == "newer":
+                if at == "newer" and newer_by_ms is not None:
+                    sent_ms = max(newest + 1, min(newest + int(newer_by_ms), now_ms)) + i
+                elif at == "newer":
                     sent_ms = max(
                         conversation.last_ms + 1 + self.rng.randrange(5_000), now_ms - (messages - i) * 1000
                     )
@@ -480,6 +485,7 @@ class InboxApp(VendorApp):
                 account_id=body.get("account_id"),
                 at=str(body.get("at") or "newer"),
                 older_by_ms=int(body.get("older_by_ms", 60_000)),
+                newer_by_ms=body.get("newer_by_ms"),
                 move_activity=bool(body.get("move_activity", True)),
             )
         if body.get("empty_conversations"):

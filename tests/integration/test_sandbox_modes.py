@@ -155,6 +155,17 @@ def test_connectsafely_older_message_moves_activity(box):
     assert truth[target]["last_activity_ms"] == newest_ms and truth[target]["listed_activity_ms"] == now_ms
 
 
+def test_newer_by_ms_lists_a_late_message_at_its_own_old_time(box):
+    before = box.cs_list()
+    target = before[-1]["conversationUrn"]
+    newest_ms = box.cs_messages(target, count=1)["messages"][0]["sentAt"]
+    box.advance(seconds=3600, connectsafely={"conversation_ids": [target], "newer_by_ms": 1000})
+    listed = box.cs_list()
+    assert listed[-1]["conversationUrn"] == target  # still last: it is listed by the message's own time
+    assert listed[-1]["latestMessage"]["sentAt"] == newest_ms + 1000
+    assert listed[-1]["lastActivityAt"] == to_utc_iso(newest_ms + 1000).replace("000Z", "Z")
+
+
 def test_connectsafely_empty_conversations(box):
     account = box.sandbox.truth("connectsafely")["accounts"][0]["id"]
     created = box.advance(seconds=10, connectsafely={"empty_conversations": 2, "account_id": account})
