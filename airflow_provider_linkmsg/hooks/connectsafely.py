@@ -24,7 +24,7 @@ from airflow_provider_linkmsg.hooks.pagination import (
     paginate,
     require,
 )
-from airflow_provider_linkmsg.records import Message, to_utc_iso
+from airflow_provider_linkmsg.records import Message, to_utc_iso, utc_to_epoch_ms
 from airflow_provider_linkmsg.schemas import connectsafely as schema
 from airflow_provider_linkmsg.schemas import parse
 
@@ -211,7 +211,7 @@ class ConnectSafelyHook(ConnectionFormMixin, LinkMsgHook):
             parse(schema.MessagesPage, data, vendor=self.vendor, route="GET /conversations/{urn}/messages")
             items = list(data.get("messages") or [])
             if since is not None:
-                newer = [m for m in items if int(m.get("sentAt") or 0) > since]
+                newer = [m for m in items if utc_to_epoch_ms(m["sentAt"]) > since]  # ms or ISO
                 if len(newer) < len(items):  # reached ``since``: nothing older is wanted
                     return Page(newer, None, False, meta={"participants": data.get("participants")})
                 items = newer
@@ -225,7 +225,13 @@ class ConnectSafelyHook(ConnectionFormMixin, LinkMsgHook):
         what = f"messages of {conversation_urn}"
         key = lambda item: item.get("messageUrn")  # noqa: E731
         return paginate(
-            fetch, cursor=cursor, max_pages=max_pages, what=what, vendor=self.vendor, item_key=key
+            fetch,
+            cursor=cursor,
+            max_pages=max_pages,
+            what=what,
+            vendor=self.vendor,
+            item_key=key,
+            immutable=True,
         )
 
     def iter_messages(self, conversation_urn: str, **kwargs: Any) -> Iterator[dict[str, Any]]:

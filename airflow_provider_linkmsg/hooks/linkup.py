@@ -335,13 +335,20 @@ class LinkupHook(ConnectionFormMixin, LinkMsgHook):
             )
             route = "POST /messages get_conversation"
             parse(schema.ConversationData, data, vendor=self.vendor, route=route, prefix="data")
-            meta = {"credits": credits, "total_message_count": data.get("total_message_count")}
+            total = data.get("total_message_count")  # paginate bounds the read by it
+            meta = {"credits": credits, "total_message_count": total, "total": total}
             return Page(list(data.get("messages") or []), data.get("next_cursor"), meta=meta)
 
         what = f"messages of {conversation_id or profile_url}"
         key = lambda item: item.get("entity_urn")  # noqa: E731
         return paginate(
-            fetch, cursor=cursor, max_pages=max_pages, what=what, vendor=self.vendor, item_key=key
+            fetch,
+            cursor=cursor,
+            max_pages=max_pages,
+            what=what,
+            vendor=self.vendor,
+            item_key=key,
+            immutable=True,
         )
 
     def iter_messages(self, account_id: str, **kwargs: Any) -> Iterator[dict[str, Any]]:

@@ -2,11 +2,18 @@
 Guarded cursor pagination, a credit budget, and the input checks shared by the inbox hooks.
 
 :func:`paginate` follows a vendor's cursors one page at a time and stops when the vendor says the list is
-over: no cursor, ``hasMore`` false, or an empty page. It also stops on a cursor it has already followed
-(a vendor bug that would loop forever), raises when :data:`MAX_STALLED_PAGES` pages in a row bring no item
-it has not seen (a vendor that hands out a fresh cursor with the same items: each page may be paid), and
-raises past ``max_pages``. It never takes a short page for the
-last one: vendors that merge upstream calls return fewer items than asked in the middle of a list.
+over: no cursor, ``hasMore`` false, or an empty page. It never takes a short page for the last one: vendors
+that merge upstream calls return fewer items than asked in the middle of a list. A vendor that misbehaves is
+a :class:`LinkMsgResponseError` (the caller stages nothing of that list; the next run reads it again):
+
+- a cursor it has already followed (a loop: ending there would silently drop the rest of the list);
+- one id twice in one page, or (for lists of messages, ``immutable``) an id that comes back on a later page
+  with different content;
+- :data:`MAX_STALLED_PAGES` pages in a row that bring no id it has not seen, or, over the last
+  :data:`PROGRESS_WINDOW` pages, less than :data:`MIN_NEW_SHARE` of the items new (a vendor that hands out a
+  fresh cursor with the same items, or the same items plus one: each page may be paid);
+- more distinct ids than the vendor's own total (``Page.meta["total"]``) plus :func:`total_slack`;
+- more than ``max_pages`` pages.
 
 :class:`CreditBudget` lets a hook refuse, before sending it, a call whose cost could take the spend past
 a limit.
@@ -14,6 +21,8 @@ a limit.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import re
@@ -35,6 +44,20 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_PAGES = 10_000
 #: pages in a row that bring nothing new (every item already seen) before :func:`paginate` raises
 MAX_STALLED_PAGES = 3
+#: pages over which :func:`paginate` measures the share of new ids
+PROGRESS_WINDOW = 5
+#: the least share of new ids over :data:`PROGRESS_WINDOW` pages (a loop that adds one id a page is below it)
+MIN_NEW_SHARE = 0.75
+
+
+def total_slack(total: int) -> int:
+    """Ids allowed past a vendor's reported total (messages that arrive during the read): 10 % and at least 10."""
+    return max(10, total // 10)
+
+
+def _fingerprint(item: Any) -> str:
+    text = json.dumps(item, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 @dataclass
@@ -46,8 +69,8 @@ class Page(Generic[T]):
     :param cursor: what to send to get the next page (``None`` or ``""``: none).
     :param has_more: the vendor's own "more pages" flag, ``None`` when it sends none.
     :param meta: anything else of the response a caller may want (credits, totals ...).
-    :param stop_reason: set by :func:`paginate` on the last page it yields: ``no_cursor``, ``has_more_false``,
-        ``empty_page`` or ``repeated_cursor``.
+    :param stop_reason: set by :func:`paginate` on the last page it yields: ``no_cursor``, ``has_more_false``
+        or ``empty_page``.
     """
 
     items: list[T]
@@ -70,13 +93,14 @@ def paginate(
     vendor: str | None = None,
     item_key: Callable[[T], Any] | None = None,
     max_stalled_pages: int = MAX_STALLED_PAGES,
+    immutable: bool = False,
 ) -> Iterator[Page[T]]:
     """
     Yield pages from ``fetch(cursor)`` until the list ends; lazily, so a caller that stops early saves calls.
 
     The end is: a page without a cursor, ``has_more`` false, or an empty page (even one with a cursor).
-    A cursor that was already followed ends the list too, with a warning. The end is never inferred from a
-    page shorter than asked.
+    A cursor that was already followed is a :class:`LinkMsgResponseError`, not an end. The end is never
+    inferred from a page shorter than asked.
 
     :param fetch: gets the page at a cursor (``None``: the first page).
     :param cursor: where to start.
@@ -84,14 +108,25 @@ def paginate(
         no limit); a guard against a vendor that hands out endless new cursors.
     :param what: names the list in messages, e.g. ``"messages of urn:li:..."``.
     :param vendor: names the vendor in errors.
-    :param item_key: an item's id; with it, a page whose items were all seen before is *no progress*, and
-        ``max_stalled_pages`` such pages in a row raise :class:`LinkMsgResponseError` (ids are kept, not
-        items).
+    :param item_key: an item's id; with it, duplicate ids, changed content, pages without progress and a
+        count past ``meta["total"]`` raise :class:`LinkMsgResponseError` (see the module docstring; an id and a
+        12-byte digest of its item are kept, not items).
     :param max_stalled_pages: see ``item_key``.
+    :param immutable: the items do not change (messages): an id seen again with other content is an error.
+        Conversations do change (new activity), so a listing leaves it off.
     """
     seen = {cursor} if cursor else set()
     fetched = stalled = 0
-    seen_items: set[Any] = set()
+    digests: dict[Any, str] = {}
+    window: list[tuple[int, int]] = []  # (items, new ids) of the last pages
+
+    def fail(problem: str) -> LinkMsgResponseError:
+        return LinkMsgResponseError(
+            f"{what}: {problem}; stopped after {fetched} page(s). Nothing of this list was staged; the next "
+            "run reads it again.",
+            vendor=vendor,
+        )
+
     while True:
         if max_pages is not None and fetched >= max_pages:
             raise LinkMsgResponseError(
@@ -103,15 +138,26 @@ def paginate(
         fetched += 1
         following = page.cursor or None
         if item_key is not None and page.items:
-            keys = {item_key(item) for item in page.items}
-            stalled = 0 if keys - seen_items else stalled + 1
-            seen_items |= keys
+            new = _check_items(page, item_key, digests, fail, immutable)
+            stalled = 0 if new else stalled + 1
             if stalled >= max_stalled_pages:
-                raise LinkMsgResponseError(
-                    f"{what}: {stalled} pages in a row brought nothing new (every item already seen) while "
-                    f"the vendor kept handing out new cursors; stopped after {fetched} pages so as not to pay "
-                    "for a loop. Nothing of this list was staged; the next run reads it again.",
-                    vendor=vendor,
+                raise fail(
+                    f"{stalled} pages in a row brought nothing new (every item already seen) while the vendor "
+                    "kept handing out new cursors"
+                )
+            window = [*window[-(PROGRESS_WINDOW - 1) :], (len(page.items), new)]
+            shown, fresh = sum(n for n, _ in window), sum(k for _, k in window)
+            if len(window) == PROGRESS_WINDOW and fresh < MIN_NEW_SHARE * shown:
+                raise fail(
+                    f"the last {PROGRESS_WINDOW} pages brought {fresh} new id(s) among {shown} items (less than "
+                    f"{MIN_NEW_SHARE:.0%}) while the vendor kept handing out new cursors"
+                )
+            total = page.meta.get("total")
+            known = isinstance(total, int) and not isinstance(total, bool)
+            if known and len(digests) > total + total_slack(total):
+                raise fail(
+                    f"{len(digests)} distinct ids read where the vendor reports {total} in all (allowed: "
+                    f"{total_slack(total)} more, for items that arrive during the read)"
                 )
         if not page.items:
             page.stop_reason = "empty_page"
@@ -120,13 +166,39 @@ def paginate(
         elif following is None:
             page.stop_reason = "no_cursor"
         elif following in seen:
-            page.stop_reason = "repeated_cursor"
-            log.warning("%s: the vendor returned cursor %r a second time; stopping here", what, following)
+            raise fail(
+                f"the vendor returned cursor {following!r} a second time (a loop); ending the list there could "
+                "drop the rest of it"
+            )
         yield page
         if page.stop_reason:
             return
         seen.add(following)
         cursor = following
+
+
+def _check_items(
+    page: Page[Any],
+    item_key: Callable[[Any], Any],
+    digests: dict[Any, str],
+    fail: Callable[[str], LinkMsgResponseError],
+    immutable: bool,
+) -> int:
+    """Record the page's ids in ``digests``; the number of new ones. Raises on a duplicate or changed item."""
+    in_page: set[Any] = set()
+    new = 0
+    for item in page.items:
+        key = item_key(item)
+        if key in in_page:
+            raise fail(f"id {key!r} appears twice in one page")
+        in_page.add(key)
+        digest = _fingerprint(item) if immutable else ""
+        if key not in digests:
+            digests[key] = digest
+            new += 1
+        elif digests[key] != digest:
+            raise fail(f"id {key!r} came back on a later page with different content")
+    return new
 
 
 class CreditBudget:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_linkmsg.schemas.types import Id, Loose, StrictBool, StrictStr, Timestamp
+from pydantic import field_validator
+
+from airflow_provider_linkmsg.schemas.types import Id, Loose, StrictBool, StrictStr, Timestamp, unique_ids
 
 
 class LatestMessage(Loose):
@@ -26,6 +28,11 @@ class ConversationsPage(Loose):
     nextCursor: StrictStr | None = None
     hasMore: StrictBool | None = None
 
+    @field_validator("conversations")
+    @classmethod
+    def _unique(cls, items: list[Conversation] | None) -> list[Conversation] | None:
+        return unique_ids(items, "conversationUrn")
+
 
 class Message(Loose):
     messageUrn: Id
@@ -45,3 +52,8 @@ class MessagesPage(Loose):
     messages: list[Message] | None = None
     cursor: StrictStr | None = None
     hasMore: StrictBool | None = None
+
+    @field_validator("messages")
+    @classmethod
+    def _unique(cls, items: list[Message] | None) -> list[Message] | None:
+        return unique_ids(items, "messageUrn")

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 
-from airflow_provider_linkmsg.schemas.types import Count, Loose, StrictBool, StrictInt, StrictStr
+from airflow_provider_linkmsg.schemas.types import (
+    Count,
+    Loose,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    unique_ids,
+)
 
 
 class Metadata(Loose):
@@ -45,13 +52,21 @@ class Campaign(Loose):
     message_sequence: list[Step] | None = None
     leads_data: list[Lead] | None = None
 
+    @field_validator("leads_data")
+    @classmethod
+    def _unique(cls, items: list[Lead] | None) -> list[Lead] | None:
+        return unique_ids(items, "external_prospect_id")  # as text: 7 and "7" are one lead
+
 
 class Account(Loose):
     automation_tool_customer_id: StrictStr | StrictInt | None = None
 
 
 class RetrieveAnswer(Loose):
-    """The whole answer; a generation that reports generated messages must carry leads to hold them."""
+    """
+    The whole answer; a generation that reports generated messages must carry leads to hold them, and a
+    complete one must hold exactly as many messages (non-null ``*_message`` fields) as it reports generated.
+    """
 
     metadata: Metadata
     account: Account | None = None
@@ -68,4 +83,15 @@ class RetrieveAnswer(Loose):
                 f"reports {generated} generated message(s) but carries no leads_data or message_sequence "
                 "to hold them"
             )
+        if meta.generation_status == "complete":
+            present = sum(
+                1
+                for lead in leads
+                for name, value in (lead.model_extra or {}).items()
+                if name.endswith("_message") and value is not None
+            )
+            if present != generated:
+                raise ValueError(
+                    f"a complete generation reports {generated} generated message(s) but holds {present}"
+                )
         return self

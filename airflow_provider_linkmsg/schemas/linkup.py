@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, field_validator
 
 from airflow_provider_linkmsg.hooks.pagination import check_conversation_urn
-from airflow_provider_linkmsg.schemas.types import Amount, Count, Id, Loose, StrictBool, StrictStr, Timestamp
+from airflow_provider_linkmsg.schemas.types import (
+    Amount,
+    Count,
+    Id,
+    Loose,
+    StrictBool,
+    StrictStr,
+    Timestamp,
+    unique_ids,
+)
 
 
 def _urn(value: Any) -> Any:
@@ -61,6 +70,11 @@ class InboxData(Loose):
     conversations: list[InboxConversation] | None = None
     next_cursor: StrictStr | None = None
 
+    @field_validator("conversations")
+    @classmethod
+    def _unique(cls, items: list[InboxConversation] | None) -> list[InboxConversation] | None:
+        return unique_ids(items, "conversation_id")
+
 
 class SenderInfo(Loose):
     profile_url: StrictStr | None = None
@@ -83,3 +97,8 @@ class ConversationData(Loose):
     messages: list[Message] | None = None
     next_cursor: StrictStr | None = None
     total_message_count: Count | None = None
+
+    @field_validator("messages")
+    @classmethod
+    def _unique(cls, items: list[Message] | None) -> list[Message] | None:
+        return unique_ids(items, "entity_urn")

@@ -86,6 +86,21 @@ def _count(value: Any) -> Any:
     return value
 
 
+def unique_ids(items: list[Any] | None, key: str) -> list[Any] | None:
+    """
+    ``items`` if no two carry the same ``key`` (compared as text: ``7`` and ``"7"`` are one id), else a
+    ValueError naming the id. For a list field's ``field_validator``: the error's path is the list's.
+    """
+    seen: set[str] = set()
+    for item in items or ():
+        value = getattr(item, key, None) if not isinstance(item, dict) else item.get(key)
+        text = str(value)
+        if text in seen:
+            raise ValueError(f"{key} {text!r} appears twice in one answer (ids must be unique)")
+        seen.add(text)
+    return items
+
+
 #: a non-empty id
 Id = Annotated[StrictStr, AfterValidator(_non_empty)]
 #: a count or amount: a real number (not text, not a boolean), finite and 0 or more
@@ -93,4 +108,14 @@ Amount = Annotated[Any, AfterValidator(_amount)]
 #: a count: a whole number (not text, not a boolean), 0 or more
 Count = Annotated[Any, AfterValidator(_count)]
 
-__all__ = ["Amount", "Count", "Id", "Loose", "StrictBool", "StrictInt", "StrictStr", "Timestamp"]
+__all__ = [
+    "Amount",
+    "Count",
+    "Id",
+    "Loose",
+    "StrictBool",
+    "StrictInt",
+    "StrictStr",
+    "Timestamp",
+    "unique_ids",
+]

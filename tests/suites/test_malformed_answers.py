@@ -94,11 +94,13 @@ def watermarks(root: Path, vendor: str) -> dict[str, str]:
 
 
 # ---- the inbox vendors --------------------------------------------------------------------------------------
-def run_inbox(vendor: str, root: Path, run_id: str, persons: list[dict[str, str]] | None = None) -> dict:
+def run_inbox(
+    vendor: str, root: Path, run_id: str, persons: list[dict[str, str]] | None = None, **kwargs: Any
+) -> dict:
     if vendor == "connectsafely":
-        op = ConnectSafelyRetrieveMessagesOperator(task_id="task", staging_path=str(root))
+        op = ConnectSafelyRetrieveMessagesOperator(task_id="task", staging_path=str(root), **kwargs)
     elif vendor == "linkup":
-        op = LinkupRetrieveMessagesOperator(task_id="task", staging_path=str(root))
+        op = LinkupRetrieveMessagesOperator(task_id="task", staging_path=str(root), **kwargs)
     else:
         op = LinkedApiRetrieveMessagesOperator(task_id="task", staging_path=str(root), persons=persons)
     return op.execute(context(run_id))
@@ -168,6 +170,9 @@ INBOX_CASES = [
     case("linkup", "POST /messages", "data.messages.*.timestamp", 4e13, action="get_conversation", id="lk-timestamp-far-future"),
     case("linkup", "POST /messages", "data.messages.*.text", {"x": 1}, action="get_conversation", id="lk-text-an-object"),
     case("linkup", "POST /messages", "data.messages", "none", action="get_conversation", id="lk-messages-a-string"),
+    case("connectsafely", CS_LIST, "conversations.*.conversationUrn", "urn:li:msg_conversation:(urn:li:fsd_profile:A,1)", path="conversations", id="cs-duplicate-conversation-ids"),
+    case("connectsafely", CS_READ, "messages.*.messageUrn", "urn:li:msg_message:same", path="messages", id="cs-duplicate-message-ids"),
+    case("linkup", "POST /messages", "data.messages.*.entity_urn", "urn:li:msg_message:same", path="data.messages", action="get_conversation", id="lk-duplicate-message-ids"),
     case("linkedapi", LA_POLL, "result.*.messages.*.time", "never", path="messages[].time", id="la-time-never"),
     case("linkedapi", LA_POLL, "result.*.messages.*.time", "2299-01-01T00:00:00Z", path="messages[].time", id="la-time-far-future"),
     case("linkedapi", LA_POLL, "result.*.messages.*.text", {"x": 1}, path="messages[].text", id="la-text-an-object"),
@@ -217,6 +222,76 @@ def test_a_malformed_inbox_answer_stages_nothing_and_moves_no_watermark(
     run_inbox(vendor, tmp_path, "run-3", persons)
     ids = {r["message_id"] for r in staged(tmp_path).values()}
     assert ids == truth_ids(sandbox, vendor), "the clean run after the malformed one is incomplete"
+
+
+# ---- vendors that loop: cursors that come back, pages that bring (almost) nothing new ----------------------
+LK_READ = {"kind": "corrupt", "vendor": "linkup", "route": "POST /messages", "action": "get_conversation"}
+LOOP_CASES = [
+    pytest.param(
+        "connectsafely",
+        [{"kind": "corrupt", "vendor": "connectsafely", "route": CS_READ, "field": "cursor", "value": "9999999999999"}],
+        "a second time",
+        {"page_size": 1, "full_refresh": True},  # incremental reads are one page (``since``)
+        id="cs-cursor-that-cycles",
+    ),
+    pytest.param(
+        "linkup",
+        [
+            {**LK_READ, "field": "data.next_cursor", "value": "9999999999999", "fresh": True, "times": 60},
+            {**LK_READ, "field": "data.messages.0.entity_urn", "value": "urn:li:msg_message:fake-", "fresh": True,
+             "times": 60},
+        ],
+        "new id",
+        {"page_size": 2},
+        id="lk-fresh-cursor-one-new-id-a-page",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("vendor", "rules", "reason", "kwargs"), LOOP_CASES)
+def test_a_vendor_that_loops_is_a_typed_error_within_a_few_pages(
+    sandbox, tmp_path, vendor, rules, reason, kwargs
+):
+    """A repeated cursor is no end of the list, and pages that add one id each are no progress."""
+    run_inbox(vendor, tmp_path, "run-1", page_size=1)
+    sandbox.advance(seconds=60, **NEWS[vendor])
+    before, marks = staged(tmp_path), watermarks(tmp_path, vendor)
+    sandbox.set_faults(rules)
+    with pytest.raises(LinkMsgError, match=reason):
+        run_inbox(vendor, tmp_path, "run-2", **kwargs)
+    served = sandbox.stats().get("faults", {}).get(f"{vendor} corrupt", 0)
+    sandbox.set_faults([])
+    assert 1 <= served <= len(rules) * 6 * 5, f"{served} corrupted answers served before the read stopped"
+    assert staged(tmp_path) == before, "records of the looping read were staged"
+    assert watermarks(tmp_path, vendor) == marks, "a watermark moved"
+    run_inbox(vendor, tmp_path, "run-3")
+    ids = {r["message_id"] for r in staged(tmp_path).values()}
+    assert ids == truth_ids(sandbox, vendor), "the clean run after the looping one is incomplete"
+
+
+def test_a_looping_linkup_conversation_stops_within_five_pages(sandbox):
+    """The hook itself: one conversation read with fresh cursors and one fresh id a page."""
+    account = sandbox.truth("linkup")["accounts"][0]["id"]
+    urn = sandbox.truth("linkup")["conversations"][0]["conversation_id"]
+    sandbox.set_faults(LOOP_CASES[1].values[1])
+    pages = []
+    with pytest.raises(LinkMsgResponseError, match="new id"):
+        for page in LinkupHook().iter_conversation_pages(account, conversation_id=urn, count=2):
+            pages.append(page)
+    assert len(pages) == 4, f"{len(pages)} pages yielded before the guard stopped the loop"
+
+
+def test_an_iso_sent_at_is_read_the_same_way_by_the_schema_and_the_since_filter(sandbox):
+    """ConnectSafely: ISO-8601 ``sentAt`` (allowed by the schema) must not crash the ``since`` filter."""
+    urn = sandbox.truth("connectsafely")["conversations"][0]["conversation_id"]
+    rule = {"kind": "corrupt", "vendor": "connectsafely", "route": CS_READ, "field": "messages.*.sentAt"}
+    held = len(list(ConnectSafelyHook().iter_messages(urn)))
+    sandbox.set_faults([{**rule, "value": "2026-01-01T10:00:00Z"}])
+    assert len(list(ConnectSafelyHook().iter_messages(urn, since=1000))) == held  # all after 1970-01-01
+    sandbox.set_faults([{**rule, "value": "10 o'clock"}])
+    with pytest.raises(LinkMsgResponseError) as info:
+        list(ConnectSafelyHook().iter_messages(urn, since=1767225600000))
+    assert info.value.field == "messages.0.sentAt"
 
 
 # ---- Koneksi ----------------------------------------------------------------------------------------------------
@@ -280,6 +355,46 @@ def test_a_malformed_koneksi_answer_stages_nothing(sandbox, _generation, tmp_pat
 
     result = retrieve("run-2")
     assert result["records"] == len(staged(tmp_path)) == expected
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "path"),
+    [
+        ("metadata.generated_message_count", 1000, "(body)"),
+        ("campaign.leads_data.1.external_prospect_id", "__FIRST__", "campaign.leads_data"),
+    ],
+    ids=["kn-generated-1000-for-4", "kn-lead-id-twice"],
+)
+def test_a_koneksi_answer_that_does_not_add_up_stages_nothing(
+    sandbox, _generation, tmp_path, field, value, path
+):
+    """Two leads with one id (compared as text), or a generated count that the messages do not match."""
+    request_id, expected = _generation
+    first = str(sandbox.truth("koneksi")["leads"][0]["external_prospect_id"])
+    if value == "__FIRST__":
+        value = first
+    sandbox.set_faults(
+        [{"kind": "corrupt", "vendor": "koneksi", "route": KN_RETRIEVE, "field": field, "value": value}]
+    )
+    op = KoneksiRetrieveMessagesOperator(
+        task_id="retrieve", secure_request_id=request_id, staging_path=str(tmp_path)
+    )
+    with pytest.raises(LinkMsgResponseError) as info:
+        op.execute(context("run-1"))
+    sandbox.set_faults([])
+    assert info.value.field == path, str(info.value)
+    assert staged(tmp_path) == {}, "records of the malformed answer were staged"
+    assert op.execute(context("run-2"))["records"] == len(staged(tmp_path)) == expected
+
+
+def test_lead_ids_are_compared_as_text():
+    from airflow_provider_linkmsg.schemas import koneksi as schema
+    from airflow_provider_linkmsg.schemas import parse
+
+    leads = [{"external_prospect_id": 7}, {"external_prospect_id": "7"}]
+    with pytest.raises(LinkMsgResponseError, match="'7' appears twice") as info:
+        parse(schema.Campaign, {"leads_data": leads}, vendor="koneksi", route=KN_RETRIEVE, prefix="campaign")
+    assert info.value.field == "campaign.leads_data"
 
 
 def test_the_suite_has_at_least_thirty_cases_across_the_four_vendors():

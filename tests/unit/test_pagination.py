@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 
 import pytest
@@ -13,6 +12,7 @@ from airflow_provider_linkmsg.exceptions import (
     LinkMsgValidationError,
 )
 from airflow_provider_linkmsg.hooks.pagination import (
+    PROGRESS_WINDOW,
     CreditBudget,
     Page,
     check_conversation_urn,
@@ -20,6 +20,7 @@ from airflow_provider_linkmsg.hooks.pagination import (
     check_profile_url,
     paginate,
     per_ten,
+    total_slack,
 )
 
 
@@ -68,18 +69,65 @@ def test_an_empty_page_with_a_cursor_ends_the_list():
     assert source.asked == [None, "c1"]
 
 
-def test_a_repeated_cursor_stops_with_a_warning_instead_of_looping(caplog):
+def test_a_repeated_cursor_is_a_typed_error_not_the_end_of_the_list():
     source = PageSource({None: Page([1], "c1"), "c1": Page([2], "c2"), "c2": Page([3], "c1")})
-    with caplog.at_level(logging.WARNING):
-        pages = list(paginate(source, what="messages of x"))
-    assert [i for p in pages for i in p.items] == [1, 2, 3] and pages[-1].stop_reason == "repeated_cursor"
-    assert source.asked == [None, "c1", "c2"]
-    assert "cursor 'c1' a second time" in caplog.text
+    got = []
+    with pytest.raises(LinkMsgResponseError, match="cursor 'c1' a second time") as err:
+        for page in paginate(source, what="messages of x", vendor="linkup"):
+            got.extend(page.items)
+    assert got == [1, 2] and source.asked == [None, "c1", "c2"] and err.value.vendor == "linkup"
+
+
+def test_one_id_twice_in_a_page_is_a_typed_error():
+    source = PageSource({None: Page([{"id": 1}, {"id": 1}], None)})
+    with pytest.raises(LinkMsgResponseError, match="id 1 appears twice in one page"):
+        list(paginate(source, item_key=lambda item: item["id"]))
+
+
+def test_an_immutable_item_that_changes_across_pages_is_a_typed_error():
+    pages = {
+        None: Page([{"id": 1, "text": "a"}], "c1"),
+        "c1": Page([{"id": 1, "text": "b"}, {"id": 2}], None),
+    }
+    with pytest.raises(LinkMsgResponseError, match="id 1 came back on a later page with different content"):
+        list(paginate(PageSource(pages), item_key=lambda item: item["id"], immutable=True))
+    # conversations change (new activity): a listing does not pass immutable
+    assert len(list(paginate(PageSource(pages), item_key=lambda item: item["id"]))) == 2
+
+
+def test_pages_that_add_one_new_id_each_stop_within_the_progress_window():
+    class OneNew:
+        calls = 0
+
+        def __call__(self, cursor):
+            self.calls += 1
+            return Page([0, 1, 2, 3, -self.calls], f"c{self.calls}")
+
+    source = OneNew()
+    with pytest.raises(LinkMsgResponseError, match="new id"):
+        list(paginate(source, item_key=lambda item: item))
+    assert source.calls == PROGRESS_WINDOW
+
+
+def test_more_ids_than_the_vendor_reports_stop_the_read():
+    class Fresh:
+        calls = 0
+
+        def __call__(self, cursor):
+            self.calls += 1
+            return Page([self.calls], f"c{self.calls}", meta={"total": 3})
+
+    source = Fresh()
+    with pytest.raises(LinkMsgResponseError, match="reports 3 in all"):
+        list(paginate(source, item_key=lambda item: item))
+    assert source.calls == 3 + total_slack(3) + 1
 
 
 def test_the_starting_cursor_counts_as_followed():
     source = PageSource({"c1": Page([2], "c1")})
-    assert items(source, cursor="c1") == [2] and source.asked == ["c1"]
+    with pytest.raises(LinkMsgResponseError, match="a second time"):
+        items(source, cursor="c1")
+    assert source.asked == ["c1"]
 
 
 def test_a_short_page_is_not_taken_for_the_last_one():
