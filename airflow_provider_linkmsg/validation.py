@@ -7,6 +7,10 @@ and the fix. Patterns match the whole string (``fullmatch``: a rendered Variable
 an id), numbers are finite and in range (``NaN``, ``inf`` and ``1e300`` are refused), booleans are real
 booleans or the words ``true``/``false``, lists are lists.
 
+One rule for numbers from templated strings, everywhere: decimal text is read as the number it writes
+(``"50"`` is 50, ``" 2.5 "`` is 2.5), and blank text is refused, never taken for "unset" (``None`` is
+unset). Ids and URLs are checked and sent in the same form: stripped before both, or refused.
+
 :func:`parse_literal` is the one parser for a rendered literal (``"['a', 'b']"``, JSON text): JSON first,
 then a Python literal (an XCom list rendered with ``repr``); text that is neither is a validation error
 naming the field, never a ``SyntaxError``.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import os
 import re
 from collections.abc import Collection, Mapping
 from datetime import date
@@ -133,8 +138,8 @@ def check_number(
 
 
 def check_optional_number(value: Any, **kwargs: Any) -> float | int | None:
-    """:func:`check_number`, with ``None`` or ``""`` (an unset templated field) meaning no value."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    """:func:`check_number`, with ``None`` meaning no value (blank text is refused: it is no number)."""
+    if value is None:
         return None
     return check_number(value, **kwargs)
 
@@ -146,6 +151,12 @@ def check_bool(value: Any, *, field: str, vendor: str | None = None) -> bool:
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     raise _error(f"{field} must be true or false, got {value!r}", field, vendor)
+
+
+def check_bools(operator: Any, *names: str, vendor: str | None = None) -> None:
+    """Every boolean argument ``names`` of ``operator`` through :func:`check_bool`, normalized in place."""
+    for name in names:
+        setattr(operator, name, check_bool(getattr(operator, name), field=name, vendor=vendor))
 
 
 def check_choice(value: Any, choices: Collection[str], *, field: str, vendor: str | None = None) -> str:
@@ -171,11 +182,34 @@ def check_iso_date(value: Any, *, field: str, vendor: str | None = None) -> str 
     return text
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+
+
 def check_destination(value: Any, *, field: str = "destination") -> Any:
-    """A non-empty destination (an empty one would write into the worker's working directory)."""
+    """
+    A destination that cannot land in the worker's working directory: an absolute local path or a URL
+    with a scheme (``s3://bucket/prefix``, ``file:///data``), returned stripped; an ``ObjectStoragePath``
+    or other path object as it is (local ones must be absolute). Empty, ``.``, ``..`` and relative paths
+    are refused: they resolve against wherever the worker happens to run.
+    """
     if value is None or (isinstance(value, str) and not value.strip()):
-        raise _error(f"{field} is empty: give a directory or URL such as s3://bucket/prefix", field, None)
-    return value
+        raise _error(
+            f"{field} is empty: give an absolute path or a URL such as s3://bucket/prefix", field, None
+        )
+    if not isinstance(value, str):
+        protocol = getattr(value, "protocol", None)
+        if protocol in (None, "file", "local") and not os.path.isabs(str(value).removeprefix("file://")):
+            raise _error(f"{field} {str(value)!r} is a relative path: give an absolute one", field, None)
+        return value
+    text = value.strip()
+    if _SCHEME.fullmatch(text) or os.path.isabs(text):
+        return text
+    raise _error(
+        f"{field} {value!r} is a relative path: it would resolve against the worker's working directory; "
+        "give an absolute path (/data/linkmsg) or a URL such as s3://bucket/prefix",
+        field,
+        None,
+    )
 
 
 def check_list(value: Any, *, field: str, non_empty: bool = False, vendor: str | None = None) -> list[Any]:
@@ -224,20 +258,19 @@ def check_inbox_arguments(operator: Any) -> None:
     operator.max_workers = check_number(
         operator.max_workers, field="max_workers", minimum=1, maximum=MAX_WORKERS, integer=True, vendor=vendor
     )
-    if isinstance(operator.page_size, str | float | bool):
-        size = operator.page_size
-        raise _error(
-            f"page_size must be a whole number, got {size!r} ({type(size).__name__})", "page_size", vendor
-        )
+    if operator.page_size is not None:  # bounds are the vendor's: its hook checks them
+        operator.page_size = check_number(operator.page_size, field="page_size", integer=True, vendor=vendor)
     if operator.conversation_ids is not None and not isinstance(operator.conversation_ids, str):
         check_list(operator.conversation_ids, field="conversation_ids", non_empty=True, vendor=vendor)
 
 
 def check_max_credits(value: Any, *, vendor: str | None = None) -> float | None:
     """``max_credits`` as a finite number of credits, 0 or more, or ``None`` (no limit)."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
         raise _error(
-            f"max_credits must be a number of credits, 0 or more, got {value!r}", "max_credits", vendor
+            f"max_credits must be a number of credits, 0 or more (None: no limit), got {value!r}",
+            "max_credits",
+            vendor,
         )
     try:
         number = check_optional_number(value, field="max_credits", minimum=0, vendor=vendor)
@@ -273,14 +306,39 @@ def check_persons(value: Any, *, field: str = "persons") -> list[Any]:
     return persons
 
 
-def check_generation_request(payload: Mapping[str, Any], max_messages: Any) -> int | None:
+def _id_or_url(name: str) -> bool:
+    return name == "linkedin" or name.endswith(("_id", "_url", "_link"))
+
+
+def strip_ids_and_urls(payload: dict[str, Any]) -> None:
     """
-    What the Koneksi vendor rules do not catch, before the paid generation: lead fields of the wrong type,
+    Strip, in place, the text ids and URLs of a Koneksi request (top-level fields and each lead's): the
+    checks and the request then see the same value (a rendered Variable's trailing newline is not sent).
+    Leads are copied, not changed under the caller.
+    """
+    for name, value in list(payload.items()):
+        if isinstance(value, str) and _id_or_url(name):
+            payload[name] = value.strip()
+    leads = payload.get("lead_data")
+    if isinstance(leads, list):
+        payload["lead_data"] = [
+            {k: v.strip() if isinstance(v, str) and _id_or_url(k) else v for k, v in lead.items()}
+            if isinstance(lead, Mapping)
+            else lead
+            for lead in leads
+        ]
+
+
+def check_generation_request(payload: dict[str, Any], max_messages: Any) -> int | None:
+    """
+    What the Koneksi vendor rules do not catch, before the paid generation (ids and URLs are stripped in
+    ``payload`` first, see :func:`strip_ids_and_urls`): lead fields of the wrong type,
     LinkedIn URLs that are not profiles, company URLs with spaces, lead ids that repeat across types, and
     ``max_messages`` that is not a whole number; a generation of more than :data:`UNBUDGETED_MESSAGES`
     messages without ``max_messages``. Returns ``max_messages`` as an int (``None``: no limit).
     """
     vendor = "koneksi"
+    strip_ids_and_urls(payload)
     if isinstance(max_messages, bool | float):
         raise _error(
             f"max_messages must be a whole number of messages, got {max_messages!r}", "max_messages", vendor
@@ -347,14 +405,14 @@ def check_generation_request(payload: Mapping[str, Any], max_messages: Any) -> i
 def check_export_arguments(operator: Any, *, files: bool) -> None:
     """The export operators' arguments, normalized in place, before any manifest is read."""
     if files:
-        check_destination(operator.destination)
+        operator.destination = check_destination(operator.destination)
         if operator.file_format == "parquet" and operator.compression is not None:
             operator.compression = check_choice(
                 str(operator.compression).lower(), PARQUET_CODECS, field="compression"
             )
         check_iso_date(operator.partition_date, field="partition_date")
     operator.batch_size = check_number(operator.batch_size, field="batch_size", minimum=1, integer=True)
-    operator.include_raw = check_bool(operator.include_raw, field="include_raw")
+    check_bools(operator, "include_raw", *(() if files else ("create_table",)))
 
 
 class MissingManifestError(LinkMsgValidationError, FileNotFoundError):

@@ -26,13 +26,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
 import threading
 import time
 from collections import OrderedDict
 from typing import Any, Protocol
 
-from airflow_provider_linkmsg.exceptions import LinkMsgAuthError
+from airflow_provider_linkmsg.exceptions import LinkMsgAuthError, LinkMsgValidationError
 from airflow_provider_linkmsg.records import parse_utc
 
 KONEKSI_SIGNATURE_HEADER = "koneksi-signature"
@@ -184,8 +185,29 @@ def default_max_age() -> float:
     """Seconds: ``[linkmsg] webhook_max_age_minutes`` (default :data:`DEFAULT_MAX_AGE_MINUTES`)."""
     from airflow.providers.common.compat.sdk import conf
 
-    minutes = conf.getfloat("linkmsg", "webhook_max_age_minutes", fallback=DEFAULT_MAX_AGE_MINUTES)
-    return minutes * 60
+    minutes = conf.get("linkmsg", "webhook_max_age_minutes", fallback=None)
+    if minutes is None or not str(minutes).strip():
+        return DEFAULT_MAX_AGE_MINUTES * 60.0
+    return check_max_age(minutes, field="[linkmsg] webhook_max_age_minutes", unit=60.0)
+
+
+def check_max_age(value: Any, *, field: str = "max_age", unit: float = 1.0) -> float:
+    """
+    ``value`` (in ``unit`` seconds) as seconds: a finite number, 0 or more. ``NaN`` would accept every age
+    (no comparison with it is true), ``inf`` is spelled ``max_age=None``; both are refused.
+    """
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise LinkMsgValidationError(
+            f"{field} must be a finite number of {'minutes' if unit == 60 else 'seconds'}, 0 or more, got "
+            f"{value!r} (None as the argument accepts any age)",
+            field=field,
+            vendor="koneksi",
+        )
+    return number * unit
 
 
 def sign_koneksi_payload(body: bytes | str, secret: str) -> str:
@@ -225,8 +247,7 @@ def verify_koneksi_webhook(
     :param now: the current epoch time (for tests); the real clock by default.
     :return: the payload: ``secure_request_id``, ``status``, ``completed_at``, the counts ...
     """
-    if max_age is DEFAULT:
-        max_age = default_max_age()
+    max_age = default_max_age() if max_age is DEFAULT else None if max_age is None else check_max_age(max_age)
     if seen_store is DEFAULT:
         seen_store = process_seen_store()
     if not secret:
@@ -259,16 +280,19 @@ def verify_koneksi_webhook(
     if max_age is not None:
         try:
             age = (time.time() if now is None else now) - parse_utc(sent_at).timestamp()
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError, OSError):  # "9" * 30 is ISO-ish digits out of range
             raise WebhookVerificationError(
-                f"webhook_triggered_at {sent_at!r} is not an ISO-8601 time", reason="malformed"
+                f"webhook_triggered_at {sent_at[:40]!r} is not an ISO-8601 time in range", reason="malformed"
             ) from None
         if age > max_age or age < -FUTURE_SKEW:
             raise WebhookVerificationError(
                 f"webhook for {request_id} was sent at {sent_at}, {age:.0f} s ago: outside max_age {max_age:.0f} s",
                 reason="too_old",
             )
-    if seen_store is not None and not seen_store.add(f"{request_id}|{sent_at}"):
+    # an entry lives at least as long as a delivery is accepted, so a replay cannot outlive its record
+    lifetime = math.inf if max_age is None else max_age + FUTURE_SKEW
+    lifetime = max(lifetime, getattr(seen_store, "ttl", 0) or 0)
+    if seen_store is not None and not seen_store.add(f"{request_id}|{sent_at}", lifetime):
         raise WebhookVerificationError(
             f"webhook for {request_id} sent at {sent_at} was already received (replay or re-delivery)",
             reason="replay",

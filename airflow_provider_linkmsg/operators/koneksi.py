@@ -33,7 +33,7 @@ from airflow_provider_linkmsg.hooks.koneksi import (
 from airflow_provider_linkmsg.io.staging import StagingWriter, open_for_read, staging_root, to_path
 from airflow_provider_linkmsg.io.task_state import TaskStateStore
 from airflow_provider_linkmsg.utils import task_run_id
-from airflow_provider_linkmsg.validation import check_generation_request, parse_literal
+from airflow_provider_linkmsg.validation import check_bools, check_generation_request, parse_literal
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -198,8 +198,8 @@ class KoneksiRequestMessageGenerationOperator(BaseOperator):
 
     def execute(self, context: Context) -> str:
         payload = self.build_payload()
+        self.max_messages = check_generation_request(payload, self.max_messages)  # strips ids and URLs
         self.hook.validate_generation_request(payload)
-        self.max_messages = check_generation_request(payload, self.max_messages)
         messages = self.check_budget(payload)
         fingerprint = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
         store = TaskStateStore(
@@ -286,6 +286,7 @@ class KoneksiRetrieveMessagesOperator(BaseOperator):
         return KoneksiHook(self.koneksi_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        check_bools(self, "include_raw", "allow_partial", vendor="koneksi")
         root = staging_root(self.staging_path, self.staging_conn_id)
         result = self.hook.retrieve_messages(self.secure_request_id)
         if not result.complete and not self.allow_partial:

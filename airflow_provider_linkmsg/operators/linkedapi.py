@@ -43,7 +43,7 @@ from airflow_provider_linkmsg.operators.linkedapi_sync import (  # noqa: F401 - 
     check_settings,
     person_list,
 )
-from airflow_provider_linkmsg.validation import check_inbox_arguments, check_seconds
+from airflow_provider_linkmsg.validation import check_bools, check_inbox_arguments, check_seconds
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context, ObjectStoragePath
@@ -131,6 +131,7 @@ class LinkedApiRetrieveMessagesOperator(BaseInboxRetrieveOperator):
 
     def check_inputs(self) -> None:
         check_inbox_arguments(self)
+        check_bools(self, "sync_missing", vendor=VENDOR)
         self.poll_interval = check_seconds(self.poll_interval, field="poll_interval", vendor=VENDOR)
         self.sync_timeout = check_seconds(self.sync_timeout, field="sync_timeout", vendor=VENDOR)
         check_settings(self.hook, self.result_handling, self.effective_page_size, "page_size")

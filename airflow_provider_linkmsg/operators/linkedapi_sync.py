@@ -31,7 +31,7 @@ from airflow_provider_linkmsg.io.state import JsonState
 from airflow_provider_linkmsg.io.task_state import TaskStateStore
 from airflow_provider_linkmsg.records import to_utc_iso
 from airflow_provider_linkmsg.triggers.linkedapi import LinkedApiJobTrigger
-from airflow_provider_linkmsg.validation import check_persons, check_seconds
+from airflow_provider_linkmsg.validation import check_bools, check_persons, check_seconds
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context, ObjectStoragePath
@@ -216,6 +216,7 @@ class LinkedApiSyncConversationsOperator(BaseOperator):
 
     # ---- execution -------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
+        check_bools(self, "resync", "deferrable", vendor=VENDOR)
         persons = parse_persons(person_list(self.persons))
         self.poll_interval = check_seconds(self.poll_interval, field="poll_interval", vendor=VENDOR)
         self.timeout = check_seconds(self.timeout, field="timeout", vendor=VENDOR)

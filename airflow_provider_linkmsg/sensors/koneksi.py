@@ -26,6 +26,7 @@ from airflow_provider_linkmsg.exceptions import (
 )
 from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
 from airflow_provider_linkmsg.triggers.koneksi import KoneksiGenerationTrigger, still_in_progress
+from airflow_provider_linkmsg.validation import check_bools
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -83,6 +84,7 @@ class KoneksiGenerationSensor(BaseSensorOperator):
 
     # ---- modes ------------------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
+        check_bools(self, "deferrable", "accept_partial_on_timeout", vendor="koneksi")
         share = self.max_failed_share
         if share is not None and not (isinstance(share, int | float) and 0 <= share <= 1):
             raise LinkMsgValidationError(

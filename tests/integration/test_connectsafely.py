@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 
 import pytest
 import requests
@@ -12,6 +13,7 @@ from airflow_provider_linkmsg.exceptions import (
     LinkMsgAuthError,
     LinkMsgError,
     LinkMsgNotFoundError,
+    LinkMsgResponseError,
     LinkMsgValidationError,
 )
 from airflow_provider_linkmsg.hooks.connectsafely import ConnectSafelyHook
@@ -207,23 +209,26 @@ def test_bad_inputs_fail_before_any_call(inbox_sandbox):
         ({"cursor_on_last_page": True}, 0, 3, True),  # a cursor, but hasMore false
         ({"empty_tail": True}, 1, 3, True),  # one more call gets an empty page that still has a cursor
         ({"page_cap": 2}, 0, 2, True),  # short pages that are not the last
-        ({"repeat_cursor": True}, None, 3, False),  # the vendor repeats a cursor: stop, never loop
+        ({"repeat_cursor": True}, None, 3, False),  # the vendor repeats a cursor: a typed error, never a loop
     ],
 )
 def test_message_pagination_stops_where_it_should(inbox_sandbox, quirks, extra_calls, page_size, complete):
     sandbox = inbox_sandbox(VENDOR, conversations=3, messages=14, pagination=quirks)
     conversation = biggest_conversation(sandbox)
     before = calls(sandbox)
-    got = [
-        m["messageUrn"] for m in ConnectSafelyHook().iter_messages(conversation["conversation_id"], count=3)
-    ]
+    got: list[str] = []
+    with pytest.raises(LinkMsgResponseError, match="a second time") if not complete else nullcontext():
+        got.extend(
+            m["messageUrn"]
+            for m in ConnectSafelyHook().iter_messages(conversation["conversation_id"], count=3)
+        )
     made = calls(sandbox) - before
     assert len(got) == len(set(got))
     if complete:
         assert len(got) == conversation["messages"]
         assert made == math.ceil(conversation["messages"] / page_size) + extra_calls
     else:
-        assert made == 2 and len(got) == 6
+        assert made == 2 and len(got) == page_size  # the first page; the error comes with the second
 
 
 def test_listing_short_pages_are_followed_to_the_end(inbox_sandbox):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import pytest
 import requests
@@ -11,6 +12,7 @@ from airflow_provider_linkmsg.exceptions import (
     LinkMsgAuthError,
     LinkMsgBudgetExceededError,
     LinkMsgNotFoundError,
+    LinkMsgResponseError,
     LinkMsgValidationError,
 )
 from airflow_provider_linkmsg.hooks.linkup import LinkupHook
@@ -191,7 +193,7 @@ def test_max_credits_refuses_a_call_before_sending_it(inbox_sandbox):
         ({"cursor_on_last_page": True}, 1, 4, True),  # a cursor on the last page: one empty page follows
         ({"empty_tail": True}, 1, 4, True),  # an empty page that still carries a cursor
         ({"page_cap": 3}, 0, 3, True),  # short pages that are not the last
-        ({"repeat_cursor": True}, None, 4, False),  # the vendor repeats a cursor: stop, never loop
+        ({"repeat_cursor": True}, None, 4, False),  # the vendor repeats a cursor: a typed error, never a loop
     ],
 )
 def test_conversation_pagination_stops_where_it_should(
@@ -199,19 +201,21 @@ def test_conversation_pagination_stops_where_it_should(
 ):
     sandbox = inbox_sandbox(VENDOR, conversations=3, messages=14, pagination=quirks)
     conversation = biggest_conversation(sandbox)
-    got = [
-        m["entity_urn"]
-        for m in LinkupHook().iter_messages(
-            account_of(sandbox), conversation_id=conversation["conversation_id"], count=4
+    got: list[str] = []
+    with pytest.raises(LinkMsgResponseError, match="a second time") if not complete else nullcontext():
+        got.extend(
+            m["entity_urn"]
+            for m in LinkupHook().iter_messages(
+                account_of(sandbox), conversation_id=conversation["conversation_id"], count=4
+            )
         )
-    ]
     made = calls(sandbox)
     assert len(got) == len(set(got))
     if complete:
         assert len(got) == conversation["messages"]
         assert made == math.ceil(conversation["messages"] / page_size) + extra_calls
     else:
-        assert made == 2 and len(got) == 8
+        assert made == 2 and len(got) == page_size  # the first page; the error comes with the second
 
 
 # ---- incremental retrieval ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from airflow_provider_linkmsg import webhooks
+from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
 from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
 from airflow_provider_linkmsg.webhooks import (
     MemorySeenStore,
@@ -135,3 +136,52 @@ def test_an_explicit_store_and_no_age_limit_still_work():
     signature = sign_koneksi_payload(old, SECRET)
     assert verify_koneksi_webhook(old, signature, SECRET, seen_store=seen, max_age=None)
     assert len(seen) == 1 and len(process_seen_store()) == 0
+
+
+# ---- time values that break the checks (adversarial review of issue 14, F11) ------------------------------
+def signed(body: dict) -> tuple[bytes, str]:
+    raw = json.dumps(body).encode()
+    return raw, sign_koneksi_payload(raw, SECRET)
+
+
+@pytest.mark.parametrize("sent_at", ["9" * 30, "99999-01-01T00:00:00", "-" + "9" * 20])
+def test_a_signed_timestamp_out_of_range_is_a_verification_error(sent_at):
+    raw, sig = signed({"secure_request_id": "r-1", "status": "complete", "webhook_triggered_at": sent_at})
+    with pytest.raises(WebhookVerificationError) as info:
+        verify_koneksi_webhook(raw, sig, SECRET, seen_store=MemorySeenStore())
+    assert info.value.reason == "malformed"
+
+
+@pytest.mark.parametrize("max_age", [float("nan"), float("inf"), -1, "soon", True])
+def test_an_explicit_max_age_must_be_finite_and_not_negative(max_age):
+    old = delivery(timedelta(days=3 * 365))
+    with pytest.raises(LinkMsgValidationError) as info:
+        verify_koneksi_webhook(old, sign_koneksi_payload(old, SECRET), SECRET, max_age=max_age)
+    assert info.value.field == "max_age"
+
+
+@pytest.mark.parametrize("minutes", ["nan", "inf", "-5", "soon"])
+def test_a_configured_max_age_must_be_finite_and_not_negative(monkeypatch, minutes):
+    monkeypatch.setenv("AIRFLOW__LINKMSG__WEBHOOK_MAX_AGE_MINUTES", minutes)
+    old = delivery(timedelta(days=3 * 365))
+    with pytest.raises(LinkMsgValidationError, match="webhook_max_age_minutes") as info:
+        verify_koneksi_webhook(old, sign_koneksi_payload(old, SECRET), SECRET, seen_store=MemorySeenStore())
+    assert info.value.field == "[linkmsg] webhook_max_age_minutes"
+
+
+def test_a_replay_store_entry_lives_at_least_as_long_as_a_delivery_is_accepted():
+    class Recording(MemorySeenStore):
+        def add(self, key, ttl=None):
+            self.asked = ttl
+            return super().add(key, ttl)
+
+    store = Recording(ttl=60)  # shorter than the accepted age: a replay after a minute would pass
+    body = delivery(timedelta(minutes=50))
+    signature = sign_koneksi_payload(body, SECRET)
+    verify_koneksi_webhook(body, signature, SECRET, seen_store=store, max_age=3 * 24 * 3600)
+    assert store.asked >= 3 * 24 * 3600
+    fresh = delivery(request_id="7f1c1f9e-0000-4000-8000-000000000002")
+    verify_koneksi_webhook(fresh, sign_koneksi_payload(fresh, SECRET), SECRET, seen_store=store, max_age=None)
+    assert store.asked == float("inf")  # any age accepted: the entry never expires
+    with pytest.raises(WebhookVerificationError, match="already received"):
+        verify_koneksi_webhook(body, signature, SECRET, seen_store=store, max_age=3 * 24 * 3600)
