@@ -33,7 +33,12 @@ from airflow_provider_linkmsg.hooks.koneksi import (
 from airflow_provider_linkmsg.io.staging import StagingWriter, open_for_read, staging_root, to_path
 from airflow_provider_linkmsg.io.task_state import TaskStateStore
 from airflow_provider_linkmsg.utils import task_run_id
-from airflow_provider_linkmsg.validation import check_bools, check_generation_request, parse_literal
+from airflow_provider_linkmsg.validation import (
+    check_bools,
+    check_generation_request,
+    parse_literal,
+    strip_ids_and_urls,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -198,8 +203,9 @@ class KoneksiRequestMessageGenerationOperator(BaseOperator):
 
     def execute(self, context: Context) -> str:
         payload = self.build_payload()
-        self.max_messages = check_generation_request(payload, self.max_messages)  # strips ids and URLs
+        strip_ids_and_urls(payload)  # what is checked is what is sent
         self.hook.validate_generation_request(payload)
+        self.max_messages = check_generation_request(payload, self.max_messages)
         messages = self.check_budget(payload)
         fingerprint = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
         store = TaskStateStore(

@@ -173,6 +173,19 @@ def kn_request(e: Env, **kwargs: Any) -> Any:
     return op.execute(e.context("request"))
 
 
+def kn_retrieve(e: Env, **kwargs: Any) -> Any:
+    op = KoneksiRetrieveMessagesOperator(
+        task_id="retrieve", secure_request_id=REQUEST_ID, staging_path=e.staging, **kwargs
+    )
+    return op.execute(e.context("retrieve"))
+
+
+def kn_sensor(e: Env, **kwargs: Any) -> Any:
+    return KoneksiGenerationSensor(task_id="wait", secure_request_id=REQUEST_ID, **kwargs).execute(
+        e.context()
+    )
+
+
 def to_files(e: Env, **kwargs: Any) -> Any:
     kwargs.setdefault("manifests", e.manifest())
     kwargs.setdefault("destination", e.out)
@@ -275,6 +288,8 @@ TABLE = [
     bad(lambda e: KoneksiRetrieveMessagesOperator(task_id="r", secure_request_id=REQUEST_ID + "\nx", staging_path=e.staging).execute(e.context()), V, "UUID v4", "secure_request_id", id="koneksi-retrieve-request-id-two-lines"),
     # finite numbers in range
     bad(lambda e: linkup(e, max_credits="nan"), V, "number of credits", "max_credits", id="linkup-budget-nan"),
+    bad(lambda e: linkup(e, max_credits="  \n"), V, "number of credits", "max_credits", id="linkup-budget-blank"),
+    bad(lambda e: linkup(e, max_credits=""), V, "number of credits", "max_credits", id="linkup-budget-empty-text"),
     bad(lambda e: linkup(e, max_credits=float("inf")), V, "number of credits", "max_credits", id="linkup-budget-infinite"),
     bad(lambda e: linkup(e, max_credits=True), V, "number of credits", "max_credits", id="linkup-budget-true"),
     bad(lambda e: LinkupHook(max_credits=float("nan")), V, "finite", "max_credits", id="linkup-hook-budget-nan"),
@@ -286,15 +301,25 @@ TABLE = [
     bad(lambda e: linkup(e, max_workers=2.5), V, "whole number", "max_workers", id="linkup-max-workers-fraction"),
     bad(lambda e: la_retrieve(e, max_workers=10_000), V, "at most 64", "max_workers", id="linkedapi-retrieve-max-workers-10000"),
     # integer page sizes
-    bad(lambda e: cs(e, page_size="50"), V, "whole number", "page_size", id="cs-page-size-text"),
+    bad(lambda e: cs(e, page_size="fifty"), V, "whole number", "page_size", id="cs-page-size-text"),
     bad(lambda e: linkup(e, page_size=2.5), V, "whole number", "page_size", id="linkup-page-size-fraction"),
-    bad(lambda e: la_retrieve(e, page_size="100"), V, "whole number", "page_size", id="linkedapi-retrieve-page-size-text"),
+    bad(lambda e: la_retrieve(e, page_size="a hundred"), V, "whole number", "page_size", id="linkedapi-retrieve-page-size-text"),
+    bad(lambda e: linkup(e, page_size="  "), V, "whole number", "page_size", id="linkup-page-size-blank-text"),
     # real booleans from templated strings
     bad(lambda e: cs(e, full_refresh="no"), V, "true or false", "full_refresh", id="cs-full-refresh-no"),
     bad(lambda e: linkup(e, full_refresh="0"), V, "true or false", "full_refresh", id="linkup-full-refresh-zero"),
     bad(lambda e: linkup(e, include_raw="maybe"), V, "true or false", "include_raw", id="linkup-include-raw-maybe"),
     bad(lambda e: la_retrieve(e, fail_on_error="yes"), V, "true or false", "fail_on_error", id="linkedapi-retrieve-fail-on-error-yes"),
     bad(lambda e: to_files(e, include_raw="sure"), V, "true or false", "include_raw", id="export-include-raw-sure"),
+    # every boolean argument, not only the inbox ones (adversarial review, F8)
+    bad(lambda e: la_retrieve(e, sync_missing="nope"), V, "true or false", "sync_missing", id="linkedapi-retrieve-sync-missing-nope"),
+    bad(lambda e: la_sync(e, resync="maybe"), V, "true or false", "resync", id="linkedapi-sync-resync-maybe"),
+    bad(lambda e: LinkedApiSyncConversationsOperator(task_id="s", persons=e.persons, deferrable="later").execute(e.context()), V, "true or false", "deferrable", id="linkedapi-sync-deferrable-text"),
+    bad(lambda e: kn_retrieve(e, allow_partial="yes"), V, "true or false", "allow_partial", id="koneksi-retrieve-allow-partial-yes"),
+    bad(lambda e: kn_retrieve(e, include_raw="1"), V, "true or false", "include_raw", id="koneksi-retrieve-include-raw-1"),
+    bad(lambda e: kn_sensor(e, deferrable="on"), V, "true or false", "deferrable", id="koneksi-sensor-deferrable-on"),
+    bad(lambda e: kn_sensor(e, accept_partial_on_timeout="ok"), V, "true or false", "accept_partial_on_timeout", id="koneksi-sensor-accept-partial-ok"),
+    bad(lambda e: to_sql(e, create_table="no"), V, "true or false", "create_table", id="export-sql-create-table-no"),
     # lists that are lists, and not empty where that makes a paid call useless
     bad(lambda e: cs(e, conversation_ids=[]), V, "empty list", "conversation_ids", id="cs-conversation-ids-empty"),
     bad(lambda e: linkup(e, conversation_ids=[]), V, "empty list", "conversation_ids", id="linkup-conversation-ids-empty"),
@@ -328,6 +353,12 @@ TABLE = [
     bad(lambda e: to_files(e, file_format="parquet", compression="rar"), V, "must be one of", "compression", id="export-parquet-compression-rar"),
     bad(lambda e: to_files(e, destination=""), V, "is empty", "destination", id="export-destination-empty"),
     bad(lambda e: to_files(e, destination="   "), V, "is empty", "destination", id="export-destination-blank"),
+    # destinations that resolve against the worker's working directory (adversarial review, F7)
+    bad(lambda e: to_files(e, destination="."), V, "relative path", "destination", id="export-destination-dot"),
+    bad(lambda e: to_files(e, destination=".."), V, "relative path", "destination", id="export-destination-dotdot"),
+    bad(lambda e: to_files(e, destination="out/dir"), V, "relative path", "destination", id="export-destination-relative"),
+    bad(lambda e: to_files(e, destination=".\n"), V, "relative path", "destination", id="export-destination-dot-newline"),
+    bad(lambda e: to_files(e, destination="s3:/bucket"), V, "relative path", "destination", id="export-destination-url-one-slash"),
     bad(lambda e: to_sql(e, batch_size=2.5), V, "whole number", "batch_size", id="export-sql-batch-size-fraction"),
     bad(lambda e: to_files(e, file_format="parquet", batch_size=2.5), V, "whole number", "batch_size", id="export-files-batch-size-fraction"),
     bad(lambda e: to_files(e, manifests="[not json"), V, "neither JSON nor a Python literal", "manifests", id="export-manifests-bad-literal"),
@@ -394,3 +425,47 @@ def test_the_table_covers_at_least_thirty_inputs_of_every_kind():
         "page-size-text",
     ):
         assert any(kind in i for i in ids), kind
+
+
+# ---- accepted forms: what is checked is what is used (adversarial review, F8, F9, numbers from text) -------
+def test_false_as_text_is_false_sync_missing_makes_no_paid_sync(tmp_path, monkeypatch):
+    """``sync_missing="false"`` (a rendered template) must not turn on paid synchronizations."""
+    with Sandbox(seed=9, sizes=SIZES) as sandbox:  # its own: nobody synchronized these persons yet
+        for key, value in sandbox.env().items():
+            monkeypatch.setenv(key, value)
+        env = Env(sandbox, str(tmp_path / "staging"), str(tmp_path / "out"), monkeypatch)
+        la_retrieve(env, sync_missing="false", fail_on_error=False)
+        calls = sandbox.stats().get("calls", {})
+        syncs = {r: n for r, n in calls.items() if "synchronize" in r or "workflows" in r}
+        assert not syncs, f"sync_missing='false' made synchronization calls: {syncs}"
+        la_retrieve(env, sync_missing="true", fail_on_error=False)  # the check can fail: "true" does sync
+        calls = sandbox.stats().get("calls", {})
+        assert any("synchronize" in r or "workflows" in r for r in calls), calls
+
+
+def test_a_page_size_in_text_is_read_as_the_number_it_writes(env):
+    cs(env, page_size="1")
+    reads = {r: n for r, n in env.sandbox.stats().get("calls", {}).items() if r.endswith("/messages")}
+    held = len(env.sandbox.truth("connectsafely")["messages"])
+    assert sum(reads.values()) >= held, f"page_size='1' did not page one message at a time: {reads}"
+
+
+def test_koneksi_ids_and_urls_are_sent_as_they_were_checked(env):
+    """A trailing newline (a rendered Variable) is stripped before the checks and before the request."""
+    leads = [
+        {
+            **lead,
+            "linkedin": lead["linkedin"] + "\n",
+            "external_prospect_id": f" {lead['external_prospect_id']}\n",
+        }
+        for lead in env.leads
+    ]
+    url = "http://127.0.0.1:9/done\n"  # loopback, nothing listens: the sandbox's webhook goes nowhere
+    request_id = kn_request(env, leads=leads, completion_notification_url=url)
+    sent = env.sandbox.apps["koneksi"].generations[request_id].body
+    assert sent["completion_notification_url"] == "http://127.0.0.1:9/done"
+    assert [lead["linkedin"] for lead in sent["lead_data"]] == [lead["linkedin"] for lead in env.leads]
+    assert [lead["external_prospect_id"] for lead in sent["lead_data"]] == [
+        lead["external_prospect_id"] for lead in env.leads
+    ]
+    assert leads[0]["linkedin"].endswith("\n"), "the caller's leads were changed in place"
