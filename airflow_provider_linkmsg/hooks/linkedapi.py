@@ -739,7 +739,9 @@ class LinkedApiHook(ConnectionFormMixin, LinkMsgHook):
                 item["since"] = since[p]
             body.append(item)
         try:
-            result = (self.request("POST", "/conversations/poll", json_body=body).data or {}).get("result")
+            data = self.request("POST", "/conversations/poll", json_body=body).data or {}
+            route = "POST /conversations/poll"
+            result = parse(schema.PollAnswer, data, vendor=self.vendor, route=route).get("result")
         except LinkMsgError as exc:
             if exc.code not in NOT_SYNCED_ERRORS:
                 raise

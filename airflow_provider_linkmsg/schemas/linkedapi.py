@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow_provider_linkmsg.schemas.types import Id, Loose, StrictStr, Timestamp
 
 
@@ -13,3 +15,17 @@ class Message(Loose):
     sender: StrictStr | None = None
     text: StrictStr | None = None
     threadId: StrictStr | None = None
+
+
+class PollItem(Loose):
+    """One person of ``POST /conversations/poll``; its messages are checked one by one (:class:`Message`)."""
+
+    personUrl: StrictStr
+    type: StrictStr | None = None
+    messages: list[Any] | None = None
+
+
+class PollAnswer(Loose):
+    """``POST /conversations/poll``: ``{"result": [{"personUrl", "type", "messages"}, ...]}``."""
+
+    result: list[PollItem] | None = None

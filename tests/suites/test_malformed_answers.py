@@ -178,6 +178,9 @@ INBOX_CASES = [
     case("linkedapi", LA_POLL, "result.*.messages.*.text", {"x": 1}, path="messages[].text", id="la-text-an-object"),
     case("linkedapi", LA_POLL, "result.*.messages.*.id", None, path="messages[].id", id="la-id-null"),
     case("linkedapi", LA_POLL, "result.*.messages.*", "hello", path="messages[]", id="la-message-a-string"),
+    case("linkedapi", LA_POLL, "result", "done", id="la-result-a-string"),
+    case("linkedapi", LA_POLL, "result.0", 7, id="la-result-item-a-number"),
+    case("linkedapi", LA_POLL, "result.0.messages", {"m": 1}, id="la-messages-an-object"),
 ]  # fmt: skip
 
 NEWS = {
