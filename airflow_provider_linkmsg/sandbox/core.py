@@ -6,20 +6,11 @@ of a benchmark), routing by vendor prefix, the deterministic fault injection, pe
 counters and the admin API under ``/_sandbox``. Each vendor is a :class:`VendorApp` in its own module that
 declares its routes, its slice of the synthetic world and its ground truth.
 
-Admin API:
+The admin API under ``/_sandbox`` (truth, stats, advance, faults, config) is :mod:`.admin`.
 
-* ``GET /_sandbox/truth/{vendor}``: the vendor's ground truth as JSON.
-* ``GET /_sandbox/stats``: calls per route, faults served, 429s from rate limits, credits spent.
-* ``POST /_sandbox/stats/reset``: zero the counters.
-* ``POST /_sandbox/advance``: time passes and new messages arrive (body forwarded to each vendor).
-* ``PUT /_sandbox/faults``: fault rules (see :class:`FaultRule`); ``GET`` shows them.
-* ``PUT /_sandbox/config``: per-vendor settings, e.g. ``{"rate_limits": {"connectsafely": [60, 60]}}``.
-
-Admin input is checked (400 with the reason: a probability that is not a number from 0 to 1, a rate
-limit that is not ``[requests >= 1, seconds > 0]``, an ``advance`` that is not a finite number of seconds up
-to ten years), so a bad call never leaves the sandbox answering 500. Malformed requests (a
-``Content-Length`` that is not a small whole number, an HTTP/0.9 request line) are answered 400 and the
-connection closed; an idle or stalled connection is closed after :data:`IDLE_TIMEOUT` seconds.
+Admin input is checked before anything changes (400 with the reason), so a bad call never leaves the
+sandbox answering 500. Malformed requests (a ``Content-Length`` that is not a small whole number, or given
+twice, an HTTP/0.9 request line) are answered 400 and the connection closed; an idle or stalled connection is closed after :data:`IDLE_TIMEOUT` seconds.
 """
 
 from __future__ import annotations
@@ -28,18 +19,19 @@ import fnmatch
 import json
 import random
 import re
-import socket
-import struct
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
-from airflow_provider_linkmsg.sandbox.faults import FaultRule, WindowLimiter, corrupt, number
+if TYPE_CHECKING:
+    from airflow_provider_linkmsg.sandbox.server import Handler
+
+from airflow_provider_linkmsg.sandbox.admin import check_advance, configure, handle
+from airflow_provider_linkmsg.sandbox.faults import FaultRule, WindowLimiter, corrupt
 
 #: client-side limits written into the sandbox's connections
 SANDBOX_CLIENT_LIMITS = {"requests_per_second": 500, "burst": 50, "max_in_flight": 16}
@@ -278,96 +270,6 @@ class SandboxState:
             return kind, latency, retry_after
 
 
-# --------------------------------------------------------------------------------------------------------
-# The HTTP server
-# --------------------------------------------------------------------------------------------------------
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        # answers go out as one segment: without this, Nagle's algorithm and delayed ACKs cost 40 ms each
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    timeout = IDLE_TIMEOUT  # a stalled or idle connection frees its thread
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: the counters say what happened
-        pass
-
-    def parse_request(self) -> bool:
-        words = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n").split()
-        if len(words) == 2:  # HTTP/0.9: no headers, no status line; refuse before waiting for headers
-            self.command, self.request_version, self.close_connection = None, "HTTP/1.0", True
-            self.requestline = " ".join(words)
-            self.send_error(400, "HTTP/0.9 requests are not served: send HTTP/1.1")
-            return False
-        return super().parse_request()
-
-    def _bad_request(self, reason: str) -> None:
-        self.close_connection = True
-        self.send(reply(400, {"error": reason}, Connection="close"))
-
-    def _serve(self) -> None:
-        parts = urlsplit(self.path)
-        declared = self.headers.get("Content-Length")
-        text = (declared or "").strip()
-        if declared is not None and (not text.isdigit() or int(text) > MAX_BODY):
-            self._bad_request(f"bad Content-Length {declared!r}: a whole number of bytes up to {MAX_BODY}")
-            return
-        length = int(text or 0)
-        body = self.rfile.read(length) if length else b""
-        if len(body) < length:
-            self.close_connection = True  # the client closed mid-body: nothing to answer
-            return
-        request = Request(
-            self.command, unquote(parts.path), parse_qs(parts.query), self.headers, body, parts.path
-        )
-        try:
-            response = self.server.sandbox.dispatch(request, self)
-        except Exception as exc:  # a sandbox bug must show, not hang the client
-            response = reply(500, {"error": f"sandbox error: {type(exc).__name__}: {exc}"})
-        if response is not None:
-            self.send(response)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
-
-    def send(self, response: Response, truncate: bool = False) -> None:
-        payload = response.encode()
-        self.send_response(response.status)
-        if response.body is not None and not isinstance(response.body, bytes):
-            self.send_header("Content-Type", "application/json")
-        for key, value in response.headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload)))
-        if truncate:
-            self.send_header("Connection", "close")
-        if truncate:
-            self._headers_buffer.append(b"\r\n" + payload[: len(payload) // 2])
-            self.flush_headers()
-            self.reset()
-        else:
-            self._headers_buffer.append(b"\r\n" + payload)
-            self.flush_headers()
-
-    def reset(self) -> None:
-        """Close the connection with a TCP reset (SO_LINGER 0)."""
-        self.close_connection = True
-        try:
-            self.wfile.flush()
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
-        except OSError:
-            pass
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-    sandbox: Sandbox
-
-
 class Sandbox:
     """
     The sandbox: a :class:`SandboxState`, the vendor apps and the HTTP server that serves them.
@@ -401,12 +303,14 @@ class Sandbox:
             name: [(route.regex(), route) for route in app.routes()] for name, app in self.apps.items()
         }
         self._host, self._port = host, port
-        self._server: _Server | None = None
+        self._server: Any = None
         self._thread: threading.Thread | None = None
 
     # ---- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> Sandbox:
-        self._server = _Server((self._host, self._port), _Handler)
+        from airflow_provider_linkmsg.sandbox.server import Handler, Server
+
+        self._server = Server((self._host, self._port), Handler)
         self._server.sandbox = self
         host, port = self._server.server_address[:2]
         self.state.base_url = f"http://{host}:{port}"
@@ -461,8 +365,9 @@ class Sandbox:
         self.state.reset_stats()
 
     def advance(self, **body: Any) -> dict[str, Any]:
-        seconds = number(body.get("seconds", 0), "advance seconds", 0, MAX_ADVANCE)
-        self.state.offset += float(seconds)
+        """Time passes and new data arrives; every vendor part is checked before anything changes."""
+        seconds = check_advance(body, self.apps, MAX_ADVANCE)
+        self.state.offset += seconds
         out = {}
         for name, app in self.apps.items():
             with app.lock:
@@ -477,38 +382,11 @@ class Sandbox:
                 self.state.fault_seed = seed
 
     def configure(self, body: Mapping[str, Any]) -> None:
-        """Apply settings; all are checked first (``ValueError`` with the reason), so none applies half-way."""
-        if not isinstance(body, Mapping):
-            raise ValueError(f"config must be an object, got {type(body).__name__}")
-        unknown = set(body) - {"rate_limits", "vendors"}
-        if unknown:
-            raise ValueError(f"unknown config keys {sorted(unknown)}: use 'rate_limits' and 'vendors'")
-        limits, vendors = body.get("rate_limits") or {}, body.get("vendors") or {}
-        if not isinstance(limits, Mapping) or not isinstance(vendors, Mapping):
-            raise ValueError("rate_limits and vendors must be objects keyed by vendor")
-        for vendor in (*limits, *vendors):
-            if vendor not in self.apps:
-                raise ValueError(f"unknown vendor {vendor!r}; known: {sorted(self.apps)}")
-        for vendor, limit in limits.items():
-            if limit and not (isinstance(limit, list | tuple) and len(limit) == 2):
-                raise ValueError(f"rate_limits.{vendor} must be [requests, seconds] or null, got {limit!r}")
-            if limit:
-                number(limit[0], f"rate_limits.{vendor} requests", 1, 1_000_000, integer=True)
-                number(limit[1], f"rate_limits.{vendor} seconds", 0.001, 86_400)
-        for vendor, settings in vendors.items():
-            if not isinstance(settings, Mapping):
-                raise ValueError(f"vendors.{vendor} must be an object of settings, got {settings!r}")
-        for vendor, limit in limits.items():
-            if limit:
-                self.state.rate_limits[vendor] = WindowLimiter(int(limit[0]), float(limit[1]))
-            else:
-                self.state.rate_limits.pop(vendor, None)
-        for vendor, settings in vendors.items():
-            with self.apps[vendor].lock:
-                self.apps[vendor].configure(settings)
+        """Apply settings (:func:`.admin.configure`): all are checked first, so none applies half-way."""
+        configure(self, body)
 
     # ---- dispatch ---------------------------------------------------------------------------------------
-    def dispatch(self, request: Request, handler: _Handler) -> Response | None:
+    def dispatch(self, request: Request, handler: Handler) -> Response | None:
         if request.path.startswith("/_sandbox/"):
             return self._admin(request)
         for app in self.apps.values():
@@ -516,7 +394,7 @@ class Sandbox:
                 return self._vendor(app, request, handler)
         return reply(404, {"error": f"no sandbox vendor serves {request.path}"})
 
-    def _vendor(self, app: VendorApp, request: Request, handler: _Handler) -> Response | None:
+    def _vendor(self, app: VendorApp, request: Request, handler: Handler) -> Response | None:
         sub = request.path[len(app.prefix) :] or "/"
         route = match = None
         for regex, candidate in self._routes[app.name]:
@@ -584,41 +462,4 @@ class Sandbox:
         return response
 
     def _admin(self, request: Request) -> Response:
-        path, method = request.path, request.method
-        try:
-            if method == "GET" and path.startswith("/_sandbox/truth/"):
-                vendor = path.rsplit("/", 1)[1]
-                if vendor not in self.apps:
-                    return reply(404, {"error": f"unknown vendor {vendor!r}; known: {sorted(self.apps)}"})
-                return reply(200, self.truth(vendor))
-            if method == "GET" and path == "/_sandbox/stats":
-                return reply(200, self.stats())
-            if method == "POST" and path == "/_sandbox/stats/reset":
-                self.reset_stats()
-                return reply(200, {"reset": True})
-            if method == "POST" and path == "/_sandbox/advance":
-                body = request.json() or {}
-                if not isinstance(body, dict):
-                    raise ValueError('advance takes an object, e.g. {"seconds": 60}')
-                return reply(200, self.advance(**body))
-            if method == "PUT" and path == "/_sandbox/faults":
-                body = request.json() or {}
-                rules, seed = body.get("rules", []), body.get("seed")
-                if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
-                    raise ValueError("rules must be a list of fault rule objects")
-                if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-                    raise ValueError(f"seed must be a whole number, got {seed!r}")
-                self.set_faults(rules, seed)
-                return reply(200, {"rules": len(self.state.faults)})
-            if method == "GET" and path == "/_sandbox/faults":
-                return reply(
-                    200, {"seed": self.state.fault_seed, "rules": [asdict(r) for r in self.state.faults]}
-                )
-            if method == "PUT" and path == "/_sandbox/config":
-                self.configure(request.json() or {})
-                return reply(200, {"ok": True})
-            if method == "GET" and path == "/_sandbox/connections":
-                return reply(200, self.connections())
-        except (BadJson, TypeError, ValueError, KeyError) as exc:
-            return reply(400, {"error": f"bad admin request: {exc}"})
-        return reply(404, {"error": f"no admin route {method} {path}"})
+        return handle(self, request)

@@ -70,6 +70,10 @@ class FaultRule:
         number(self.after, "fault rule after", 0, None, integer=True)
         if self.times is not None:
             number(self.times, "fault rule times", 0, None, integer=True)
+        if not self.field.isascii() or any(c.isspace() for c in self.field):
+            raise ValueError(
+                f"fault rule field must be an ASCII dotted path without spaces, got {self.field!r}"
+            )
         if self.kind not in (None, "corrupt"):
             raise ValueError(f"fault rule kind must be 'corrupt' or absent, got {self.kind!r}")
         for name in ("delete", "fresh"):

@@ -47,14 +47,33 @@ def vendor_ok(base_url: str) -> bool:
         ("POST", "/advance", {"seconds": -1}, "advance seconds"),
         ("POST", "/advance", {"seconds": "soon"}, "advance seconds"),
         ("POST", "/advance", [60], "object"),
+        # every vendor part checked before anything changes (adversarial review, F12)
+        ("PUT", "/config", {"vendors": {"linkup": {"pagination": "x"}}}, "vendors.linkup.pagination"),
+        ("PUT", "/config", {"vendors": {"linkup": {"max_count": "lots"}}}, "vendors.linkup.max_count"),
+        ("PUT", "/config", {"vendors": {"linkup": {"pagination": {"page_cap": "x"}}}}, "pagination.page_cap"),
+        ("PUT", "/config", {"vendors": {"linkup": {"max_count": 5}, "koneksi": {"credits": "lots"}}}, "koneksi.credits"),
+        ("PUT", "/config", {"vendors": {"linkup": {"speed": 5}}}, "not a sandbox setting"),
+        ("PUT", "/config", None, "config must be an object"),
+        ("PUT", "/faults", {"rules": [{"kind": "corrupt", "field": "data", "value": 1, "served": "x"}]}, "counters"),
+        ("PUT", "/faults", {"rules": [{"kind": "corrupt", "field": "data", "value": 1, "seen": 3}]}, "counters"),
+        ("PUT", "/faults", {"rules": [{"kind": "corrupt", "field": "data.conversations.\u00b2", "value": 1}]}, "ASCII"),
+        ("PUT", "/faults", [], "faults take an object"),
+        ("PUT", "/faults", None, "faults take an object"),
+        ("POST", "/advance", {"seconds": 1, "linkup": "x"}, "advance.linkup"),
+        ("POST", "/advance", {"seconds": 5, "connectsafely": {"conversations": 2}, "linkup": {"conversations": "x"}}, "advance.linkup.conversations"),
+        ("POST", "/advance", {"seconds": 5, "conversations": 1.5}, "conversations"),
     ],
-)
+)  # fmt: skip
 def test_bad_admin_input_is_a_400_with_the_reason_and_changes_nothing(sandbox, method, path, body, reason):
     before = requests.get(f"{sandbox.base_url}/_sandbox/faults").json()
+    options = {name: json.dumps(app.options, sort_keys=True) for name, app in sandbox.apps.items()}
+    truth = {name: sandbox.truth(name) for name in ("connectsafely", "linkup")}
     response = requests.request(method, f"{sandbox.base_url}/_sandbox{path}", data=json.dumps(body))
     assert response.status_code == 400, response.text
     assert reason in response.json()["error"]
     assert requests.get(f"{sandbox.base_url}/_sandbox/faults").json() == before
+    assert {name: json.dumps(app.options, sort_keys=True) for name, app in sandbox.apps.items()} == options
+    assert {name: sandbox.truth(name) for name in ("connectsafely", "linkup")} == truth
     assert sandbox.state.offset == 0 and not sandbox.state.rate_limits
     assert vendor_ok(sandbox.base_url), "a refused admin call broke the vendors"
 
@@ -82,10 +101,19 @@ def raw_exchange(base_url: str, data: bytes, timeout: float = 5) -> tuple[bytes,
         b"POST /linkup/v2/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 1e11\r\n\r\n{}",
         b"POST /linkup/v2/messages HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n{}",
         b"POST /linkup/v2/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n{}",
+        b"POST /linkup/v2/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 50\r\n\r\n{}",
         b"GET /linkup/v2/accounts\r\n",
         b"GET /linkup/v2/accounts\r\n\r\n",
     ],
-    ids=["length-abc", "length-1e11", "length-negative", "length-huge", "http-0.9", "http-0.9-blank-line"],
+    ids=[
+        "length-abc",
+        "length-1e11",
+        "length-negative",
+        "length-huge",
+        "length-twice",
+        "http-0.9",
+        "http-0.9-blank-line",
+    ],
 )
 def test_malformed_requests_are_a_400_and_closed(sandbox, capfd, request_bytes):
     threads = threading.active_count()
@@ -143,3 +171,16 @@ def test_the_console_script_refuses_bad_sizes_with_a_usage_error(sizes):
     script = Path(sys.executable).with_name("linkmsg-sandbox")
     done = subprocess.run([str(script), "--sizes", sizes], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--sizes" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_empty_rule_list_clears_the_faults_as_documented(sandbox):
+    url = f"{sandbox.base_url}/_sandbox/faults"
+    assert requests.put(url, data=json.dumps({"rules": [{"p_5xx": 1}]})).json() == {"rules": 1}
+    assert requests.put(url, data=json.dumps({"rules": []})).json() == {"rules": 0}
+    assert vendor_ok(sandbox.base_url)
+
+
+def test_no_sandbox_module_passes_five_hundred_lines():
+    folder = Path(__file__).parents[2] / "airflow_provider_linkmsg" / "sandbox"
+    for name in ("core.py", "admin.py", "server.py", "faults.py"):
+        assert len((folder / name).read_text().splitlines()) <= 500, name
