@@ -116,6 +116,7 @@ def test_message_types_map_to_fields_and_unknown_types_are_kept():
     lead = body["campaign"]["leads_data"][0]
     lead["re_engagement_message"] = "Back again, John"  # the vendor's field spelling may drop the hyphen
     lead["breakup_message"] = "Last note, John"  # a type the echoed sequence does not even list
+    body["metadata"]["generated_message_count"] += 2  # a complete answer holds what it reports
     result = KoneksiGenerationResult.from_response(REQUEST_ID, 200, body)
     records = {(r.lead_id, r.message_type): r for r in result.messages()}
     assert records["lead_001", "re-engagement"].text == "Back again, John"
