@@ -16,7 +16,8 @@ The sandbox's admin API under ``/_sandbox``, and the checks of everything it is 
 Every part of a request is checked before anything changes (400 with the reason): a vendor setting of the
 wrong type (:data:`SETTINGS`), a fault rule with counters (``served``, ``seen``: the sandbox's, not input)
 or a non-ASCII field path, an ``advance`` part that is not an object of counts. So a bad call never leaves
-the sandbox half-changed, or answering 500.
+the sandbox half-changed, or answering 500. A vendor module that reads a new setting or ``advance`` key
+declares it here (:data:`SETTINGS`, :data:`ADVANCE`); an undeclared one is a 400 naming the known keys.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ PAGINATION = {
 ADVANCE: dict[str, Any] = {
     **dict.fromkeys(("conversations", "messages", "persons", "empty_conversations"), _COUNT),
     "older_by_ms": _NUMBER,
+    "newer_by_ms": _NUMBER + "?",
     "conversation_ids": _LIST,
     "account_id": _TEXT,
     "at": ("newer", "equal", "older"),

@@ -88,9 +88,10 @@ def staged(root: Path) -> dict[str, dict[str, Any]]:
 
 
 def watermarks(root: Path, vendor: str) -> dict[str, str]:
-    """The watermark files of ``vendor`` (``_state/<vendor>/*.json``), by name."""
-    folder = root / "_state" / vendor
-    return {p.name: p.read_text() for p in sorted(folder.glob("*.json"))} if folder.exists() else {}
+    """The watermark files of ``vendor`` (every ``*.json`` under ``_state/<vendor>``), by relative path."""
+    folder = root / "_state" / vendor  # per task since the engine refactor: _state/<vendor>/<dag>.<task>/...
+    files = sorted(p for p in folder.rglob("*.json") if not p.name.startswith(".")) if folder.exists() else []
+    return {str(p.relative_to(folder)): p.read_text() for p in files}
 
 
 # ---- the inbox vendors --------------------------------------------------------------------------------------
