@@ -61,6 +61,7 @@ from airflow_provider_linkmsg.hooks.transport.retry import (
     Call,
     Transient,
     build_retrying,
+    dropped,
     lost,
     parse_reset_time,
     parse_retry_after,
@@ -391,10 +392,11 @@ class LinkMsgHook(BaseHook):
                 raise Transient(LinkMsgVendorError("connect timeout", **where), "connect timeout") from exc
             except requests.exceptions.ConnectionError as exc:
                 reason = connection_reason(exc)
-                error = LinkMsgVendorError(f"connection failed ({reason})", **where)
-                if idempotent or never_connected(exc):
+                if never_connected(exc):  # nothing was sent: safe to retry, nothing charged
+                    error = LinkMsgVendorError(f"connection failed ({reason})", **where)
                     raise Transient(error, f"connection failed ({reason})") from exc
-                raise error from None
+                # sent, then dropped: the vendor may have acted (and charged); its answer is lost
+                raise dropped(where, reason, idempotent) from exc
             except LinkMsgResponseTooLargeError as exc:
                 raise lost(exc, "response body too large", False) from None
             except (requests.exceptions.Timeout, BodyDeadline) as exc:

@@ -1,11 +1,17 @@
 """
 Cost guards against the sandbox: a vendor that answers the same items with a fresh cursor every time is
 stopped within a handful of (paid) calls; ``max_credits`` holds when answers are lost after the vendor
-charged; a run without ``max_credits`` logs what it spent.
+charged (a cut-off body, or a connection dropped after the request was sent); a connection that never
+opened is retried and counts nothing; a run without ``max_credits`` logs what it spent.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
@@ -14,6 +20,7 @@ from airflow_provider_linkmsg.exceptions import (
     LinkMsgBudgetExceededError,
     LinkMsgError,
     LinkMsgResponseError,
+    LinkMsgVendorError,
 )
 from airflow_provider_linkmsg.hooks.linkup import LinkupHook
 from airflow_provider_linkmsg.hooks.pagination import Page, paginate
@@ -98,3 +105,81 @@ def test_a_run_without_max_credits_logs_what_it_spent(world, tmp_path, capfd):
     assert result["credits"] == credits(world) > 0
     logged = capfd.readouterr()
     assert f"No max_credits set: this task spent {result['credits']} credit(s)" in logged.out + logged.err
+
+
+class ChargeThenDrop(BaseHTTPRequestHandler):
+    """A LinkupAPI that bills every POST (5 credits), then closes the connection without an answer."""
+
+    billed = 0
+    lock = threading.Lock()
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with ChargeThenDrop.lock:
+            ChargeThenDrop.billed += 5
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def linkup_at(monkeypatch):
+    """``linkup_at(port)``: the id of a LinkupAPI connection to 127.0.0.1:``port``, no pauses between retries."""
+
+    def make(port: int) -> str:
+        conn = {
+            "conn_type": "linkup",
+            "password": "lk-key-0123456789",
+            "extra": {
+                "base_url": f"http://127.0.0.1:{port}/linkup/v2",
+                "requests_per_second": 0,
+                "max_retries": 4,
+                "max_retry_wait": 5,
+            },
+        }
+        monkeypatch.setenv("AIRFLOW_CONN_LK_DROP", json.dumps(conn))
+        return "lk_drop"
+
+    return make
+
+
+@pytest.fixture
+def charge_then_drop():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ChargeThenDrop)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    ChargeThenDrop.billed = 0
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_max_credits_holds_when_the_vendor_charges_then_drops_the_connection(charge_then_drop, linkup_at):
+    hook = LinkupHook(linkup_at(charge_then_drop), max_credits=5)
+    with pytest.raises(LinkMsgBudgetExceededError, match="max_credits=5"):
+        list(hook.iter_inbox("acc_1", count=50))  # one list_inbox call: at most 5 credits
+    assert ChargeThenDrop.billed == 5 and hook.http_requests == 1
+    assert hook.credits_used == 5, "the dropped answer was not counted as charged"
+
+
+def test_a_paid_call_that_is_not_idempotent_is_not_sent_again_after_a_drop(charge_then_drop, linkup_at):
+    hook = LinkupHook(linkup_at(charge_then_drop))
+    with pytest.raises(LinkMsgVendorError, match="connection dropped after the request was sent") as err:
+        hook.action("send_message", {"text": "hi"}, account_id="acc_1", estimate=5, idempotent=False)
+    assert err.value.answer_lost and ChargeThenDrop.billed == 5 and hook.http_requests == 1
+    assert hook.credits_used == 5
+
+
+def test_a_connection_that_never_opened_is_retried_and_charges_nothing(linkup_at):
+    with socket.socket() as probe:  # a free port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    hook = LinkupHook(linkup_at(port), max_credits=5, max_retries=2)  # back-off waits of 1.5 s at most
+    with pytest.raises(LinkMsgVendorError, match=r"gave up after 3 attempt.*connection refused") as err:
+        hook.action("send_message", {"text": "hi"}, account_id="acc_1", estimate=5, idempotent=False)
+    assert not getattr(err.value, "answer_lost", False)
+    assert hook.http_requests == 3 and hook.credits_used == 0

@@ -281,8 +281,11 @@ def test_staged_set_equals_truth_under_fault_injection(inbox_sandbox, tmp_path, 
     assert_exactly(staged_messages(result["manifest"]), truth_messages(sandbox, VENDOR))
     faults = sandbox.stats()["faults"]
     assert faults.get("linkup 5xx") and faults.get("linkup 429")
-    # faults are refused before the vendor acts: the credits reported are exactly those charged
-    assert result["credits"] == credits(sandbox)
+    # a reset comes after the request was sent, so the client cannot tell it was not charged: each
+    # one counts its estimate (a page of 5 messages: 1 credit, of the inbox listing: 5); the credits
+    # reported never fall short of those charged
+    resets = faults.get("linkup reset", 0)
+    assert credits(sandbox) <= result["credits"] <= credits(sandbox) + 5 * resets
 
 
 def test_max_credits_stops_before_the_budget_and_later_runs_continue(inbox_sandbox, tmp_path, inbox_context):

@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import requests
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+
 from airflow_provider_linkmsg.exceptions import (
     LinkMsgAuthError,
     LinkMsgBudgetExceededError,
@@ -125,5 +128,14 @@ def connection_reason(exc: Exception) -> str:
 
 
 def never_connected(exc: Exception) -> bool:
-    """True when the connection was never opened (so the vendor surely did nothing)."""
-    return "Connection refused" in str(exc) or "NewConnectionError" in str(exc)
+    """
+    True when the connection was never opened, so nothing was sent and the vendor surely did nothing:
+    refused, unresolvable, timed out while connecting, or a failed TLS handshake. A connection dropped
+    after the request went out (reset, closed without an answer) is not that: the vendor may have acted.
+    """
+    if isinstance(exc, requests.exceptions.SSLError):
+        return True
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    return isinstance(reason, (NewConnectionError, ConnectTimeoutError))

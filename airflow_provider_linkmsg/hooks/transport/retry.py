@@ -14,7 +14,7 @@ from typing import Any
 
 import tenacity
 
-from airflow_provider_linkmsg.exceptions import LinkMsgError
+from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgVendorError
 
 
 class Transient(Exception):
@@ -32,6 +32,16 @@ def lost(error: LinkMsgError, reason: str, retry: bool) -> Exception:
     """The vendor may have acted but its answer is lost (cut off, unparsable, timed out): mark it so."""
     error.answer_lost = True
     return Transient(error, reason) if retry else error
+
+
+def dropped(where: dict[str, Any], reason: str, retry: bool) -> Exception:
+    """The connection closed after the request was sent: the vendor may have acted, the answer is lost."""
+    error = LinkMsgVendorError(
+        f"connection dropped after the request was sent ({reason}): the vendor may have acted on it"
+        + ("" if retry else "; not sent again, as the call is not idempotent (check the vendor's side)"),
+        **where,
+    )
+    return lost(error, f"connection dropped after the request was sent ({reason})", retry)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
