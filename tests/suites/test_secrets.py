@@ -138,3 +138,78 @@ def test_a_wrong_key_fails_without_showing_the_key(example_env, run_dag, monkeyp
     text = out + err + caplog.text
     assert "INVALID_API_KEY" in text and "linkup_default" in text
     assert wrong not in text
+
+
+def test_a_key_echoed_in_a_vendor_error_never_reaches_the_metadata_database(
+    sandbox_factory, hostile_factory, run_dag, monkeypatch, tmp_path, capfd, caplog
+):
+    """
+    An inbox retrieval (``dag.test()`` on the metadata DB) meets a vendor error body that repeats the key;
+    with ``fail_on_error=False`` the error's text goes to XCom as ``first_error``: redacted, never the key.
+    """
+    import os
+    import uuid
+    from datetime import datetime
+    from urllib.parse import quote
+
+    import requests
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.models.xcom import XComModel
+    from airflow.sdk import DAG
+    from airflow.utils.session import create_session
+
+    from airflow_provider_linkmsg.operators.connectsafely import ConnectSafelyRetrieveMessagesOperator
+    from tests.fixtures.hostile import send
+
+    # made here, not written in this file: the metadata DB keeps the source of the file that defines a DAG
+    key = f"KSECRET-echoed-{uuid.uuid4().hex}"
+    sizes = {"connectsafely": {"api_key": key, "accounts": 1, "conversations": 4, "messages": 3}}
+    sandbox = sandbox_factory(seed=0, sizes=sizes, vendors=["connectsafely"])
+    conn = json.loads(os.environ["AIRFLOW_CONN_CONNECTSAFELY_DEFAULT"])
+    upstream = conn["extra"]["base_url"]
+    victim = sandbox.truth("connectsafely")["conversations"][0]["conversation_id"]
+
+    # the vendor, seen through a proxy that answers one conversation's read with the key echoed back
+    proxy = hostile_factory()
+
+    def answer(seen, handler):
+        path = seen.path.split("/linkedin", 1)[1]
+        if path.startswith(f"/conversations/{quote(victim, safe='')}/messages"):
+            echoed = seen.headers.get("Authorization", "")
+            body = {"error": f"conversation not readable with {echoed}", "message": f"key={key}"}
+            send(handler, 422, json.dumps(body).encode(), Content_Type="application/json")
+            return
+        got = requests.request(seen.method, upstream + path, headers=seen.headers, data=seen.body, timeout=30)
+        send(handler, got.status_code, got.content, Content_Type="application/json")
+
+    proxy.answer = answer
+    conn["extra"]["base_url"] = f"{proxy.url}/connectsafely/linkedin"
+    monkeypatch.setenv("AIRFLOW_CONN_CONNECTSAFELY_DEFAULT", json.dumps(conn))
+
+    dag_id = f"echoed_key_{uuid.uuid4().hex[:8]}"
+    with DAG(dag_id, schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        ConnectSafelyRetrieveMessagesOperator(
+            task_id="retrieve", staging_path=str(tmp_path / "staging"), fail_on_error=False, max_workers=1
+        )
+    DagBundlesManager().sync_bundles_to_db()
+    run = run_dag(dag)
+    assert run.state == "success"
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter(XComModel.dag_id == dag_id).all()
+        values = [json.dumps(row.value, default=str) for row in rows]
+    result = next(row.value for row in rows if row.key == "return_value")
+    result = json.loads(result) if isinstance(result, str) else result
+    assert key not in "\n".join(values)
+    # the error really reached XCom, redacted: the test looks where a leak would be
+    assert result["conversations_failed"] == 1 and result["failed"] == [victim]
+    assert "conversation not readable with" in result["first_error"] and "***" in result["first_error"]
+
+    out, err = capfd.readouterr()
+    assert f"reading {victim} failed" in out + err + caplog.text  # the warning was logged
+    assert key not in out + err + caplog.text
+    home = Path(os.environ["AIRFLOW_HOME"])
+    stored = [path for path in [*home.rglob("*"), *tmp_path.rglob("*")] if path.is_file()]
+    assert any(path.name.startswith("airflow.db") for path in stored)
+    # the metadata database (every table, its journal) and any task log or staged file
+    assert [str(path) for path in stored if key.encode() in path.read_bytes()] == []
