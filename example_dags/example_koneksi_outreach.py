@@ -38,6 +38,7 @@ CAMPAIGN = {
         {"step": 2, "messageType": "first_follow_up"},
     ],
     "signoff_name": "Sam",
+    "completion_notification_url": "https://hooks.example.com/koneksi/done",
 }
 
 with DAG(
