@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_linkmsg.engine.listing import Listing, list_inbox, next_sweep, shortcut_bound
+from airflow_provider_linkmsg.engine.progress import DEFAULT_INTERVAL, Progress
 from airflow_provider_linkmsg.engine.windows import (
     DEFAULT_OVERLAP_SECONDS,
     Conversation,
@@ -91,6 +92,8 @@ class InboxRetrieval:
     :param fail_on_error: raise when conversations failed (after staging and committing the others);
         when false, only report them.
     :param log: where to report.
+    :param progress_seconds: seconds between progress lines while listing and reading (1 to 30; see
+        :mod:`airflow_provider_linkmsg.engine.progress`).
     """
 
     def __init__(
@@ -112,6 +115,7 @@ class InboxRetrieval:
         max_workers: int = 4,
         fail_on_error: bool = True,
         log: logging.Logger | Any = None,
+        progress_seconds: float = DEFAULT_INTERVAL,
     ) -> None:
         self.vendor = vendor
         self.account_id = account_id
@@ -129,6 +133,7 @@ class InboxRetrieval:
         self.max_workers = max_workers
         self.fail_on_error = fail_on_error
         self.log = log
+        self.progress_seconds = progress_seconds
         self._stop = threading.Event()
 
     # ---- the run --------------------------------------------------------------------------------------
@@ -151,6 +156,24 @@ class InboxRetrieval:
             listing early (kept in the sweep marker as ``memo``; see :attr:`previous_memo`).
         :raises LinkMsgError: after staging and committing what was read, when conversations failed.
         """
+        label = f"{self.vendor} {self.account_id}"
+        with Progress(self.log, label, usage=usage, interval=self.progress_seconds) as progress:
+            return self._run(progress, list_conversations, read_conversation, usage, listing_memo)
+
+    def _run(
+        self,
+        progress: Progress,
+        list_conversations: Callable[[], Iterable[Conversation]],
+        read_conversation: Callable[[Conversation, ReadWindow], Iterable[Message]],
+        usage: Callable[[], dict[str, float]],
+        listing_memo: Callable[[], dict[str, Any]] | None,
+    ) -> dict[str, Any]:
+        def listed_one_by_one() -> Iterable[Conversation]:
+            progress.start_phase("listing", unit="conversation(s) listed")
+            for conversation in list_conversations():
+                progress.advance()
+                yield conversation
+
         sweep = self.store.sweep()
         shortcut = self.listing_shortcut and not self._lists_in_full
         try:
@@ -158,7 +181,7 @@ class InboxRetrieval:
             watermarks = self.store.all()
             watermarks.update(self.store.staged)  # those the carried records cover
             listing = list_inbox(
-                list_conversations,
+                listed_one_by_one,
                 sweep if shortcut else None,
                 self.overlap_seconds,
                 unchanged=lambda c: not is_changed(c, watermarks.get(c.id)),
@@ -205,6 +228,7 @@ class InboxRetrieval:
                 shortcut_bound()["staleness_bound_hours"],
                 (sweep or {}).get("listed_in_full_at") if listing.stopped_early else "this run",
             )
+        progress.start_phase("reading", unit="conversation(s) read", total=len(changed))
         outcomes = self._read_all(changed, watermarks, read_conversation)
         read, deepened, failed, skipped = 0, 0, [], []
         fatal: BaseException | None = None
@@ -212,6 +236,7 @@ class InboxRetrieval:
         try:
             for outcome in outcomes:
                 conversation = outcome.conversation
+                progress.advance(records=len(outcome.messages))
                 if outcome.skipped:
                     skipped.append(conversation.id)
                     continue

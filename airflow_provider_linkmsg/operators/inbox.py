@@ -20,12 +20,14 @@ from airflow_provider_linkmsg.engine import (  # noqa: F401 - re-exported for ex
     next_watermark,
     read_window,
 )
+from airflow_provider_linkmsg.engine.progress import DEFAULT_INTERVAL, check_interval
 from airflow_provider_linkmsg.engine.windows import DEFAULT_OVERLAP_SECONDS
 from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
 from airflow_provider_linkmsg.io.keys import KeyIndex
 from airflow_provider_linkmsg.io.lease import Lease
 from airflow_provider_linkmsg.io.staging import Manifest, StagingWriter, exists, iter_records, staging_root
 from airflow_provider_linkmsg.io.state import WatermarkStore, commit_after
+from airflow_provider_linkmsg.operators.labels import MapLabel
 from airflow_provider_linkmsg.utils import task_run_id
 
 if TYPE_CHECKING:
@@ -95,12 +97,13 @@ def build_retrieval(
     )
 
 
-class BaseInboxRetrieveOperator(BaseOperator):
+class BaseInboxRetrieveOperator(MapLabel, BaseOperator):
     """
     Stage the new messages of one account's inbox; vendor operators supply the inbox adapter.
 
     Map it over accounts with ``.partial(...).expand(account_id=[...])``: each mapped task stages its own
-    manifest and keeps its own watermarks.
+    manifest and keeps its own watermarks, and is labelled with its account in the UI (the default
+    ``map_index_template``; see :mod:`airflow_provider_linkmsg.operators.labels`).
 
     :param account_id: the vendor's account id; the connection's ``account_id`` extra when not given.
     :param conversation_ids: only these conversations (the listing still decides which changed).
@@ -121,6 +124,8 @@ class BaseInboxRetrieveOperator(BaseOperator):
     :param staging_path: root of staged data and watermarks (``[linkmsg] staging_path`` by default).
     :param staging_conn_id: connection of the staging store (object storage).
     :param include_raw: stage the vendor's JSON with each message.
+    :param progress_seconds: seconds between progress lines while listing and reading (1 to 30, 10 by
+        default): conversations done and left, messages, calls and credits so far.
     :param fail_on_error: fail the task when some conversations could not be read (after staging and
         saving the others); when false, report them in the XCom value only.
     :return: (XCom) ``{"manifest", "records", "conversations_read", "conversations_deepened",
@@ -157,9 +162,10 @@ class BaseInboxRetrieveOperator(BaseOperator):
         staging_conn_id: str | None = None,
         include_raw: bool = False,
         fail_on_error: bool = True,
+        progress_seconds: float = DEFAULT_INTERVAL,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**self.with_template(kwargs))
         self.account_id = account_id
         self.conversation_ids = conversation_ids
         self.full_refresh = full_refresh
@@ -174,6 +180,7 @@ class BaseInboxRetrieveOperator(BaseOperator):
         self.staging_conn_id = staging_conn_id
         self.include_raw = include_raw
         self.fail_on_error = fail_on_error
+        self.progress_seconds = progress_seconds
 
     # ---- the vendor's part ----------------------------------------------------------------------------
     def default_account_id(self) -> str | None:
@@ -200,6 +207,9 @@ class BaseInboxRetrieveOperator(BaseOperator):
         """``{"api_calls": n, "credits": x}`` of this task's hook, at the end of the run."""
         return inbox.usage()
 
+    def default_map_label(self) -> str:
+        return self.account_id if isinstance(self.account_id, str) else ""
+
     # ---- shared -----------------------------------------------------------------------------------------
     @property
     def effective_page_size(self) -> int:
@@ -215,6 +225,10 @@ class BaseInboxRetrieveOperator(BaseOperator):
                     field=name,
                     vendor=self.vendor,
                 )
+        try:
+            check_interval(self.progress_seconds)
+        except ValueError as error:
+            raise LinkMsgValidationError(str(error), field="progress_seconds", vendor=self.vendor) from None
         if self.state_key is not None and (not isinstance(self.state_key, str) or not self.state_key.strip()):
             raise LinkMsgValidationError(
                 f"state_key must be a non-empty string (or None for '<dag_id>.<task_id>'), got {self.state_key!r}",
@@ -285,6 +299,7 @@ class BaseInboxRetrieveOperator(BaseOperator):
             "listing_shortcut": bool(self.listing_shortcut),
             "max_workers": int(self.max_workers),
             "fail_on_error": self.fail_on_error,
+            "progress_seconds": float(self.progress_seconds),
             "log": self.log,
             **options,
         }
@@ -302,6 +317,7 @@ class BaseInboxRetrieveOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         account_id, conversation_ids = self._check_common()
+        self.resolved_label = account_id
         root = staging_root(self.staging_path, self.staging_conn_id)
         inbox = self.inbox(account_id)
         with self.lease(context, account_id, root) as lease:
