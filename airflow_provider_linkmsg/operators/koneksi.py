@@ -32,6 +32,7 @@ from airflow_provider_linkmsg.hooks.koneksi import (
 )
 from airflow_provider_linkmsg.io.staging import StagingWriter, open_for_read, staging_root, to_path
 from airflow_provider_linkmsg.io.task_state import TaskStateStore
+from airflow_provider_linkmsg.operators.labels import MapLabel
 from airflow_provider_linkmsg.utils import task_run_id
 from airflow_provider_linkmsg.validation import (
     check_bools,
@@ -94,7 +95,7 @@ def _read_leads_file(path: str, conn_id: str | None) -> Any:
     return json.loads(text)
 
 
-class KoneksiRequestMessageGenerationOperator(BaseOperator):
+class KoneksiRequestMessageGenerationOperator(MapLabel, BaseOperator):
     """
     Request a generation of personalised messages for a campaign's leads; returns its ``secure_request_id``.
 
@@ -148,7 +149,7 @@ class KoneksiRequestMessageGenerationOperator(BaseOperator):
         koneksi_conn_id: str = KoneksiHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**self.with_template(kwargs))
         self.campaign = campaign
         self.leads = leads
         self.completion_notification_url = completion_notification_url
@@ -157,6 +158,15 @@ class KoneksiRequestMessageGenerationOperator(BaseOperator):
         self.staging_path = staging_path
         self.staging_conn_id = staging_conn_id
         self.koneksi_conn_id = koneksi_conn_id
+
+    def default_map_label(self) -> str:
+        """The campaign (its name, else its id) and the number of leads, of a task mapped over campaigns."""
+        campaign = self.campaign if isinstance(self.campaign, Mapping) else {}
+        name = (
+            campaign.get("automation_tool_campaign_name") or campaign.get("automation_tool_campaign_id") or ""
+        )
+        leads = f" ({len(self.leads)} leads)" if isinstance(self.leads, list) else ""
+        return f"{name}{leads}" if name else ""
 
     @cached_property
     def hook(self) -> KoneksiHook:

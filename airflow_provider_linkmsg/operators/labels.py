@@ -18,9 +18,15 @@ MAP_INDEX_TEMPLATE = "{{ task.map_label(ti.map_index) }}"
 _LONGEST = 120
 
 
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        value = value.get("person") or value.get("url") or value.get("id") or value
+    return str(value).rstrip("/").rsplit("/", 1)[-1] if str(value).startswith("http") else str(value)
+
+
 def short_list(values: Any, unit: str) -> str:
-    """``"a, b, c"``, or ``"a, b (+3 more persons)"`` past two."""
-    items = [str(v) for v in values] if isinstance(values, list | tuple) else [str(values)]
+    """``"a, b"``, or ``"a, b (+3 more persons)"`` past two; LinkedIn URLs shown by their last part."""
+    items = [_shown(v) for v in values] if isinstance(values, list | tuple) else [_shown(values)]
     if len(items) <= 2:
         return ", ".join(items)
     return f"{items[0]}, {items[1]} (+{len(items) - 2} more {unit})"
@@ -33,9 +39,15 @@ class MapLabel:
 
     @staticmethod
     def with_template(kwargs: dict[str, Any]) -> dict[str, Any]:
-        """``kwargs`` with the default ``map_index_template`` unless the DAG gave one."""
-        kwargs.setdefault("map_index_template", MAP_INDEX_TEMPLATE)
+        """``kwargs`` with the default ``map_index_template`` unless the DAG gave one (``partial`` passes None)."""
+        if kwargs.get("map_index_template") is None:
+            kwargs["map_index_template"] = MAP_INDEX_TEMPLATE
         return kwargs
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """``BaseOperator.partial`` with the default ``map_index_template`` (a mapped task is made from it)."""
+        return super().partial(**cls.with_template(kwargs))  # type: ignore[misc]
 
     def default_map_label(self) -> str:
         """The label from the (rendered) arguments, before the run."""

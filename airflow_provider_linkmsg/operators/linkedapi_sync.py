@@ -29,6 +29,7 @@ from airflow_provider_linkmsg.hooks.linkedapi import (
 from airflow_provider_linkmsg.io.staging import safe_name, staging_root, to_path
 from airflow_provider_linkmsg.io.state import JsonState
 from airflow_provider_linkmsg.io.task_state import TaskStateStore
+from airflow_provider_linkmsg.operators.labels import MapLabel, short_list
 from airflow_provider_linkmsg.records import to_utc_iso
 from airflow_provider_linkmsg.triggers.linkedapi import LinkedApiJobTrigger
 from airflow_provider_linkmsg.validation import check_bools, check_persons, check_seconds
@@ -100,7 +101,7 @@ def check_settings(hook: LinkedApiHook, result_handling: Any, batch_size: Any, f
     _ = hook.api
 
 
-class LinkedApiSyncConversationsOperator(BaseOperator):
+class LinkedApiSyncConversationsOperator(MapLabel, BaseOperator):
     """
     Synchronize the conversations of a list of persons (standard and Sales Navigator) with Linked API.
 
@@ -160,7 +161,7 @@ class LinkedApiSyncConversationsOperator(BaseOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**self.with_template(kwargs))
         self.lost_answer_wait = lost_answer_wait
         self.persons = persons
         self.linkedapi_conn_id = linkedapi_conn_id
@@ -175,6 +176,10 @@ class LinkedApiSyncConversationsOperator(BaseOperator):
         self.account_id = account_id
         self.deferrable = deferrable
         self._handle: dict[str, Any] | None = None
+
+    def default_map_label(self) -> str:
+        """The persons of a task mapped over persons (the first two, and how many more)."""
+        return short_list(self.persons, "persons") if isinstance(self.persons, list | tuple) else ""
 
     @cached_property
     def hook(self) -> LinkedApiHook:
