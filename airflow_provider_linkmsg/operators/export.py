@@ -39,7 +39,8 @@ from airflow_provider_linkmsg.io.sql import (
     sql_asset_alias,
     sql_table_uri,
 )
-from airflow_provider_linkmsg.io.staging import Manifest, is_local, iter_records, to_path
+from airflow_provider_linkmsg.io.staging import Manifest, iter_records, to_path
+from airflow_provider_linkmsg.operators.lineage import path_dataset
 from airflow_provider_linkmsg.records import GeneratedMessage, Message
 from airflow_provider_linkmsg.validation import check_export_arguments, load_manifest, parse_literal
 
@@ -159,11 +160,7 @@ def _set_outlet_events(operator: BaseOperator, context: Context, extra: dict[str
 
 
 def _ol_dataset(path: ObjectStoragePath):
-    from airflow.providers.common.compat.openlineage.facet import Dataset
-
-    if is_local(path):
-        return Dataset(namespace="file", name=path.path)
-    return Dataset(namespace=f"{path.protocol}://{path.bucket}", name=path.key)
+    return path_dataset(path)  # one naming of paths for every operator (operators/lineage.py)
 
 
 class LinkMsgExportToFilesOperator(BaseOperator):

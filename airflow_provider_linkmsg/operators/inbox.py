@@ -25,9 +25,17 @@ from airflow_provider_linkmsg.engine.windows import DEFAULT_OVERLAP_SECONDS
 from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
 from airflow_provider_linkmsg.io.keys import KeyIndex
 from airflow_provider_linkmsg.io.lease import Lease
-from airflow_provider_linkmsg.io.staging import Manifest, StagingWriter, exists, iter_records, staging_root
+from airflow_provider_linkmsg.io.staging import (
+    Manifest,
+    StagingWriter,
+    exists,
+    iter_records,
+    staging_root,
+    to_path,
+)
 from airflow_provider_linkmsg.io.state import WatermarkStore, commit_after
 from airflow_provider_linkmsg.operators.labels import MapLabel
+from airflow_provider_linkmsg.operators.lineage import LineageMixin, inbox_name
 from airflow_provider_linkmsg.utils import task_run_id
 
 if TYPE_CHECKING:
@@ -97,7 +105,7 @@ def build_retrieval(
     )
 
 
-class BaseInboxRetrieveOperator(MapLabel, BaseOperator):
+class BaseInboxRetrieveOperator(MapLabel, LineageMixin, BaseOperator):
     """
     Stage the new messages of one account's inbox; vendor operators supply the inbox adapter.
 
@@ -315,6 +323,13 @@ class BaseInboxRetrieveOperator(MapLabel, BaseOperator):
             **settings,
         )
 
+    def record_retrieve_lineage(self, account_id: str, result: dict[str, Any]) -> None:
+        """OpenLineage of the run: the vendor's inbox of the account to the staged run."""
+        self.record_lineage(
+            [("vendor", self.vendor, self.hook.conn_params.base_url, inbox_name(account_id))],
+            [("path", to_path(result["manifest"], self.staging_conn_id).parent)],
+        )
+
     def execute(self, context: Context) -> dict[str, Any]:
         account_id, conversation_ids = self._check_common()
         self.resolved_label = account_id
@@ -330,4 +345,5 @@ class BaseInboxRetrieveOperator(MapLabel, BaseOperator):
                 usage=lambda: self.usage(inbox),
                 listing_memo=getattr(inbox, "memo", None),
             )
+        self.record_retrieve_lineage(account_id, result)
         return {**result, "state_key": self.consumer(context)}

@@ -33,6 +33,7 @@ from airflow_provider_linkmsg.hooks.koneksi import (
 from airflow_provider_linkmsg.io.staging import StagingWriter, open_for_read, staging_root, to_path
 from airflow_provider_linkmsg.io.task_state import TaskStateStore
 from airflow_provider_linkmsg.operators.labels import MapLabel
+from airflow_provider_linkmsg.operators.lineage import LineageMixin
 from airflow_provider_linkmsg.utils import task_run_id
 from airflow_provider_linkmsg.validation import (
     check_bools,
@@ -95,7 +96,7 @@ def _read_leads_file(path: str, conn_id: str | None) -> Any:
     return json.loads(text)
 
 
-class KoneksiRequestMessageGenerationOperator(MapLabel, BaseOperator):
+class KoneksiRequestMessageGenerationOperator(MapLabel, LineageMixin, BaseOperator):
     """
     Request a generation of personalised messages for a campaign's leads; returns its ``secure_request_id``.
 
@@ -241,7 +242,7 @@ class KoneksiRequestMessageGenerationOperator(MapLabel, BaseOperator):
                     result.generation_status,
                     result.progress(),
                 )
-                return request_id
+                return self._requested(request_id)
         elif saved:
             self.log.warning(
                 "The campaign or leads changed since generation %s of an earlier try; requesting a new one",
@@ -254,10 +255,17 @@ class KoneksiRequestMessageGenerationOperator(MapLabel, BaseOperator):
         )
         result = self.hook.retrieve_messages(request_id)
         self.log.info("Koneksi generation %s accepted: %s", request_id, result.progress())
+        return self._requested(request_id)
+
+    def _requested(self, request_id: str) -> str:
+        """``request_id``, with the lineage of the request: the leads file (if any) to the generation."""
+        leads = [("path", to_path(self.leads, self.staging_conn_id))] if isinstance(self.leads, str) else []
+        generation = ("vendor", "koneksi", self.hook.conn_params.base_url, f"generations/{request_id}")
+        self.record_lineage(leads, [generation])
         return request_id
 
 
-class KoneksiRetrieveMessagesOperator(BaseOperator):
+class KoneksiRetrieveMessagesOperator(LineageMixin, BaseOperator):
     """
     Retrieve a generation's messages and stage them as ``GeneratedMessage`` records with a manifest.
 
@@ -338,6 +346,17 @@ class KoneksiRetrieveMessagesOperator(BaseOperator):
             result.secure_request_id,
             manifest.path,
             dict(counts),
+        )
+        self.record_lineage(
+            [
+                (
+                    "vendor",
+                    "koneksi",
+                    self.hook.conn_params.base_url,
+                    f"generations/{result.secure_request_id}",
+                )
+            ],
+            [("path", manifest.directory)],
         )
         return {
             **manifest.summary(),

@@ -142,6 +142,7 @@ class LinkedApiRetrieveMessagesOperator(BaseInboxRetrieveOperator):
         account, conversation_ids = self._check_common()
         with self.lease(context, account, self._root) as self._lease:
             result = self._retrieve(context, account, conversation_ids, persons)
+        self.record_retrieve_lineage(account, result)
         return {**result, "state_key": self.consumer(context)}
 
     def _retrieve(

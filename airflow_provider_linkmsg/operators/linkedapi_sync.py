@@ -30,6 +30,7 @@ from airflow_provider_linkmsg.io.staging import safe_name, staging_root, to_path
 from airflow_provider_linkmsg.io.state import JsonState
 from airflow_provider_linkmsg.io.task_state import TaskStateStore
 from airflow_provider_linkmsg.operators.labels import MapLabel, short_list
+from airflow_provider_linkmsg.operators.lineage import LineageMixin, inbox_name
 from airflow_provider_linkmsg.records import to_utc_iso
 from airflow_provider_linkmsg.triggers.linkedapi import LinkedApiJobTrigger
 from airflow_provider_linkmsg.validation import check_bools, check_persons, check_seconds
@@ -101,7 +102,7 @@ def check_settings(hook: LinkedApiHook, result_handling: Any, batch_size: Any, f
     _ = hook.api
 
 
-class LinkedApiSyncConversationsOperator(MapLabel, BaseOperator):
+class LinkedApiSyncConversationsOperator(MapLabel, LineageMixin, BaseOperator):
     """
     Synchronize the conversations of a list of persons (standard and Sales Navigator) with Linked API.
 
@@ -393,6 +394,8 @@ class LinkedApiSyncConversationsOperator(MapLabel, BaseOperator):
             "Synchronized %d, not found %d, failed %d, already synced %d",
             *(len(result[k]) for k in ("synced", "not_found", "failed", "already_synced")),
         )
+        inbox = inbox_name(self.account_id or self.hook.account_id)  # what the retrieve of the account reads
+        self.record_lineage([], [("vendor", VENDOR, self.hook.conn_params.base_url, inbox)])
         return result
 
     def on_kill(self) -> None:
