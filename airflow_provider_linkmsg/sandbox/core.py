@@ -16,6 +16,7 @@ twice, an HTTP/0.9 request line) are answered 400 and the connection closed; an 
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import json
 import random
 import re
@@ -25,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:
     from airflow_provider_linkmsg.sandbox.server import Handler
@@ -104,6 +105,18 @@ class Response:
         if isinstance(self.body, bytes):
             return self.body
         return json.dumps(self.body, separators=(",", ":")).encode()
+
+
+def on_loopback(url: str) -> bool:
+    """
+    Whether ``url`` names this machine (``localhost``, 127.0.0.0/8, ``::1``). The sandbox is offline: the
+    webhooks it sends go only there, whatever URL a campaign or a registration names.
+    """
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def reply(status: int, body: Any = None, **headers: str) -> Response:

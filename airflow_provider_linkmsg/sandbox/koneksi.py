@@ -44,7 +44,15 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_linkmsg.sandbox.core import BadJson, Request, Response, Route, VendorApp, reply
+from airflow_provider_linkmsg.sandbox.core import (
+    BadJson,
+    Request,
+    Response,
+    Route,
+    VendorApp,
+    on_loopback,
+    reply,
+)
 
 ALLOWED_TYPES = ("connection_request", "first_follow_up", "share_material", "hiring_activity")
 REQUIRED_STRINGS = (
@@ -548,6 +556,9 @@ class KoneksiApp(VendorApp):
         raw = json.dumps(payload, separators=(",", ":")).encode()
         signature = hmac.new(str(secret).encode(), raw, hashlib.sha256).hexdigest()
         url = generation.body["completion_notification_url"]
+        if not on_loopback(url):  # offline: never a request off this machine
+            self.sandbox.count("webhooks", "koneksi not sent (not on loopback)")
+            return
         delays = [float(d) for d in self.options.get("webhook_retry_delays", [0.2, 0.4, 0.8, 1.6, 3.2])]
         thread = threading.Thread(
             target=self._deliver, args=(url, raw, signature, delays), name="koneksi-webhook", daemon=True

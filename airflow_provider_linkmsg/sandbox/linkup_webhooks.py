@@ -29,6 +29,8 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_linkmsg.sandbox.core import on_loopback
+
 if TYPE_CHECKING:
     from airflow_provider_linkmsg.sandbox.linkup import LinkupApp
 
@@ -126,6 +128,9 @@ class LinkupWebhooks:
             self._deliver(url, raw, secret)
 
     def _deliver(self, url: str, raw: bytes, secret: str | None) -> None:
+        if not on_loopback(url):  # offline: never a request off this machine
+            self.app.sandbox.count("webhooks", "linkup not sent (not on loopback)")
+            return
         delays = [float(d) for d in self.app.options.get("webhook_retry_delays", [0.2, 0.4, 0.8])]
         for attempt, delay in enumerate([0.0, *delays]):
             time.sleep(delay)

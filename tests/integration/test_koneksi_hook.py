@@ -424,3 +424,16 @@ def test_an_account_without_a_webhook_secret_gets_no_webhook(koneksi_sandbox, mo
     time.sleep(0.3)
     assert webhook_receiver.deliveries == []
     assert koneksi_counter(koneksi_sandbox, "webhooks", "koneksi skipped (no secret)") == 1
+
+
+def test_the_offline_sandbox_sends_no_webhook_off_this_machine(koneksi_sandbox, monkeypatch):
+    """A campaign naming an outside notification URL (as the example DAG does) gets no delivery attempt."""
+    set_koneksi_conn(monkeypatch, koneksi_sandbox)
+    hook = KoneksiHook()
+    request_id = hook.request_message_generation(
+        make_payload(koneksi_sandbox, completion_notification_url="https://hooks.example.com/koneksi/done")
+    )
+    assert wait_complete(hook, request_id).complete
+    time.sleep(0.3)
+    assert koneksi_counter(koneksi_sandbox, "webhooks", "koneksi not sent (not on loopback)") == 1
+    assert koneksi_counter(koneksi_sandbox, "webhooks", "koneksi attempts") == 0
