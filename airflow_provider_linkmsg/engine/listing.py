@@ -25,11 +25,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_linkmsg.engine.windows import Conversation
 from airflow_provider_linkmsg.exceptions import LinkMsgBudgetExceededError
 from airflow_provider_linkmsg.records import parse_utc, to_utc_iso
+
+if TYPE_CHECKING:
+    from airflow_provider_linkmsg.engine.clock import RunClock
 
 _EPOCH = "1970-01-01T00:00:00.000000Z"
 #: how often a run with the listing shortcut lists the whole inbox anyway: the shortcut's staleness bound
@@ -102,11 +105,23 @@ def list_inbox(
     return listing
 
 
-def next_sweep(listing: Listing, sweep: dict[str, Any] | None, memo: dict[str, Any]) -> dict[str, Any] | None:
-    """The marker after a run that read all it listed: through its newest activity (None: out of order)."""
+def next_sweep(
+    listing: Listing,
+    sweep: dict[str, Any] | None,
+    memo: dict[str, Any],
+    clock: RunClock | None = None,
+) -> dict[str, Any] | None:
+    """
+    The marker after a run that read all it listed: through its newest activity (None: out of order).
+
+    :param clock: our clock: an activity from the future counts as the run's start (see
+        :mod:`airflow_provider_linkmsg.engine.clock`).
+    """
     if not listing.in_order:
         return None
     activity = [c.last_activity for c in listing.conversations if c.last_activity]
+    if clock is not None:
+        activity = [clock.clamp(a) or a for a in activity]
     if sweep and sweep.get("through"):
         activity.append(sweep["through"])
     if not activity:

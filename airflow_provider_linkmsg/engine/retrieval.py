@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_linkmsg.engine.clock import RunClock, trusted_sweep, trusted_watermark
 from airflow_provider_linkmsg.engine.listing import Listing, list_inbox, next_sweep, shortcut_bound
 from airflow_provider_linkmsg.engine.progress import DEFAULT_INTERVAL, Progress
+from airflow_provider_linkmsg.engine.reads import ConversationReads, Outcome
 from airflow_provider_linkmsg.engine.windows import (
     DEFAULT_OVERLAP_SECONDS,
     Conversation,
@@ -59,16 +59,7 @@ if TYPE_CHECKING:
 _SHOWN = 10
 
 
-@dataclass
-class _Outcome:
-    conversation: Conversation
-    messages: list[Message] = field(default_factory=list)
-    error: BaseException | None = None
-    skipped: bool = False
-    deepened: bool = False
-
-
-class InboxRetrieval:
+class InboxRetrieval(ConversationReads):
     """
     One incremental retrieval of one account's inbox into a staging run (see the module docstring).
 
@@ -91,6 +82,8 @@ class InboxRetrieval:
     :param max_workers: conversations read at once (and ``2 * max_workers`` held at most).
     :param fail_on_error: raise when conversations failed (after staging and committing the others);
         when false, only report them.
+    :param clock: our clock (each run starts a new one by default): no vendor time from the future
+        enters the state (see :mod:`airflow_provider_linkmsg.engine.clock`).
     :param log: where to report.
     :param progress_seconds: seconds between progress lines while listing and reading (1 to 30; see
         :mod:`airflow_provider_linkmsg.engine.progress`).
@@ -114,6 +107,7 @@ class InboxRetrieval:
         conversation_ids: Sequence[str] | None = None,
         max_workers: int = 4,
         fail_on_error: bool = True,
+        clock: RunClock | None = None,
         log: logging.Logger | Any = None,
         progress_seconds: float = DEFAULT_INTERVAL,
     ) -> None:
@@ -135,6 +129,10 @@ class InboxRetrieval:
         self.log = log
         self.progress_seconds = progress_seconds
         self._stop = threading.Event()
+        self._given_clock = clock
+        self.clock = clock or RunClock()
+        self._watermarks: dict[str, dict] = {}
+        self._future = 0  # conversations with a time from the future this run
 
     # ---- the run --------------------------------------------------------------------------------------
     def run(
@@ -174,12 +172,14 @@ class InboxRetrieval:
                 progress.advance()
                 yield conversation
 
-        sweep = self.store.sweep()
+        self.clock = self._given_clock or RunClock()
+        sweep = self._trusted_sweep(self.store.sweep())
         shortcut = self.listing_shortcut and not self._lists_in_full
         try:
             carried = self._carry_over()
             watermarks = self.store.all()
             watermarks.update(self.store.staged)  # those the carried records cover
+            watermarks = self._watermarks = {c: self._trusted(c, w) for c, w in watermarks.items()}
             listing = list_inbox(
                 listed_one_by_one,
                 sweep if shortcut else None,
@@ -254,9 +254,16 @@ class InboxRetrieval:
                     self.writer.write(message)
                 new_records += len(outcome.messages)
                 old = None if self.full_refresh else watermarks.get(conversation.id)
-                self.store.stage(
-                    conversation.id, next_watermark(old, conversation, outcome.messages, self.overlap_seconds)
+                self._warn_future(conversation, outcome)
+                watermark = next_watermark(
+                    old,
+                    conversation,
+                    outcome.messages,
+                    self.overlap_seconds,
+                    clock=self.clock,
+                    newest_read=outcome.newest_read,
                 )
+                self.store.stage(conversation.id, watermark)
                 read += 1
                 deepened += outcome.deepened
                 outcome.messages = []  # released: the writer has them
@@ -300,6 +307,7 @@ class InboxRetrieval:
             "records_new": new_records,
             "records_carried_over": carried,
             "budget_exhausted": budget_error is not None,
+            "conversations_future_times": self._future,
         }
         if missing:
             result["conversations_missing"] = missing[:_SHOWN]
@@ -350,6 +358,55 @@ class InboxRetrieval:
             self._info("Carried over %d record(s) staged by an earlier try of this run", count)
         return count
 
+    def window(self, conversation_id: str) -> ReadWindow:
+        """The read window of a conversation in this run (for readers that batch their ``since``)."""
+        watermark = None if self.full_refresh else self._watermarks.get(conversation_id)
+        return read_window(watermark, self.overlap_seconds)
+
+    def _trusted(self, conversation_id: str, watermark: dict[str, Any]) -> dict[str, Any]:
+        trusted, field = trusted_watermark(watermark, self.clock)
+        if field:
+            self._future += 1
+            self._warn(
+                "%s %s: the watermark of %s has %s=%s, after our clock (%s): reading it in full once",
+                self.vendor,
+                self.account_id,
+                conversation_id,
+                field,
+                watermark.get(field),
+                self.clock.horizon(),
+            )
+        return trusted
+
+    def _trusted_sweep(self, sweep: dict[str, Any] | None) -> dict[str, Any] | None:
+        trusted = trusted_sweep(sweep, self.clock)
+        if sweep and trusted is None:
+            self._warn(
+                "%s %s: the sweep marker's time %s is after our clock (%s): listing in full",
+                self.vendor,
+                self.account_id,
+                sweep.get("through"),
+                self.clock.horizon(),
+            )
+        return trusted
+
+    def _warn_future(self, conversation: Conversation, outcome: Outcome) -> None:
+        """Name the times of a conversation from the future (they do not enter its watermark)."""
+        times = {"activity": conversation.last_activity, "newest message": outcome.newest_read}
+        ahead = {name: value for name, value in times.items() if self.clock.ahead(value)}
+        if ahead:
+            self._future += 1
+            self._warn(
+                "%s %s: %s shows %s after our clock (%s, slack %s): not taken as its watermark; it is "
+                "read again until a staged message accounts for its activity",
+                self.vendor,
+                self.account_id,
+                conversation.id,
+                ", ".join(f"{name} {value}" for name, value in ahead.items()),
+                self.clock.horizon(),
+                self.clock.slack,
+            )
+
     @property
     def _lists_in_full(self) -> bool:
         return self.full_refresh or self.conversation_ids is not None
@@ -371,110 +428,7 @@ class InboxRetrieval:
                 self.vendor,
                 self.account_id,
             )
-        self.store.stage_sweep(next_sweep(listing, sweep, listing_memo() if listing_memo else {}))
-
-    def _read_all(
-        self,
-        changed: list[Conversation],
-        watermarks: dict[str, dict],
-        read_conversation: Callable[[Conversation, ReadWindow], Iterable[Message]],
-    ) -> Iterable[_Outcome]:
-        """Read the conversations; at most ``2 * workers`` are read or waiting for the writer at once."""
-        if not changed:
-            return
-        workers = max(1, min(self.max_workers, len(changed)))
-        limit = 2 * workers
-        pending: set[Future[_Outcome]] = set()
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"linkmsg-{self.vendor}") as pool:
-            try:
-                for conversation in changed:
-                    while len(pending) >= limit:
-                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for future in done:
-                            yield future.result()
-                    watermark = None if self.full_refresh else watermarks.get(conversation.id)
-                    pending.add(pool.submit(self._read_one, conversation, watermark, read_conversation))
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        yield future.result()
-            finally:
-                self._stop.set()
-
-    def accounted(
-        self,
-        conversation: Conversation,
-        watermark: dict[str, Any],
-        window: ReadWindow,
-        new: list[Message],
-        known: set[str] | None,
-    ) -> bool:
-        """
-        Whether an incremental read accounts for what the listing says changed. Not when the vendor counts
-        more messages than are staged and found; when the latest message listed is older than the read
-        window (a late message, shown as the latest); when the listed activity is newer than every message
-        staged or found (activity moved by a message the window did not reach).
-        """
-        if (
-            conversation.total is not None
-            and known is not None
-            and len(known) + len(new) < conversation.total
-        ):
-            return False
-        if conversation.latest_at and window.floor and conversation.latest_at < window.floor:
-            return False
-        newest = max([watermark.get("sent_at") or "", *(m.sent_at for m in new)])
-        return not (conversation.last_activity and newest and conversation.last_activity > newest)
-
-    def _read_one(
-        self,
-        conversation: Conversation,
-        watermark: dict[str, Any] | None,
-        read_conversation: Callable[[Conversation, ReadWindow], Iterable[Message]],
-    ) -> _Outcome:
-        if self._stop.is_set():
-            return _Outcome(conversation, skipped=True)
-        window = read_window(watermark, self.overlap_seconds)
-        known = self.known_ids(conversation.id) if watermark else None
-        outcome = _Outcome(conversation)
-        ids: set[str] = set()
-
-        def take(message: Message) -> None:
-            if message.message_id not in ids and (known is None or message.message_id not in known):
-                ids.add(message.message_id)
-                outcome.messages.append(message)
-
-        try:
-            for message in read_conversation(conversation, window):
-                if window.is_new(message):
-                    take(message)
-            if watermark and not self.accounted(conversation, watermark, window, outcome.messages, known):
-                outcome.deepened = True
-                self._info(
-                    "%s %s: %s changed more than its read since %s found: reading it in full",
-                    self.vendor,
-                    self.account_id,
-                    conversation.id,
-                    window.floor,
-                )
-                for message in read_conversation(conversation, ReadWindow()):
-                    if known is not None or message.message_id not in window.seen:
-                        take(message)
-        except Exception as error:
-            outcome.messages = []
-            outcome.error = error
-            if isinstance(error, LinkMsgAuthError | LinkMsgBudgetExceededError):
-                self._stop.set()  # no later conversation can succeed
-            else:  # an error of ours (not the vendor's) keeps its traceback in the log
-                self._warn(
-                    "%s %s: reading %s failed: %s",
-                    self.vendor,
-                    self.account_id,
-                    conversation.id,
-                    error,
-                    exc_info=not isinstance(error, LinkMsgError),
-                )
-        return outcome
+        self.store.stage_sweep(next_sweep(listing, sweep, listing_memo() if listing_memo else {}, self.clock))
 
     def _raise_failed(self, failed: list[tuple[str, BaseException]], read: int, manifest: Any) -> None:
         shown = "; ".join(f"{cid}: {error}" for cid, error in failed[:3])

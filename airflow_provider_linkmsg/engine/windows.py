@@ -22,9 +22,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_linkmsg.records import Message, parse_utc, to_utc_iso, utc_to_epoch_ms
+
+if TYPE_CHECKING:
+    from airflow_provider_linkmsg.engine.clock import RunClock
 
 #: the default re-read before each watermark (see the module docstring for the reasoning)
 DEFAULT_OVERLAP_SECONDS = 300
@@ -122,26 +125,44 @@ def next_watermark(
     conversation: Conversation,
     messages: Sequence[Message],
     overlap_seconds: float = 0,
+    *,
+    clock: RunClock | None = None,
+    newest_read: str | None = None,
 ) -> dict[str, Any]:
     """
     The watermark after staging ``messages`` (the new ones) of a conversation read completely.
 
     :param watermark: the previous watermark, or ``None`` after a full read.
+    :param clock: our clock: no time from the future enters the watermark (see
+        :mod:`airflow_provider_linkmsg.engine.clock`); ``None`` trusts every time.
+    :param newest_read: the newest time among the messages read that were staged already (a full read
+        of a conversation whose watermark had no trusted time).
     """
     previous = watermark or {}
     newest = previous.get("sent_at")
     recent = dict(previous.get("recent") or {})
+    if newest_read and (newest is None or newest_read > newest):
+        newest = newest_read
     for message in messages:
         recent[message.message_id] = message.sent_at
         if newest is None or message.sent_at > newest:
             newest = message.sent_at
+    if clock is not None:
+        newest = clock.clamp(newest)
     if newest is not None:
         cut = to_utc_iso(parse_utc(newest) - timedelta(seconds=overlap_seconds))
         recent = {k: v for k, v in recent.items() if v >= cut}
-    activity = [a for a in (previous.get("last_activity"), conversation.last_activity, newest) if a]
+    listed_activity = conversation.last_activity
+    marker = conversation.marker
+    activity = [a for a in (previous.get("last_activity"), listed_activity, newest) if a]
+    last_activity = max(activity) if activity else None
+    if clock is not None:
+        last_activity = clock.clamp(last_activity)
+        if clock.ahead(listed_activity) and not any(v >= listed_activity for v in recent.values()):
+            marker = None  # no staged message accounts for it yet: read it again next run
     return {
         "sent_at": newest,
-        "last_activity": max(activity) if activity else None,
-        "listed": conversation.marker,
+        "last_activity": last_activity,
+        "listed": marker,
         "recent": recent,
     }

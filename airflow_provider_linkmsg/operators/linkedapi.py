@@ -32,7 +32,7 @@ from airflow_provider_linkmsg.io.staging import staging_root
 
 if TYPE_CHECKING:
     from airflow_provider_linkmsg.io.lease import Lease
-from airflow_provider_linkmsg.operators.inbox import BaseInboxRetrieveOperator, read_window
+from airflow_provider_linkmsg.operators.inbox import BaseInboxRetrieveOperator
 from airflow_provider_linkmsg.operators.linkedapi_sync import (  # noqa: F401 - re-exported
     HANDLE_KEY,
     INTENT_KEY,
@@ -217,10 +217,7 @@ class LinkedApiRetrieveMessagesOperator(BaseInboxRetrieveOperator):
         )
         # unsynced and not-found persons are reported, not errors
         retrieval = self.retrieval(context, account, self._root, self._lease, fail_on_error=False)
-        watermarks = retrieval.store.all()
-        reader.since = lambda cid: (
-            None if self.full_refresh else read_window(watermarks.get(cid), self.overlap_seconds).floor
-        )
+        reader.since = lambda cid: retrieval.window(cid).floor  # the engine's trusted watermarks
         result = retrieval.run(
             list_conversations=reader.list_conversations,
             read_conversation=reader.read_conversation,

@@ -10,13 +10,16 @@ import os
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 
+from airflow_provider_linkmsg.engine.clock import CLOCK_SLACK
 from airflow_provider_linkmsg.io.lease import LinkMsgLeaseHeldError
 from airflow_provider_linkmsg.io.state import WatermarkStore
 from airflow_provider_linkmsg.operators.connectsafely import ConnectSafelyRetrieveMessagesOperator
 from airflow_provider_linkmsg.operators.linkup import LinkupRetrieveMessagesOperator
+from airflow_provider_linkmsg.records import to_utc_iso
 from tests.fixtures.inbox import assert_exactly, reads, staged_messages, truth_messages
 
 OPERATORS = {"connectsafely": ConnectSafelyRetrieveMessagesOperator, "linkup": LinkupRetrieveMessagesOperator}
@@ -224,3 +227,108 @@ def test_a_retry_of_the_same_task_run_takes_its_lease_over(inbox_sandbox, tmp_pa
         json.dump({**killed, "try_number": 1, "expires_at": time.time() + 3600}, f)
     result = retrieve("connectsafely", tmp_path, inbox_context, "run-1", lease_wait_seconds=0)
     assert result["records"] == len(truth_messages(sandbox, "connectsafely"))
+
+
+# ---- vendor times from the future ----------------------------------------------------------------------------
+@pytest.fixture
+def engine_clock_follows(monkeypatch):
+    """Our clock follows the sandbox's clock (its world starts in the past; tests advance it past ours)."""
+
+    def follow(sandbox) -> None:
+        monkeypatch.setattr(
+            "airflow_provider_linkmsg.engine.clock._utc_now",
+            lambda: datetime.fromtimestamp(sandbox.state.now(), UTC),
+        )
+
+    return follow
+
+
+def assert_no_time_from_the_future(store: WatermarkStore, now_s: float) -> None:
+    horizon = to_utc_iso(now_s * 1000 + CLOCK_SLACK.total_seconds() * 1000)
+    for conversation_id, watermark in store.all().items():
+        for name in ("sent_at", "last_activity"):
+            assert (watermark.get(name) or "") <= horizon, f"{conversation_id} {name}={watermark[name]}"
+    assert ((store.sweep() or {}).get("through") or "") <= horizon
+
+
+@pytest.mark.parametrize("shortcut", [False, True], ids=["every-page", "shortcut"])
+def test_a_listed_activity_from_the_future_enters_no_state_and_hides_nothing(
+    inbox_sandbox, tmp_path, inbox_context, engine_clock_follows, shortcut
+):
+    """Adversarial review F3: ``lastActivityAt`` 20 h ahead (the schema allows a day) on two listings."""
+    sandbox = inbox_sandbox("connectsafely", seed=43, conversations=4, messages=2)
+    engine_clock_follows(sandbox)
+    account = sandbox.truth("connectsafely")["accounts"][0]["id"]
+    store = WatermarkStore(tmp_path, vendor="connectsafely", account=account, consumer="inbox_test.retrieve")
+    target = conversations_by_age(sandbox, "connectsafely")[0]
+    future = int((sandbox.state.now() + 20 * 3600) * 1000)
+    sandbox.set_faults(
+        [
+            {
+                "kind": "corrupt",
+                "vendor": "connectsafely",
+                "route": "GET /conversations",
+                "field": "conversations.0.lastActivityAt",
+                "value": future,
+                "times": 2,
+            }
+        ]
+    )
+    first = retrieve("connectsafely", tmp_path, inbox_context, "run-1", listing_shortcut=shortcut)
+    assert_exactly(staged_messages(first["manifest"]), truth_messages(sandbox, "connectsafely"))
+    assert first["conversations_future_times"] == 1
+    assert_no_time_from_the_future(store, sandbox.state.now())
+    assert store.all()[target]["listed"] is None  # no staged message accounts for that activity
+
+    # the listing still shows it: the conversation is read again (from its watermark, not in full)
+    sandbox.reset_stats()
+    second = retrieve("connectsafely", tmp_path, inbox_context, "run-2", listing_shortcut=shortcut)
+    assert second["records"] == 0 and set(reads(sandbox)) == {target}
+    assert second["conversations_deepened"] == 0
+    sandbox.set_faults([])
+
+    sandbox.advance(seconds=3600, connectsafely={"conversations": 4, "messages": 1})
+    before = truth_messages(sandbox, "connectsafely")
+    third = retrieve("connectsafely", tmp_path, inbox_context, "run-3", listing_shortcut=shortcut)
+    assert third["records"] == 4
+    sandbox.advance(seconds=21 * 3600)  # the vendor's clock (and ours) pass the bad value
+    sandbox.advance(seconds=60, connectsafely={"conversations": 2, "messages": 1})
+    fourth = retrieve("connectsafely", tmp_path, inbox_context, "run-4", listing_shortcut=shortcut)
+    assert_exactly(staged_messages(fourth["manifest"]), truth_messages(sandbox, "connectsafely") - before)
+    assert_no_time_from_the_future(store, sandbox.state.now())
+    sandbox.reset_stats()
+    fifth = retrieve("connectsafely", tmp_path, inbox_context, "run-5", listing_shortcut=shortcut)
+    assert fifth["records"] == 0 and reads(sandbox) == {}  # settled
+
+
+MESSAGE_TIME = {
+    "connectsafely": {"route": "GET /conversations/{urn}/messages", "field": "messages.0.sentAt"},
+    "linkup": {"route": "POST /messages", "action": "get_conversation", "field": "data.messages.0.timestamp"},
+}
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_a_message_time_from_the_future_does_not_hide_the_messages_before_it(
+    inbox_sandbox, tmp_path, inbox_context, engine_clock_follows, vendor
+):
+    sandbox = inbox_sandbox(vendor, conversations=1, messages=3)
+    engine_clock_follows(sandbox)
+    account = sandbox.truth(vendor)["accounts"][0]["id"]
+    store = WatermarkStore(tmp_path, vendor=vendor, account=account, consumer="inbox_test.retrieve")
+    future = int((sandbox.state.now() + 20 * 3600) * 1000)
+    sandbox.set_faults(
+        [{"kind": "corrupt", "vendor": vendor, **MESSAGE_TIME[vendor], "value": future, "times": 1}]
+    )
+    first = retrieve(vendor, tmp_path, inbox_context, "run-1")
+    before = truth_messages(sandbox, vendor)
+    assert {m.key for m in staged_messages(first["manifest"])} == {m.key for m in before}
+    assert first["conversations_future_times"] == 1
+    assert_no_time_from_the_future(store, sandbox.state.now())
+    sandbox.set_faults([])
+
+    # one message arrives before the vendor's clock reaches the bad time, one after; then a run
+    sandbox.advance(seconds=19 * 3600, **{vendor: {"conversations": 1, "messages": 1}})
+    sandbox.advance(seconds=2 * 3600, **{vendor: {"conversations": 1, "messages": 1}})
+    second = retrieve(vendor, tmp_path, inbox_context, "run-2")
+    assert_exactly(staged_messages(second["manifest"]), truth_messages(sandbox, vendor) - before)
+    assert second["conversations_deepened"] == 0  # no full read (LinkupAPI: no credit) to find them

@@ -1,0 +1,163 @@
+"""
+Reading the changed conversations of one run: a bounded pool of readers, each read de-duplicated by the
+staged ids and deepened when the listing says more changed than it found (no Airflow imports).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_linkmsg.engine.windows import Conversation, ReadWindow, read_window
+from airflow_provider_linkmsg.exceptions import LinkMsgAuthError, LinkMsgBudgetExceededError, LinkMsgError
+
+if TYPE_CHECKING:
+    from airflow_provider_linkmsg.engine.clock import RunClock
+    from airflow_provider_linkmsg.records import Message
+
+
+@dataclass
+class Outcome:
+    conversation: Conversation
+    messages: list[Message] = field(default_factory=list)
+    error: BaseException | None = None
+    skipped: bool = False
+    deepened: bool = False
+    newest_read: str | None = None  # the newest message read in the window, staged before or not
+
+
+class ConversationReads:
+    """
+    The reading part of :class:`~airflow_provider_linkmsg.engine.retrieval.InboxRetrieval` (see its
+    arguments): :meth:`_read_all` reads the changed conversations, at most ``2 * max_workers`` in flight.
+    """
+
+    vendor: str
+    account_id: str
+    full_refresh: bool
+    overlap_seconds: float
+    max_workers: int
+    known_ids: Callable[[str], set[str] | None]
+    clock: RunClock
+    _stop: threading.Event
+
+    def _info(self, *args: Any) -> None:
+        raise NotImplementedError
+
+    def _warn(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError
+
+    def _read_all(
+        self,
+        changed: list[Conversation],
+        watermarks: dict[str, dict],
+        read_conversation: Callable[[Conversation, ReadWindow], Iterable[Message]],
+    ) -> Iterable[Outcome]:
+        """Read the conversations; at most ``2 * workers`` are read or waiting for the writer at once."""
+        if not changed:
+            return
+        workers = max(1, min(self.max_workers, len(changed)))
+        limit = 2 * workers
+        pending: set[Future[Outcome]] = set()
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"linkmsg-{self.vendor}") as pool:
+            try:
+                for conversation in changed:
+                    while len(pending) >= limit:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            yield future.result()
+                    watermark = None if self.full_refresh else watermarks.get(conversation.id)
+                    pending.add(pool.submit(self._read_one, conversation, watermark, read_conversation))
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield future.result()
+            finally:
+                self._stop.set()
+
+    def accounted(
+        self,
+        conversation: Conversation,
+        watermark: dict[str, Any],
+        window: ReadWindow,
+        new: list[Message],
+        known: set[str] | None,
+        newest_read: str | None = None,
+    ) -> bool:
+        """
+        Whether an incremental read accounts for what the listing says changed. Not when the vendor counts
+        more messages than are staged and found; when the latest message listed is older than the read
+        window (a late message, shown as the latest); when the listed activity is newer than every message
+        staged or found (activity moved by a message the window did not reach); activity from the future
+        is left out of that (no late, older message moves it there; the conversation is read again next run).
+        """
+        if (
+            conversation.total is not None
+            and known is not None
+            and len(known) + len(new) < conversation.total
+        ):
+            return False
+        if conversation.latest_at and window.floor and conversation.latest_at < window.floor:
+            return False
+        newest = max([watermark.get("sent_at") or "", newest_read or "", *(m.sent_at for m in new)])
+        activity = conversation.last_activity
+        if self.clock.ahead(activity):
+            return True
+        return not (activity and newest and activity > newest)
+
+    def _read_one(
+        self,
+        conversation: Conversation,
+        watermark: dict[str, Any] | None,
+        read_conversation: Callable[[Conversation, ReadWindow], Iterable[Message]],
+    ) -> Outcome:
+        if self._stop.is_set():
+            return Outcome(conversation, skipped=True)
+        window = read_window(watermark, self.overlap_seconds)
+        known = self.known_ids(conversation.id) if watermark else None
+        outcome = Outcome(conversation)
+        ids: set[str] = set()
+
+        def take(message: Message) -> None:
+            if outcome.newest_read is None or message.sent_at > outcome.newest_read:
+                outcome.newest_read = message.sent_at
+            if message.message_id not in ids and (known is None or message.message_id not in known):
+                ids.add(message.message_id)
+                outcome.messages.append(message)
+
+        try:
+            for message in read_conversation(conversation, window):
+                if window.is_new(message):
+                    take(message)
+            if watermark and not self.accounted(
+                conversation, watermark, window, outcome.messages, known, outcome.newest_read
+            ):
+                outcome.deepened = True
+                self._info(
+                    "%s %s: %s changed more than its read since %s found: reading it in full",
+                    self.vendor,
+                    self.account_id,
+                    conversation.id,
+                    window.floor,
+                )
+                for message in read_conversation(conversation, ReadWindow()):
+                    if known is not None or message.message_id not in window.seen:
+                        take(message)
+        except Exception as error:
+            outcome.messages = []
+            outcome.error = error
+            if isinstance(error, LinkMsgAuthError | LinkMsgBudgetExceededError):
+                self._stop.set()  # no later conversation can succeed
+            else:  # an error of ours (not the vendor's) keeps its traceback in the log
+                self._warn(
+                    "%s %s: reading %s failed: %s",
+                    self.vendor,
+                    self.account_id,
+                    conversation.id,
+                    error,
+                    exc_info=not isinstance(error, LinkMsgError),
+                )
+        return outcome
