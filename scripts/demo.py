@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -82,9 +83,20 @@ def environment(sandbox) -> dict[str, str]:
             "AIRFLOW_VAR_LINKMSG_EXPORT_PATH": str(EXPORT),
             "AIRFLOW_CONN_LINKMSG_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(WAREHOUSE)}),
             "AIRFLOW__OPENLINEAGE__DISABLED": "True",
+            # the Koneksi request needs a completion_notification_url (from [linkmsg] webhook_base_url);
+            # the `dags test` passes poll for completion and have no receiver: a closed loopback port (the
+            # event-driven run below points it at its own API server)
+            "AIRFLOW__LINKMSG__WEBHOOK_BASE_URL": f"http://127.0.0.1:{closed_port()}/",
         }
     )
     return env
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (taken free from the OS, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def airflow(env: dict[str, str], *args: str, log: Path | None = None) -> float:

@@ -18,6 +18,10 @@ from airflow_provider_linkmsg.engine.clock import CLOCK_SLACK
 from airflow_provider_linkmsg.io.lease import LinkMsgLeaseHeldError
 from airflow_provider_linkmsg.io.state import WatermarkStore
 from airflow_provider_linkmsg.operators.connectsafely import ConnectSafelyRetrieveMessagesOperator
+from airflow_provider_linkmsg.operators.linkedapi import (
+    LinkedApiRetrieveMessagesOperator,
+    LinkedApiSyncConversationsOperator,
+)
 from airflow_provider_linkmsg.operators.linkup import LinkupRetrieveMessagesOperator
 from airflow_provider_linkmsg.records import to_utc_iso
 from tests.fixtures.inbox import assert_exactly, reads, staged_messages, truth_messages
@@ -332,3 +336,42 @@ def test_a_message_time_from_the_future_does_not_hide_the_messages_before_it(
     second = retrieve(vendor, tmp_path, inbox_context, "run-2")
     assert_exactly(staged_messages(second["manifest"]), truth_messages(sandbox, vendor) - before)
     assert second["conversations_deepened"] == 0  # no full read (LinkupAPI: no credit) to find them
+
+
+def test_a_linkedapi_message_time_from_the_future_does_not_become_its_since(
+    linkedapi_world, tmp_path, linkedapi_context, engine_clock_follows
+):
+    world = linkedapi_world("current", persons=1, not_found=0)
+    engine_clock_follows(world.sandbox)
+    LinkedApiSyncConversationsOperator(
+        task_id="sync", staging_path=str(tmp_path), persons=world.persons(), poll_interval=0.05, timeout=30
+    ).execute(linkedapi_context("sync"))
+    future = datetime.fromtimestamp(world.sandbox.state.now() + 20 * 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    world.sandbox.set_faults(
+        [
+            {
+                "kind": "corrupt",
+                "vendor": "linkedapi",
+                "route": "POST /conversations/poll",
+                "field": "result.0.messages.0.time",
+                "value": future,
+                "times": 1,
+            }
+        ]
+    )
+
+    def retrieve_linkedapi(run_id: str) -> dict:
+        operator = LinkedApiRetrieveMessagesOperator(
+            task_id="retrieve", staging_path=str(tmp_path), persons=world.persons()
+        )
+        return operator.execute(linkedapi_context("retrieve", run_id=run_id))
+
+    first = retrieve_linkedapi("run-1")
+    assert first["records"] == len(world.truth["messages"]) and first["conversations_future_times"] == 1
+    world.sandbox.set_faults([])
+    late = world.sandbox.advance(seconds=19 * 3600, linkedapi={"persons": 1, "messages": 1})["linkedapi"]
+    later = world.sandbox.advance(seconds=2 * 3600, linkedapi={"persons": 1, "messages": 1})["linkedapi"]
+    second = retrieve_linkedapi("run-2")
+    new_ids = {i for added in (late, later) for a in added["added"] for i in a["ids"]}
+    assert len(new_ids) == 2
+    assert {m.message_id for m in staged_messages(second["manifest"])} == new_ids
