@@ -104,6 +104,12 @@ class KoneksiGenerationSensor(BaseSensorOperator):
         if done:
             return done.xcom_value
         deadline = self._started_at + self.timeout
+        self.log.info(
+            "Koneksi generation %s: deferring to the triggerer (a check every %s s, at most %.0f s more)",
+            self.secure_request_id,
+            self.poke_interval,
+            max(0.0, deadline - time.time()),
+        )
         self.defer(
             trigger=KoneksiGenerationTrigger(
                 secure_request_id=self.secure_request_id,
@@ -120,7 +126,7 @@ class KoneksiGenerationSensor(BaseSensorOperator):
     def _wait_started(self, context: Context) -> float:
         """When the wait began: the first try of a rescheduled sensor, else now."""
         if self.reschedule and not self.deferrable:
-            first = context["ti"].get_first_reschedule_date(context)
+            first = _first_reschedule_date(context, self.retries or 0)
             if first is not None:
                 return first.timestamp()
         return time.time()
@@ -186,3 +192,31 @@ class KoneksiGenerationSensor(BaseSensorOperator):
         self.log.warning("%s; accepting the partial results", message)
         base = summary or {"secure_request_id": self.secure_request_id, "generation_status": "in_progress"}
         return {**base, "partial": True}
+
+
+def _first_reschedule_date(context: Context, retries: int) -> Any:
+    """
+    When the first try of a rescheduled sensor started: the task SDK's ``get_first_reschedule_date``
+    (Airflow 3), else the first ``TaskReschedule`` row of the first try, as Airflow 2's own sensors read it.
+    """
+    ti = context["ti"]
+    if hasattr(ti, "get_first_reschedule_date"):
+        return ti.get_first_reschedule_date(context)
+    from airflow.models.taskreschedule import TaskReschedule
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    first_try = (ti.max_tries or 0) - retries + 1
+    with create_session() as session:
+        return session.scalar(
+            select(TaskReschedule.start_date)
+            .where(
+                TaskReschedule.dag_id == ti.dag_id,
+                TaskReschedule.task_id == ti.task_id,
+                TaskReschedule.run_id == ti.run_id,
+                TaskReschedule.map_index == ti.map_index,
+                TaskReschedule.try_number >= first_try,
+            )
+            .order_by(TaskReschedule.id.asc())
+            .limit(1)
+        )

@@ -1,4 +1,4 @@
-"""The example DAGs: every file imports cleanly, quickly, and without heavy modules at the top level."""
+"""The example DAGs: every file imports cleanly and without heavy modules at the top level."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 FILES = sorted(EXAMPLES.glob("example_*.py"))
 #: modules a DAG file must not pull in at parse time (they belong inside tasks)
 HEAVY = ("pyarrow", "pandas", "psycopg", "psycopg2", "openlineage.client", "selenium")
-#: generous ceiling per file on top of Airflow itself: DAG files are parsed every 30 s by default
-PARSE_BUDGET_S = 2.0
 
 PROBE = r"""
 import json, sys, time
@@ -47,8 +45,11 @@ def test_there_is_an_example_dag_per_vendor_and_more():
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
-def test_each_example_dag_parses_cleanly_and_fast(path):
-    """Parsed in a fresh interpreter, so the time and the imported modules are the file's own."""
+def test_each_example_dag_parses_cleanly_without_heavy_imports(path):
+    """
+    Parsed in a fresh interpreter, so the imported modules are the file's own. What keeps parsing cheap is
+    checked by what is imported, not by a clock (a loaded machine would fail a timed assertion).
+    """
     result = subprocess.run(
         [sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, timeout=180, check=True
     )
@@ -57,5 +58,4 @@ def test_each_example_dag_parses_cleanly_and_fast(path):
     assert len(report["dags"]) == 1 and report["dags"][0].startswith("linkmsg_")
     heavy = [m for m in report["new_modules"] if m.split(".")[0] in HEAVY or m in HEAVY]
     assert heavy == [], f"{path.name} imports {heavy} at parse time"
-    print(f"{path.name}: parsed in {report['seconds']:.3f} s")
-    assert report["seconds"] < PARSE_BUDGET_S, f"{path.name} took {report['seconds']:.2f} s to parse"
+    print(f"{path.name}: parsed in {report['seconds']:.3f} s (informational)")

@@ -31,7 +31,7 @@ def asset_events(uri: str) -> list[dict]:
 
 
 def test_dag_run_exports_and_emits_asset_events(run_dag, tmp_path, monkeypatch):
-    from airflow.sdk import DAG, task
+    from airflow.providers.common.compat.sdk import DAG, task
 
     staging, destination = tmp_path / "staging", tmp_path / "out"
     monkeypatch.setenv(

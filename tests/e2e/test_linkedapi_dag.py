@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import pytest
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 
 from airflow_provider_linkmsg.io.staging import iter_records
 from airflow_provider_linkmsg.operators.linkedapi import (

@@ -31,9 +31,18 @@ from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
 from airflow_provider_linkmsg.hooks.linkup import LinkupHook
 from airflow_provider_linkmsg.operators.koneksi import KoneksiRequestMessageGenerationOperator
 from airflow_provider_linkmsg.plugins.receiver import MAX_BODY
+from tests.compat import requires_airflow
 from tests.fixtures.koneksi import KONEKSI_SIZES, make_campaign
 
-pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.timeout(600),
+    requires_airflow(
+        "3.0",
+        "the webhook plugin is a FastAPI app on Airflow 3's API server and records asset events through it; "
+        "Airflow 2 has neither",
+    ),
+]
 
 KONEKSI_CONN = "koneksi_default"  # the example DAG's connection
 LINKUP_CONN = "linkup_webhooks"

@@ -20,7 +20,6 @@ from types import SimpleNamespace
 import fsspec
 import pyarrow.parquet as pq
 import pytest
-from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgValidationError
 from airflow_provider_linkmsg.io.file_export import export_manifest
@@ -32,6 +31,7 @@ from airflow_provider_linkmsg.operators.export import (
     resolve_manifests,
 )
 from airflow_provider_linkmsg.records import RECORD_TYPES, GeneratedMessage, Message, to_utc_iso
+from tests.compat import outlet_event_accessors
 
 FORK = multiprocessing.get_context("fork")  # a real process, killed for real, without re-importing Airflow
 
@@ -102,7 +102,7 @@ def stage(root, records, *, run_id: str, max_records_per_file: int = 100_000, in
 
 
 def run_operator(operator):
-    context = {"outlet_events": OutletEventAccessors()}
+    context = {"outlet_events": outlet_event_accessors()}
     result = operator.execute(context)
     json.dumps(result)  # the XCom value must be small plain JSON
     return result, context
@@ -642,7 +642,7 @@ def export_files(manifests, destination: Path, file_format: str, **context_extra
     operator = LinkMsgExportToFilesOperator(
         task_id="to_files", manifests=manifests, destination=str(destination), file_format=file_format
     )
-    context = {"outlet_events": OutletEventAccessors(), **context_extra}
+    context = {"outlet_events": outlet_event_accessors(), **context_extra}
     result = operator.execute(context)
     json.dumps(result)
     return result

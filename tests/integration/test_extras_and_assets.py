@@ -47,9 +47,9 @@ def _staged(root: Path, n: int = 5):
 
 
 def _run(operator):
-    from airflow.sdk.execution_time.context import OutletEventAccessors
+    from tests.compat import outlet_event_accessors
 
-    return operator.execute({"outlet_events": OutletEventAccessors()})
+    return operator.execute({"outlet_events": outlet_event_accessors()})
 
 
 def test_parquet_without_pyarrow_names_the_extra_before_any_folder_is_made(tmp_path, monkeypatch):
@@ -93,7 +93,7 @@ def test_sql_export_to_a_database_whose_provider_is_missing_names_the_package(tm
     ],
 )
 def test_the_hint_names_our_extra_when_there_is_one(conn_type, hint, monkeypatch):
-    from airflow.sdk import Connection
+    from airflow.providers.common.compat.sdk import Connection
 
     import airflow_provider_linkmsg.io.extras as extras
 
@@ -106,15 +106,16 @@ def test_the_hint_names_our_extra_when_there_is_one(conn_type, hint, monkeypatch
 
 
 def test_installed_providers_pass_the_check():
-    from airflow.sdk import Connection
+    from airflow.providers.common.compat.sdk import Connection
 
     for conn_type in ("sqlite", "postgres"):  # both come with the dev extra
         require_sql_provider(Connection(conn_id="wh", conn_type=conn_type))
 
 
 def test_sql_export_announces_the_asset_of_each_table_written_and_no_other(tmp_path, monkeypatch):
-    from airflow.sdk import AssetAlias
-    from airflow.sdk.execution_time.context import OutletEventAccessors
+    from airflow.providers.common.compat.sdk import AssetAlias
+
+    from tests.compat import outlet_event_accessors
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_WH", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "wh.db")})
@@ -122,7 +123,7 @@ def test_sql_export_announces_the_asset_of_each_table_written_and_no_other(tmp_p
     manifest = _staged(tmp_path / "staging", n=3)
     operator = LinkMsgExportToSqlOperator(task_id="export", manifests=manifest.summary(), conn_id="wh")
     assert operator.outlets == [AssetAlias("linkmsg-sql:wh")]
-    events = OutletEventAccessors()
+    events = outlet_event_accessors()
     operator.execute({"outlet_events": events})
     announced = [e.dest_asset_key.uri for e in events[operator.outlets[0]].asset_alias_events]
     assert announced == [sql_table_uri("wh", "linkmsg_messages")] == ["x-linkmsg-sql://wh/linkmsg_messages"]
@@ -144,7 +145,7 @@ def _leaves(condition):
 
 def test_the_examples_announce_each_table_under_one_uri():
     """Every SQL export of the examples, and the DAG scheduled on the inbox table, agree on its URI."""
-    from airflow.sdk import AssetAlias
+    from airflow.providers.common.compat.sdk import AssetAlias
 
     uris_by_table: dict[tuple[str, str], set[str]] = defaultdict(set)
     scheduled_on: set[str] = set()

@@ -97,7 +97,7 @@ def xcoms(dag_run, task_id: str) -> dict[int, dict]:
 
 
 def test_both_operators_map_over_accounts_in_a_dag_run(sandbox_factory, inbox_run_dag, tmp_path):
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     sizes = {"accounts": 2, "conversations": 6, "messages": 4}
     sandbox = sandbox_factory(seed=11, sizes={"connectsafely": sizes, "linkup": sizes})

@@ -113,7 +113,7 @@ async def test_the_trigger_reports_permanent_errors(
 # ---- the sensor's deferrable path, end to end without a DAG run --------------------------------------------
 def run_deferrable(sensor: KoneksiGenerationSensor):
     """execute → (TaskDeferred) → the trigger's first event → execute_complete, as the task runner does."""
-    from airflow.sdk.exceptions import TaskDeferred
+    from airflow.providers.common.compat.sdk import TaskDeferred
 
     try:
         return sensor.execute({})

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowNotFoundException
-from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from airflow_provider_linkmsg.exceptions import (
     LinkMsgAuthError,
@@ -48,6 +47,7 @@ from airflow_provider_linkmsg.operators.linkup import LinkupRetrieveMessagesOper
 from airflow_provider_linkmsg.records import Message
 from airflow_provider_linkmsg.sandbox import Sandbox
 from airflow_provider_linkmsg.sensors.koneksi import KoneksiGenerationSensor
+from tests.compat import outlet_event_accessors
 from tests.fixtures.koneksi import make_campaign
 from tests.fixtures.suites import vendor_calls
 
@@ -78,7 +78,7 @@ class Env:
 
     def context(self, task_id: str = "task") -> dict[str, Any]:
         ti = SimpleNamespace(dag_id="bad_input", task_id=task_id, run_id="run-1", map_index=-1)
-        return {"ti": ti, "run_id": "run-1", "outlet_events": OutletEventAccessors()}
+        return {"ti": ti, "run_id": "run-1", "outlet_events": outlet_event_accessors()}
 
     def account(self, vendor: str) -> str:
         return self.sandbox.truth(vendor)["accounts"][0]["id"]

@@ -26,7 +26,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgVendorError
 from airflow_provider_linkmsg.io.staging import Manifest, StagingWriter, iter_records, safe_name, to_path
@@ -46,6 +45,7 @@ from airflow_provider_linkmsg.operators.linkup import LinkupRetrieveMessagesOper
 from airflow_provider_linkmsg.records import Message
 from airflow_provider_linkmsg.sandbox import Sandbox
 from airflow_provider_linkmsg.utils import task_run_id
+from tests.compat import outlet_event_accessors
 from tests.fixtures.inbox import assert_exactly, staged_messages, truth_messages
 from tests.fixtures.koneksi import (
     GENERATE,
@@ -145,7 +145,7 @@ def export_to_sql(manifest: dict[str, Any], conn_id: str, batch_size: int) -> di
     op = LinkMsgExportToSqlOperator(
         task_id="to_sql", manifests=manifest, conn_id=conn_id, batch_size=batch_size
     )
-    return op.execute({"outlet_events": OutletEventAccessors()})
+    return op.execute({"outlet_events": outlet_event_accessors()})
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -85,13 +85,13 @@ def example_env(sandbox_factory, monkeypatch, tmp_path):
 
 
 def test_no_key_leaks_from_any_example_dag(example_env, run_dag, tmp_path, capfd, caplog):
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag
-    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=str(EXAMPLES), safe_mode=False)
+    from tests.compat import dag_bag, sync_bundles, xcom_model
+
+    XComModel = xcom_model()
+    sync_bundles()
+    bag = dag_bag(dag_folder=str(EXAMPLES), safe_mode=False)
     assert bag.import_errors == {}
     assert set(ORDER) <= set(bag.dags)
     for dag_id in ORDER:
@@ -122,15 +122,14 @@ def test_no_key_leaks_from_any_example_dag(example_env, run_dag, tmp_path, capfd
 
 
 def test_a_wrong_key_fails_without_showing_the_key(example_env, run_dag, monkeypatch, capfd, caplog):
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag
+    from tests.compat import dag_bag, sync_bundles
 
     wrong = "KSECRET-wrong-linkup-key-6d6d"
     conn = json.loads(example_env.env()["AIRFLOW_CONN_LINKUP_DEFAULT"])
     conn["password"] = wrong
     monkeypatch.setenv("AIRFLOW_CONN_LINKUP_DEFAULT", json.dumps(conn))
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=str(EXAMPLES / "example_linkup_inbox.py"))
+    sync_bundles()
+    bag = dag_bag(dag_folder=str(EXAMPLES / "example_linkup_inbox.py"))
     dag = bag.dags["linkmsg_linkup_inbox"]
     run = run_dag(dag)
     assert run.state == "failed"
