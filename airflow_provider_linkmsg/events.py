@@ -23,7 +23,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from airflow.sdk import Asset
+    from airflow.providers.common.compat.sdk import Asset
 
 #: where the plugin's FastAPI app is mounted on the API server
 URL_PREFIX = "/linkmsg"
@@ -48,16 +48,22 @@ def linkup_message_uri(conn_id: str = "linkup_default") -> str:
 
 def koneksi_completion_asset(conn_id: str = "koneksi_default") -> Asset:
     """The asset a Koneksi completion webhook updates; schedule a DAG on it: ``schedule=[asset]``."""
-    from airflow.sdk import Asset
-
-    return Asset(name=koneksi_completion_uri(conn_id), uri=koneksi_completion_uri(conn_id), group="linkmsg")
+    return _asset(koneksi_completion_uri(conn_id))
 
 
 def linkup_message_asset(conn_id: str = "linkup_default") -> Asset:
     """The asset a LinkupAPI ``message_received`` webhook updates (``account_id`` in the event's extra)."""
-    from airflow.sdk import Asset
+    return _asset(linkup_message_uri(conn_id))
 
-    return Asset(name=linkup_message_uri(conn_id), uri=linkup_message_uri(conn_id), group="linkmsg")
+
+def _asset(uri: str) -> Asset:
+    """``Asset(name=uri, uri=uri, group="linkmsg")``; on Airflow 2 a ``Dataset``, which has only the URI."""
+    from airflow.providers.common.compat.sdk import Asset
+    from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_0_PLUS
+
+    if AIRFLOW_V_3_0_PLUS:
+        return Asset(name=uri, uri=uri, group="linkmsg")
+    return Asset(uri)
 
 
 def webhook_path(vendor: str, conn_id: str) -> str:

@@ -194,11 +194,19 @@ def main() -> int:
         for dag_id in INBOX_DAGS:
             timings[dag_id] += run_dag(env, dag_id, "pass 2")
 
-        from demo_events import DAG_ID, webhook_run
+        from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_0_PLUS
 
-        print("event-driven: a Koneksi completion webhook starts the export DAG scheduled on its asset:")
-        leads = str(ROOT / "example_dags" / "data" / "koneksi_leads.json")
-        timings[DAG_ID] = webhook_run(airflow, AIRFLOW, env, sandbox, DEMO, leads)
+        if AIRFLOW_V_3_0_PLUS:
+            from demo_events import DAG_ID, webhook_run
+
+            print("event-driven: a Koneksi completion webhook starts the export DAG scheduled on its asset:")
+            leads = str(ROOT / "example_dags" / "data" / "koneksi_leads.json")
+            timings[DAG_ID] = webhook_run(airflow, AIRFLOW, env, sandbox, DEMO, leads)
+        else:
+            print(
+                "event-driven part skipped: the webhook plugin needs Airflow 3's API server "
+                "(this is Airflow 2); the exports below come from the scheduled DAGs only"
+            )
 
         failures: list[str] = []
         rows = []
