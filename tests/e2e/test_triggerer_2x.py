@@ -57,6 +57,9 @@ def _env(home: Path, sandbox, tmp_path: Path) -> dict[str, str]:
             "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "5",
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
             "AIRFLOW__OPENLINEAGE__DISABLED": "True",
+            # Koneksi requires a completion_notification_url; this sandbox has no webhook secret, so it
+            # sends no webhook there (loopback either way)
+            "AIRFLOW__LINKMSG__WEBHOOK_BASE_URL": sandbox.base_url,
             "AIRFLOW__LINKMSG__STAGING_PATH": str(tmp_path / "staging"),
             "AIRFLOW_VAR_LINKMSG_EXPORT_PATH": str(tmp_path / "export"),
             "AIRFLOW_CONN_LINKMSG_WAREHOUSE": json.dumps(
