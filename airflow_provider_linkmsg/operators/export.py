@@ -9,6 +9,7 @@ the asset event's ``extra``, so downstream DAGs can be scheduled on new messages
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -156,7 +157,19 @@ def _set_outlet_events(operator: BaseOperator, context: Context, extra: dict[str
             context["outlet_events"][outlet].extra = dict(extra)
         elif isinstance(outlet, AssetAlias):
             for uri in uris:
-                context["outlet_events"][outlet].add(Asset(uri), extra=dict(extra))
+                context["outlet_events"][outlet].add(Asset(uri), extra=_alias_event_extra(extra))
+
+
+def _alias_event_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """
+    An alias event's extra. Airflow 2 keys these events by ``frozenset(extra.items())``, so there nested
+    values (dicts, lists) travel as JSON text; Airflow 3 takes the extra as it is.
+    """
+    from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_0_PLUS
+
+    if AIRFLOW_V_3_0_PLUS:
+        return dict(extra)
+    return {k: json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v for k, v in extra.items()}
 
 
 def _ol_dataset(path: ObjectStoragePath):

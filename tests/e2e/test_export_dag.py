@@ -73,9 +73,9 @@ def test_dag_run_exports_and_emits_asset_events(run_dag, tmp_path, monkeypatch):
             task_id="export_sql", manifests=staged, conn_id="linkmsg_e2e_sqlite", batch_size=50
         )
 
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from tests.compat import sync_bundles
 
-    DagBundlesManager().sync_bundles_to_db()  # the "dags-folder" bundle row that run_dag's DAGs point at
+    sync_bundles()  # Airflow 3: the "dags-folder" bundle row that run_dag's DAGs point at
     dag_run = run_dag(dag)
     assert dag_run.state == "success"
 

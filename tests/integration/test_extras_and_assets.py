@@ -130,9 +130,9 @@ def test_sql_export_announces_the_asset_of_each_table_written_and_no_other(tmp_p
 
 
 def _example_dags():
-    from airflow.dag_processing.dagbag import DagBag
+    from tests.compat import dag_bag
 
-    bag = DagBag(dag_folder=str(EXAMPLES))
+    bag = dag_bag(dag_folder=str(EXAMPLES))
     assert bag.import_errors == {}
     return bag.dags
 

@@ -154,7 +154,7 @@ class InboxModel(RuleBasedStateMachine):
         return f"model_{self.driver.vendor}"
 
     def _execute(self, run_id: str, **kwargs: Any) -> dict[str, Any]:
-        from airflow.sdk import DAG
+        from airflow.providers.common.compat.sdk import DAG
 
         with DAG(dag_id=self.dag_id, schedule=None):
             operator = self.driver.operator("retrieve", **kwargs)
@@ -267,17 +267,16 @@ class InboxModel(RuleBasedStateMachine):
 
     # ---- after every run --------------------------------------------------------------------------------
     def _export(self, results: list[dict[str, Any]]) -> None:
-        from airflow.sdk.execution_time.context import OutletEventAccessors
-
         from airflow_provider_linkmsg.operators.export import (
             LinkMsgExportToFilesOperator,
             LinkMsgExportToSqlOperator,
         )
+        from tests.compat import outlet_event_accessors
 
         for result in results:
             if not result.get("records"):
                 continue  # nothing staged: the export would skip
-            context = {"outlet_events": OutletEventAccessors()}
+            context = {"outlet_events": outlet_event_accessors()}
             LinkMsgExportToFilesOperator(
                 task_id="to_files", manifests=result, destination=self.destination
             ).execute(context)
