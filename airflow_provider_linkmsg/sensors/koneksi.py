@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +127,8 @@ class KoneksiGenerationSensor(BaseSensorOperator):
         """When the wait began: the first try of a rescheduled sensor, else now."""
         if self.reschedule and not self.deferrable:
             first = _first_reschedule_date(context, self.retries or 0)
+            if isinstance(first, str):  # Airflow 3.0's task SDK answers with the ISO text
+                first = datetime.fromisoformat(first)
             if first is not None:
                 return first.timestamp()
         return time.time()
