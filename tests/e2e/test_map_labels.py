@@ -25,7 +25,7 @@ def rendered_map_indexes(dag_run) -> dict[tuple[str, int], str | None]:
 def test_mapped_retrieves_are_labelled_with_their_account_in_a_dag_run(
     sandbox_factory, inbox_run_dag, tmp_path
 ):
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     sizes = {"accounts": 2, "conversations": 2, "messages": 2}
     sandbox = sandbox_factory(seed=5, sizes={"connectsafely": sizes, "linkup": {**sizes, "accounts": 1}})

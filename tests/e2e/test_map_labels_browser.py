@@ -24,7 +24,7 @@ WAIT = 60.0
 def test_the_ui_lists_mapped_retrieves_by_their_account(
     sandbox_factory, inbox_run_dag, tmp_path, airflow_api_server, chromium
 ):
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
     from selenium.webdriver.support.ui import WebDriverWait
 
     sizes = {"accounts": 2, "conversations": 2, "messages": 2}

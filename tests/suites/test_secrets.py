@@ -154,7 +154,7 @@ def test_a_key_echoed_in_a_vendor_error_never_reaches_the_metadata_database(
     import requests
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.models.xcom import XComModel
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
     from airflow.utils.session import create_session
 
     from airflow_provider_linkmsg.operators.connectsafely import ConnectSafelyRetrieveMessagesOperator
