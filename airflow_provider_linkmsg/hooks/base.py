@@ -29,7 +29,6 @@ from urllib.parse import urlsplit
 import requests
 import tenacity
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
-from requests.adapters import HTTPAdapter
 
 from airflow_provider_linkmsg import __version__
 from airflow_provider_linkmsg.exceptions import (
@@ -41,11 +40,14 @@ from airflow_provider_linkmsg.exceptions import (
     LinkMsgVendorError,
 )
 from airflow_provider_linkmsg.hooks.transport import interpret as _interpret
+from airflow_provider_linkmsg.hooks.transport.deadline import DeadlineAdapter
 from airflow_provider_linkmsg.hooks.transport.http import (
     BodyDeadline,
     check_origin,
+    describe_location,
     exchange,
     resolve_environment,
+    suspicious,
 )
 from airflow_provider_linkmsg.hooks.transport.http import origin as origin_of
 from airflow_provider_linkmsg.hooks.transport.interpret import (
@@ -255,7 +257,9 @@ class LinkMsgHook(BaseHook):
         """A pooled session with the ``User-Agent`` and the vendor's auth headers."""
         params = self.conn_params
         session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(10, params.max_in_flight), max_retries=0)
+        adapter = DeadlineAdapter(
+            pool_connections=4, pool_maxsize=max(10, params.max_in_flight), max_retries=0
+        )
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
@@ -285,8 +289,8 @@ class LinkMsgHook(BaseHook):
     def limiter(self) -> RateLimiter:
         params = self.conn_params
         key_id = hashlib.sha256(params.api_key.encode()).hexdigest()[:16]
-        return shared_limiter(
-            (self.vendor, params.base_url, key_id),
+        return shared_limiter(  # the cap is in the key: a pause is never longer than its callers' cap
+            (self.vendor, params.base_url, key_id, str(params.max_retry_wait)),
             params.requests_per_second,
             params.burst,
             params.max_in_flight,
@@ -336,8 +340,10 @@ class LinkMsgHook(BaseHook):
         url = endpoint if absolute else f"{p.base_url}{endpoint}"
         where = {"vendor": self.vendor, "method": method.upper(), "endpoint": endpoint.split("?", 1)[0]}
         if absolute:
-            where["endpoint"] = urlsplit(endpoint).path
-            check_origin(endpoint, self.origin, where, "a link from the vendor")
+            odd = suspicious(endpoint) is not None
+            where["endpoint"] = describe_location(endpoint) if odd else urlsplit(endpoint).path
+        # every URL built is checked, a path glued to the base URL too (``@host/x`` would move the host)
+        check_origin(url, self.origin, where, "a link from the vendor" if absolute else "the endpoint")
         retries = p.max_retries if max_retries is None else max_retries
         clean_params = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
         with self._stats_lock:

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
-from airflow_provider_linkmsg.hooks.base import LinkMsgHook, parse_reset_time
+from airflow_provider_linkmsg.hooks.base import LinkMsgHook, _short, parse_reset_time
 from airflow_provider_linkmsg.hooks.forms import ConnectionFormMixin
 from airflow_provider_linkmsg.hooks.pagination import (
     DEFAULT_MAX_PAGES,
@@ -67,10 +67,11 @@ class ConnectSafelyHook(ConnectionFormMixin, LinkMsgHook):
         if isinstance(err, dict) and isinstance(err.get("issues"), list):
             issues = "; ".join(
                 f"{'.'.join(str(p) for p in i.get('path') or []) or '(body)'}: {i.get('message')}"
-                for i in err["issues"]
+                for i in err["issues"][:20]  # the message is shortened anyway: do not join megabytes
                 if isinstance(i, dict)
             )
-            return issues or str(err.get("name")), str(err.get("name") or "validation_error")
+            name = _short(str(err.get("name") or "validation_error"))
+            return _short(issues or name), name
         message, code = super().describe_error(status, body, text)
         if status == 403 and code is None:
             message += " (ConnectSafely answers 403 when the trial has expired or there is no subscription)"

@@ -24,7 +24,7 @@ import hashlib
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -33,6 +33,7 @@ from airflow_provider_linkmsg.exceptions import (
     LinkMsgAuthError,
     LinkMsgBudgetExceededError,
     LinkMsgError,
+    LinkMsgForeignOriginError,
     LinkMsgResponseError,
     LinkMsgValidationError,
     LinkMsgVendorError,
@@ -394,7 +395,7 @@ class LinkedApiHook(ConnectionFormMixin, LinkMsgHook):
         if isinstance(body, dict) and isinstance(body.get("error"), dict):
             err = body["error"]
             code = err.get("type") or err.get("errorType")
-            return _short(str(err.get("message") or code or f"HTTP {status}")), code
+            return _short(self.redact(str(err.get("message") or code or f"HTTP {status}"))), code
         return super().describe_error(status, body, text)
 
     def error_class(self, status: int, code: str | None) -> type[LinkMsgError]:
@@ -408,7 +409,8 @@ class LinkedApiHook(ConnectionFormMixin, LinkMsgHook):
         err = body.get("error") or {}
         code = err.get("errorType") or err.get("type")
         cls = self.error_class(200, code) if code in _AUTH_CODES | _PLAN_CODES else LinkMsgVendorError
-        message = self.redact(_short(str(err.get("message") or code)))
+        code = None if code is None else _short(self.redact(str(code)))
+        message = _short(self.redact(str(err.get("message") or code)))
         return cls(message, vendor=self.vendor, endpoint=endpoint, code=code)
 
     # ---- synchronization ----------------------------------------------------------------------------
@@ -453,7 +455,7 @@ class LinkedApiHook(ConnectionFormMixin, LinkMsgHook):
                     "/account/conversations.synchronize", self._seed_body(batch), mode, idempotent=False
                 )
                 if body.get("status") == "processing":
-                    jobs.append(body["process"]["resultLink"])
+                    jobs.append(self._result_link(body["process"].get("resultLink")))
                 else:
                     outcomes.extend(o.to_dict() for o in self._seed_outcomes(body))
             if on_started is not None:
@@ -468,7 +470,7 @@ class LinkedApiHook(ConnectionFormMixin, LinkMsgHook):
         result = data.get("result") or {}
         if not result.get("workflowId"):
             raise LinkMsgResponseError(
-                f"the answer has no workflowId: {_short(str(data))}",
+                f"the answer has no workflowId: {_short(self.redact(str(data)))}",
                 vendor=self.vendor,
                 method="POST",
                 endpoint="/workflows",
@@ -506,7 +508,7 @@ class LinkedApiHook(ConnectionFormMixin, LinkMsgHook):
             raise self._seed_failure(data, endpoint)
         if data.get("status") not in ("complete", "processing"):
             raise LinkMsgResponseError(
-                f"unexpected answer {_short(str(data))}", vendor=self.vendor, endpoint=endpoint
+                f"unexpected answer {_short(self.redact(str(data)))}", vendor=self.vendor, endpoint=endpoint
             )
         return data
 
@@ -518,9 +520,15 @@ class LinkedApiHook(ConnectionFormMixin, LinkMsgHook):
 
     def _seed_outcomes(self, body: Mapping[str, Any]) -> list[SyncOutcome]:
         return [
-            _outcome(person, result.get("success"), result.get("error"))
+            self._redacted(_outcome(person, result.get("success"), result.get("error")))
             for person, result in self._seed_items(body.get("completion") or {})
         ]
+
+    def _redacted(self, outcome: SyncOutcome) -> SyncOutcome:
+        """``outcome`` with the vendor's error code and message passed through the redactor."""
+        return replace(
+            outcome, error=self._vendor_text(outcome.error), message=self._vendor_text(outcome.message)
+        )
 
     def check_job(self, handle: Mapping[str, Any]) -> JobStatus:
         """
@@ -548,8 +556,26 @@ class LinkedApiHook(ConnectionFormMixin, LinkMsgHook):
                 return JobStatus(state, worst.reason, worst.message)
         return JobStatus("completed", outcomes=outcomes + [o for s in statuses for o in s.outcomes])
 
+    def _result_link(self, link: Any) -> str:
+        """
+        A result link the vendor gave: an absolute URL (then on the connection's origin, which
+        :meth:`request` checks) or a path starting with ``/``; anything else (``@host/x``, ``.host/x``) would
+        move the host once glued to the base URL, and is refused before anything is sent.
+        """
+        if isinstance(link, str) and (
+            link.startswith(("http://", "https://")) or (link.startswith("/") and not link.startswith("//"))
+        ):
+            return link
+        raise LinkMsgForeignOriginError(
+            f"the result link {_short(self.redact(repr(link)))} is neither an absolute URL on the connection's "
+            "origin nor a path starting with '/'; nothing was sent",
+            vendor=self.vendor,
+            endpoint="/account/results",
+            location=_short(self.redact(str(link))),
+        )
+
     def _check_result_link(self, link: str) -> JobStatus:
-        data = self.request("GET", link).data or {}
+        data = self.request("GET", self._result_link(link)).data or {}
         status = data.get("status")
         if status == "processing":
             return JobStatus("running", message=self._vendor_text((data.get("process") or {}).get("message")))
@@ -557,7 +583,9 @@ class LinkedApiHook(ConnectionFormMixin, LinkMsgHook):
             return JobStatus("completed", outcomes=self._seed_outcomes(data))
         err = data.get("error") or {}
         return JobStatus(
-            "failed", err.get("errorType") or err.get("type"), self._vendor_text(err.get("message"))
+            "failed",
+            self._vendor_text(err.get("errorType") or err.get("type")),
+            self._vendor_text(err.get("message")),
         )
 
     def _check_workflow(self, workflow_id: str) -> JobStatus:
@@ -568,15 +596,19 @@ class LinkedApiHook(ConnectionFormMixin, LinkMsgHook):
         if state == "completed":
             items = result.get("completion") or []
             items = items if isinstance(items, list) else [items]
-            return JobStatus("completed", outcomes=[_action_outcome(item) for item in items])
+            return JobStatus("completed", outcomes=[self._redacted(_action_outcome(item)) for item in items])
         failure = result.get("failure") or {}
         reason = failure.get("reason")
         final = "cancelled" if reason == "workflowCancelled" else "failed"
-        return JobStatus(final, reason, self._vendor_text(failure.get("message") or result.get("message")))
+        return JobStatus(
+            final,
+            self._vendor_text(reason),
+            self._vendor_text(failure.get("message") or result.get("message")),
+        )
 
     def _vendor_text(self, text: Any) -> str | None:
-        """A message from the vendor, redacted (it travels in trigger events and XCom)."""
-        return None if text is None else self.redact(str(text))
+        """A message from the vendor, redacted then shortened (it travels in trigger events and XCom)."""
+        return None if text is None else _short(self.redact(str(text)))
 
     def wait_for_job(
         self,
@@ -715,7 +747,7 @@ class LinkedApiHook(ConnectionFormMixin, LinkMsgHook):
                     endpoint="/account/conversations.get",
                 )
             time.sleep(0.2)
-            body = self.request("GET", body["process"]["resultLink"]).data or {}
+            body = self.request("GET", self._result_link(body["process"].get("resultLink"))).data or {}
             if body.get("status") == "error":
                 raise self._seed_failure(body, "/account/results")
         answered = dict(self._seed_items(body.get("completion") or {}))
@@ -728,8 +760,10 @@ class LinkedApiHook(ConnectionFormMixin, LinkMsgHook):
                 yield PersonMessages(person, since.get(person), messages)
             else:
                 err = result.get("error") or {}
-                error = err.get("errorType") or err.get("type") or "unknown"
-                yield PersonMessages(person, since.get(person), error=error, message=err.get("message"))
+                error = self._vendor_text(err.get("errorType") or err.get("type") or "unknown")
+                yield PersonMessages(
+                    person, since.get(person), error=error, message=self._vendor_text(err.get("message"))
+                )
 
     def _poll(self, batch: Sequence[Person], since: Mapping[Person, str | None]) -> Iterator[PersonMessages]:
         body = []

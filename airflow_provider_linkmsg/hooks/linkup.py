@@ -140,7 +140,7 @@ class LinkupHook(ConnectionFormMixin, LinkMsgHook):
             )
             envelope = response.data if isinstance(response.data, dict) else {}
             if envelope.get("success") is not True:
-                message, code = self.describe_error(response.status, envelope, "")
+                message, code = self.describe_error(response.status, self.redact.deep(envelope), "")
                 message, code = self.redact(message), code and self.redact(str(code))
                 raise self.error_class(response.status, code)(
                     f"{action}: {message}",

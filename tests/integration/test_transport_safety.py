@@ -326,3 +326,238 @@ def test_proxies_from_the_environment_are_honoured_and_resolved_once(sandbox, ho
         assert hook.request("GET", "/accounts").data == {"via": "proxy"}
     assert [s.path for s in proxy.received] == ["http://vendor.invalid/api/accounts"] * 5
     assert len(lookups) == 1 and hook.session.trust_env is False
+
+
+# ---- the adversarial review's findings (issue 13, F1-F8) -------------------------------------------------
+def _backslash(evil, good) -> str:
+    """A Location urllib.parse places on ``good`` while urllib3 (so requests) sends it to ``evil``."""
+    return f"{evil.url}\\@{good.url.split('//', 1)[1]}/api/next"
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_backslash_location_sends_nothing_to_the_host_requests_would_reach(
+    vendor, status, vendor_at, hostile_factory
+):
+    evil = hostile_factory()
+    server = vendor_at(vendor)
+    server.answer = lambda seen, h: send(h, status, Location=_backslash(evil, server))
+    hook_class, route = VENDORS[vendor]
+    with pytest.raises(LinkMsgForeignOriginError, match="backslash"):
+        if vendor == "linkup":  # a paid POST: its body must not go there either
+            hook_class().request("POST", "/messages", json_body={"text": "PAID"}, idempotent=False)
+        else:
+            hook_class().request("GET", route)
+    assert evil.received == []
+    assert len(server.received) == 1
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://127.0.0.1:{evil}\\@127.0.0.1:{good}/",
+        "http://127.0.0.1:{evil}\t@127.0.0.1:{good}/",
+        "http://127.0.0.1:{evil}\x00@127.0.0.1:{good}/",
+        "http://127.0.0.1:{good}@127.0.0.1:{evil}/",
+        "http://user:pw@127.0.0.1:{good}/",
+        " http://127.0.0.1:{good}/",
+        "/\\127.0.0.1:{evil}/",
+        "http:\\\\127.0.0.1:{evil}/",
+    ],
+)
+def test_check_origin_refuses_what_the_parsers_read_differently(location):
+    from airflow_provider_linkmsg.hooks.transport.http import check_origin
+
+    url = location.format(evil=2222, good=1111)
+    with pytest.raises(LinkMsgForeignOriginError) as err:
+        check_origin(url, ("http", "127.0.0.1", 1111), {"vendor": "linkup"}, "a redirect")
+    assert "pw" not in str(err.value)
+
+
+def test_a_backslash_result_link_is_never_fetched(sandbox, hostile_factory):
+    evil = hostile_factory()
+    good = LinkedApiHook().conn_params.base_url
+    link = f"{evil.url}\\@{good.split('//', 1)[1]}/account/results/1"
+    with pytest.raises(LinkMsgForeignOriginError):
+        LinkedApiHook().check_job({"kind": "result_links", "jobs": [link]})
+    assert evil.received == []
+
+
+@pytest.mark.parametrize("link", ["@127.0.0.1:{evil}/results/1", ".evil.example/results/1", "results/1"])
+def test_a_linked_api_result_link_without_scheme_is_refused(link, sandbox, hostile_factory, monkeypatch):
+    evil = hostile_factory()
+    good = hostile_factory()
+    good.answer = lambda seen, h: send(
+        h,
+        200,
+        json.dumps(
+            {"status": "processing", "process": {"resultLink": link.format(evil=evil.server.server_port)}}
+        ).encode(),
+        Content_Type="application/json",
+    )
+    _point_at(monkeypatch, "linkedapi", good.url, api="seed")  # like https://api.linkedapi.io: no path
+    with pytest.raises(LinkMsgForeignOriginError):
+        LinkedApiHook().synchronize(["https://www.linkedin.com/in/someone"])
+    assert evil.received == []
+    handle = {"kind": "result_links", "jobs": [link.format(evil=evil.server.server_port)]}
+    with pytest.raises(LinkMsgForeignOriginError):
+        LinkedApiHook().check_job(handle)
+    assert evil.received == []
+    assert [s.path for s in good.received] == ["/account/conversations.synchronize"]
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_a_key_across_the_shortening_cut_leaks_no_prefix(vendor, vendor_at):
+    server = vendor_at(vendor)
+    secret = _secrets(vendor)[0]
+
+    def echo(seen, h):  # the key straddles the 300-character cut of the error text
+        body = {"error": "x" * (300 - len(secret) // 2) + secret}
+        send(h, 400, json.dumps(body).encode(), Content_Type="application/json")
+
+    server.answer = echo
+    hook_class, route = VENDORS[vendor]
+    with pytest.raises(LinkMsgError) as err:
+        hook_class(max_retries=0).request("GET", route)
+    message = hook_class().test_connection()[1]
+    for text in (str(err.value), message):
+        assert secret[:6] not in text, f"a prefix of {vendor}'s key leaked: {text[-80:]!r}"
+
+
+def test_linked_api_vendor_text_in_answers_and_outcomes_is_redacted(vendor_at):
+    server = vendor_at("linkedapi", api="seed")
+    secrets = _secrets("linkedapi")
+    key = secrets[0]
+    answers = iter(
+        [
+            {"status": "weird", "echo": key},  # unexpected answer {data}
+            {"status": "error", "error": {"errorType": f"bad-{key}", "message": "x" * 290 + key}},
+            {
+                "status": "complete",
+                "completion": {
+                    "conversations": [
+                        {"person": "https://www.linkedin.com/in/a", "result": {"success": False,
+                         "error": {"errorType": f"e-{key}", "message": f"no: {key}"}}}
+                    ]
+                },
+            },
+        ]
+    )  # fmt: skip
+    server.answer = lambda seen, h: send(
+        h, 200, json.dumps(next(answers)).encode(), Content_Type="application/json"
+    )
+    texts = []
+    for _ in range(2):
+        with pytest.raises(LinkMsgError) as err:
+            LinkedApiHook().synchronize(["https://www.linkedin.com/in/a"])
+        texts += [str(err.value), str(err.value.code)]
+    handle = LinkedApiHook().synchronize(["https://www.linkedin.com/in/a"])
+    texts.append(json.dumps(handle))
+    for text in texts:
+        assert key[:6] not in text, text[-120:]
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        "quote",
+        "quote_plus",
+        "base64",
+        "basic",
+        "html",
+    ],
+)
+def test_encoded_forms_of_an_echoed_key_are_masked(encode, vendor_at, monkeypatch):
+    import base64
+    import html
+    from urllib.parse import quote, quote_plus
+
+    key = "lk+ADV13/secret=key0123456789"
+    conn = _conn("linkup")
+    conn["password"] = key
+    monkeypatch.setenv("AIRFLOW_CONN_LINKUP_DEFAULT", json.dumps(conn))
+    server = vendor_at("linkup")
+    form = {
+        "quote": quote(key, safe=""),
+        "quote_plus": quote_plus(key),
+        "base64": base64.b64encode(key.encode()).decode(),
+        "basic": base64.b64encode(f"someone:{key}".encode()).decode()[12:],
+        "html": html.escape(key).replace("+", "&#43;").replace("/", "&#x2F;"),
+    }[encode]
+    server.answer = lambda seen, h: send(h, 400, f"<p>bad key {form}</p>".encode())
+    with pytest.raises(LinkMsgError) as err:
+        LinkupHook(max_retries=0).request("GET", "/accounts")
+    message = LinkupHook().test_connection()[1]
+    for text in (str(err.value), message):
+        assert form not in text and key not in text, text
+
+
+def test_a_400_digit_hold_until_fails_at_once_typed(vendor_at):
+    server = vendor_at("connectsafely", max_retry_wait=30)
+    big = b"1" + b"0" * 400
+    server.answer = lambda seen, h: send(h, 429, b'{"error": "slow", "holdUntil": ' + big + b"}")
+    started = time.monotonic()
+    with pytest.raises(LinkMsgRateLimitedError, match="asked to wait inf"):
+        ConnectSafelyHook().request("GET", "/accounts")
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_trickled_headers_end_within_the_read_timeout(vendor, vendor_at):
+    from tests.fixtures.hostile import trickle_head
+
+    server = vendor_at(vendor, read_timeout=2)
+    server.answer = lambda seen, h: trickle_head(h)
+    hook_class, route = VENDORS[vendor]
+    started = time.monotonic()
+    with pytest.raises(LinkMsgVendorError, match="read timeout"):
+        hook_class(max_retries=0).request("GET", route)
+    assert time.monotonic() - started < 3.5
+
+
+def test_redirect_hops_share_one_deadline(vendor_at):
+    server = vendor_at("linkup", read_timeout=2)
+
+    def slow_hop(seen, h):
+        time.sleep(1.2)
+        send(h, 302, Location="/api/again")
+
+    server.answer = slow_hop
+    started = time.monotonic()
+    with pytest.raises(LinkMsgVendorError, match="read timeout"):
+        LinkupHook(max_retries=0).request("GET", "/accounts")
+    assert time.monotonic() - started < 3.5 and len(server.received) == 2
+
+
+def test_a_netrc_never_replaces_the_vendors_auth(vendor_at, tmp_path, monkeypatch):
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login netrc-user password NETRC-SECRET\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("NETRC", raising=False)
+    server = vendor_at("connectsafely")
+    ConnectSafelyHook().request("GET", "/accounts")
+    assert server.received[0].headers["Authorization"] == f"Bearer {_secrets('connectsafely')[0]}"
+
+
+def test_one_hooks_pause_never_holds_another_past_its_own_cap(vendor_at):
+    server = vendor_at("connectsafely", requests_per_second=1, burst=5)
+    answers = iter([429])
+    server.answer = lambda seen, h: send(
+        h, next(answers, 200), b"[]", Content_Type="application/json", Retry_After="3600"
+    )
+    with pytest.raises(LinkMsgRateLimitedError):
+        ConnectSafelyHook(max_retry_wait=20).request("GET", "/accounts")
+    started = time.monotonic()
+    assert ConnectSafelyHook(max_retry_wait=2).request("GET", "/accounts").status == 200
+    assert time.monotonic() - started < 2.5
+
+
+def test_a_huge_zod_error_is_shortened(vendor_at):
+    server = vendor_at("connectsafely")
+    issues = [{"path": ["q"], "message": "x" * 1000} for _ in range(5000)]
+    body = json.dumps({"error": {"name": "ZodError", "issues": issues}}).encode()
+    server.answer = lambda seen, h: send(h, 400, body, Content_Type="application/json")
+    with pytest.raises(LinkMsgError) as err:
+        ConnectSafelyHook().request("GET", "/accounts")
+    assert len(str(err.value)) < 1000

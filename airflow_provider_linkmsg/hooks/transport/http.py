@@ -1,7 +1,8 @@
 """
 The HTTP exchange of one attempt over ``requests``: redirects checked hop by hop (never followed to another
-origin), the body read streamed under a size cap and a deadline, and the environment (proxies, CA bundle,
-netrc) resolved once per session instead of on every request.
+origin, checked as the URL will be sent), the body read streamed under a size cap and a deadline, and the
+environment (proxies, CA bundle) resolved once per session instead of on every request (``.netrc`` is not
+used: the vendors' keys are the only credentials sent).
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
+from urllib3.exceptions import DecodeError, LocationParseError, ProtocolError, ReadTimeoutError
+from urllib3.util import parse_url
 
 from airflow_provider_linkmsg.exceptions import (
     LinkMsgForeignOriginError,
     LinkMsgResponseTooLargeError,
     LinkMsgVendorError,
 )
+from airflow_provider_linkmsg.hooks.transport import deadline
 
 #: same-origin redirects followed per attempt, at most
 MAX_REDIRECTS = 3
@@ -34,7 +37,10 @@ class BodyDeadline(Exception):
 
 def origin(url: str) -> tuple[str, str, int]:
     """``(scheme, host, port)`` of ``url``, with the scheme's default port filled in."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "", "", 0
     scheme = parts.scheme.lower()
     try:
         port = parts.port
@@ -45,13 +51,66 @@ def origin(url: str) -> tuple[str, str, int]:
 
 def describe_location(url: str) -> str:
     """``url`` without its query string or fragment (they may hold tokens)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path}"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(unparsable URL)"
+    text = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path}"
+    return "".join(c if 0x20 < ord(c) < 0x7F or ord(c) > 0x7F else "?" for c in text)
+
+
+def sent_origin(url: str) -> tuple[str, str, int] | None:
+    """
+    ``(scheme, host, port)`` of ``url`` as urllib3 (so requests) will send it: its parser ends the
+    authority at characters (``\\``) where :mod:`urllib.parse` does not. ``None`` when it cannot parse it.
+    """
+    try:
+        parts = parse_url(url)
+    except (LocationParseError, ValueError):
+        return None
+    scheme = (parts.scheme or "").lower()
+    host = (parts.host or "").lower().strip("[]")
+    return scheme, host, parts.port or _DEFAULT_PORTS.get(scheme, 0)
+
+
+def suspicious(url: str) -> str | None:
+    """Why ``url`` is not a plain URL (a backslash, a control or space character, user info), or ``None``."""
+    if "\\" in url:
+        return "a backslash"
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        return "a control or whitespace character"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "an unparsable authority"
+    if "@" in parts.netloc:
+        return "user info"
+    return None
+
+
+def _show(where: tuple[str, str, int] | None) -> str:
+    if where is None:
+        return "(unparsable)"
+    scheme, host, port = where
+    return "".join(c if 0x20 < ord(c) < 0x7F else "?" for c in f"{scheme}://{host}:{port}")
 
 
 def check_origin(url: str, expected: tuple[str, str, int], where: Mapping[str, Any], what: str) -> None:
-    """Raise :class:`LinkMsgForeignOriginError` unless ``url`` is on the ``expected`` origin."""
-    if origin(url) != expected:
+    """
+    Raise :class:`LinkMsgForeignOriginError` unless ``url`` is a plain URL on the ``expected`` origin, as
+    both :mod:`urllib.parse` and urllib3 (what requests sends with) read it. Shared by the sync and async
+    paths: call it on every URL built, every ``Location`` and every link from the vendor.
+    """
+    odd = suspicious(url)
+    if odd is not None:
+        readings = {_show(origin(url)), _show(sent_origin(url))}
+        raise LinkMsgForeignOriginError(
+            f"{what} holds {odd} (its host reads as {' or '.join(sorted(readings))} depending on the "
+            "parser); it was not followed and nothing was sent there",
+            location=describe_location(url),
+            **where,
+        )
+    if origin(url) != expected or sent_origin(url) != expected:
         scheme, host, port = expected
         raise LinkMsgForeignOriginError(
             f"{what} points to {describe_location(url)}, outside the connection's origin "
@@ -73,9 +132,8 @@ def resolve_environment(session: requests.Session, base_url: str) -> None:
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     if bundle:
         session.verify = bundle
-    netrc = requests.utils.get_netrc_auth(base_url)
-    if netrc:
-        session.auth = netrc
+    # .netrc is not applied: a session-wide auth would replace the vendor's own auth header (Bearer) and
+    # would go with every URL of the session. The vendors authenticate with their keys, never with netrc.
     session.trust_env = False
 
 
@@ -132,26 +190,46 @@ def exchange(
     """
     Send ``call`` and return ``(status, headers, body)``. Redirects are followed by hand: on the
     connection's origin at most :data:`MAX_REDIRECTS` hops, keeping method and body only for 307/308; one
-    to another origin raises :class:`LinkMsgForeignOriginError` and nothing is sent there.
+    to another origin raises :class:`LinkMsgForeignOriginError` and nothing is sent there. Each URL is
+    checked as it will be sent (prepared). The attempt has one read budget (``call.read_timeout``) for the
+    status line, headers and body of every hop, from the moment the first request is sent.
     """
+    with deadline.attempt(deadline.Budget(call.read_timeout)) as budget:
+        return _exchange(session, call, budget, expected_origin, connect_timeout, max_bytes)
+
+
+def _exchange(
+    session: requests.Session,
+    call: Any,
+    budget: deadline.Budget,
+    expected_origin: tuple[str, str, int],
+    connect_timeout: float,
+    max_bytes: int,
+) -> tuple[int, Mapping[str, str], bytes]:
     method, url, params, body = call.method, call.url, call.params or None, call.json_body
     headers = dict(call.headers) if call.headers else None
     for hop in range(MAX_REDIRECTS + 1):
-        response = session.request(
-            method,
-            url,
-            params=params,
-            json=body,
-            headers=headers,
-            timeout=(connect_timeout, call.read_timeout),
+        if budget.left() <= 0:
+            raise BodyDeadline()
+        prepared = session.prepare_request(
+            requests.Request(method, url, params=params, json=body, headers=headers)
+        )
+        check_origin(prepared.url, expected_origin, call.where, "the request")  # as it will be sent
+        settings = session.merge_environment_settings(prepared.url, {}, True, None, None)
+        response = session.send(
+            prepared,
+            timeout=(connect_timeout, max(0.001, min(call.read_timeout, budget.left()))),
             allow_redirects=False,
-            stream=True,
+            **settings,
         )
         try:
             location = response.headers.get("Location")
             if response.status_code in (301, 302, 303, 307, 308) and location:
+                what = f"a {response.status_code} redirect"
+                if suspicious(location) is not None:
+                    check_origin(location, expected_origin, call.where, what)
                 target = urljoin(response.url, location)
-                check_origin(target, expected_origin, call.where, f"a {response.status_code} redirect")
+                check_origin(target, expected_origin, call.where, what)
                 if hop == MAX_REDIRECTS:
                     raise LinkMsgVendorError(
                         f"more than {MAX_REDIRECTS} redirects (last to {describe_location(target)})",
@@ -163,8 +241,8 @@ def exchange(
                 url, params = target, None
                 response.close()
                 continue
-            # the whole body within one read timeout of the headers: a trickle cannot stretch it
-            content = read_body(response, max_bytes, time.monotonic() + call.read_timeout, call.where)
+            # the whole answer within the attempt's budget: a trickle or a chain of hops cannot stretch it
+            content = read_body(response, max_bytes, budget.start(), call.where)
         except BaseException:
             response.close()
             raise

@@ -103,7 +103,8 @@ def interpret(
             )
             raise lost(error, f"HTTP {status} with an unparsable body", idempotent)
         return ApiResponse(status=status, data=body, headers=headers)
-    message, code = hook.describe_error(status, body, text)
+    # redact first, then let describe_error shorten: a key cut in two by the shortening would leak its prefix
+    message, code = hook.describe_error(status, hook.redact.deep(body), hook.redact(text))
     message = hook.redact(message)
     code = hook.redact(str(code)) if code is not None else None
     error_type = hook.error_class(status, code)

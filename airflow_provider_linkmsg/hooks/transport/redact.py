@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import html
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus, unquote_plus
 
 #: connection extras whose values are secrets (besides the password)
 SECRET_EXTRA = re.compile(r"(key|token|secret|password|passwd|credential)", re.IGNORECASE)
@@ -28,15 +31,51 @@ class Redactor:
     """
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = sorted(
-            {s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True
-        )
+        plain = {s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}
+        forms = {form for s in plain for form in encoded_forms(s)}
+        self.secrets = sorted(plain | forms, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
+        # entity- or percent-encoded in any spelling: decode the text when that reveals a secret
+        for marker, decode in (("&", html.unescape), ("%", unquote_plus)):
+            if marker in text and self.secrets:
+                decoded = decode(text)
+                if decoded != text and any(secret in decoded for secret in self.secrets):
+                    text = decoded
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
         return _airflow_redact(text)
+
+    def deep(self, value: Any) -> Any:
+        """``value`` (a parsed JSON body) with every string in it redacted."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {self.deep(k): self.deep(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.deep(v) for v in value]
+        return value
+
+
+def encoded_forms(secret: str) -> set[str]:
+    """
+    The forms a vendor may echo ``secret`` in: URL-quoted (``quote``, ``quote_plus``), HTML entities, and
+    base64, alone or inside a longer base64 text such as ``user:secret`` (Basic auth): for each of the three
+    alignments, the run of base64 characters that only the secret decides.
+    """
+    forms = {quote(secret, safe=""), quote(secret), quote_plus(secret), html.escape(secret)}
+    forms.add("".join(f"&#{ord(c)};" if not c.isalnum() else c for c in secret))
+    raw = secret.encode()
+    for prefix in (b"", b":"):
+        forms.add(base64.b64encode(prefix + raw).decode().rstrip("="))
+    for shift in range(3):  # the secret starting at byte offset 0, 1 or 2 of a 3-byte group
+        encoded = base64.b64encode(b"\0" * shift + raw).decode()
+        start = 4 if shift else 0  # the first group mixes in the bytes before the secret
+        end = ((shift + len(raw)) // 3) * 4  # the last full group: padding not included
+        if end - start >= 8:
+            forms.add(encoded[start:end])
+    return {f for f in forms if f != secret and len(f) >= MIN_SECRET_LENGTH}
 
 
 def _airflow_redact(text: str) -> str:

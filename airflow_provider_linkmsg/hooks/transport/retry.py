@@ -73,6 +73,8 @@ def parse_reset_time(value: Any, *, now: float | None = None) -> float | None:
     current = datetime.now(UTC).timestamp() if now is None else now
     try:
         number = float(value)
+    except OverflowError:  # an integer too large for a float (a 400-digit holdUntil): a wait past any cap
+        return math.inf if int(value) > 0 else None
     except (TypeError, ValueError):
         try:
             when = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
