@@ -455,7 +455,7 @@ class LinkedApiHook(ConnectionFormMixin, LinkMsgHook):
                     "/account/conversations.synchronize", self._seed_body(batch), mode, idempotent=False
                 )
                 if body.get("status") == "processing":
-                    jobs.append(self._result_link(body["process"].get("resultLink")))
+                    jobs.append(body["process"]["resultLink"])  # checked when it is fetched
                 else:
                     outcomes.extend(o.to_dict() for o in self._seed_outcomes(body))
             if on_started is not None:

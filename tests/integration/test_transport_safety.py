@@ -396,11 +396,9 @@ def test_a_linked_api_result_link_without_scheme_is_refused(link, sandbox, hosti
         Content_Type="application/json",
     )
     _point_at(monkeypatch, "linkedapi", good.url, api="seed")  # like https://api.linkedapi.io: no path
-    with pytest.raises(LinkMsgForeignOriginError):
-        LinkedApiHook().synchronize(["https://www.linkedin.com/in/someone"])
-    assert evil.received == []
-    handle = {"kind": "result_links", "jobs": [link.format(evil=evil.server.server_port)]}
-    with pytest.raises(LinkMsgForeignOriginError):
+    handle = LinkedApiHook().synchronize(["https://www.linkedin.com/in/someone"])
+    assert handle["jobs"] == [link.format(evil=evil.server.server_port)]
+    with pytest.raises(LinkMsgForeignOriginError, match="nothing was sent"):
         LinkedApiHook().check_job(handle)
     assert evil.received == []
     assert [s.path for s in good.received] == ["/account/conversations.synchronize"]
@@ -526,7 +524,8 @@ def test_redirect_hops_share_one_deadline(vendor_at):
     started = time.monotonic()
     with pytest.raises(LinkMsgVendorError, match="read timeout"):
         LinkupHook(max_retries=0).request("GET", "/accounts")
-    assert time.monotonic() - started < 3.5 and len(server.received) == 2
+    # without one deadline each hop had its own 2 s: four hops answered (4.8 s), then "more than 3 redirects"
+    assert time.monotonic() - started < 4.5 and len(server.received) == 2
 
 
 def test_a_netrc_never_replaces_the_vendors_auth(vendor_at, tmp_path, monkeypatch):

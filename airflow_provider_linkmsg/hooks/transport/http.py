@@ -36,7 +36,16 @@ class BodyDeadline(Exception):
 
 
 def origin(url: str) -> tuple[str, str, int]:
-    """``(scheme, host, port)`` of ``url``, with the scheme's default port filled in."""
+    """
+    ``(scheme, host, port)`` of ``url``, with the scheme's default port filled in, as it will be sent:
+    where :mod:`urllib.parse` and urllib3 read it differently, urllib3's reading (what requests uses).
+    """
+    parsed = _parsed_origin(url)
+    sent = sent_origin(url)
+    return parsed if sent == parsed else (sent or ("", "", 0))
+
+
+def _parsed_origin(url: str) -> tuple[str, str, int]:
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -103,14 +112,14 @@ def check_origin(url: str, expected: tuple[str, str, int], where: Mapping[str, A
     """
     odd = suspicious(url)
     if odd is not None:
-        readings = {_show(origin(url)), _show(sent_origin(url))}
+        readings = {_show(_parsed_origin(url)), _show(sent_origin(url))}
         raise LinkMsgForeignOriginError(
             f"{what} holds {odd} (its host reads as {' or '.join(sorted(readings))} depending on the "
             "parser); it was not followed and nothing was sent there",
             location=describe_location(url),
             **where,
         )
-    if origin(url) != expected or sent_origin(url) != expected:
+    if _parsed_origin(url) != expected or sent_origin(url) != expected:
         scheme, host, port = expected
         raise LinkMsgForeignOriginError(
             f"{what} points to {describe_location(url)}, outside the connection's origin "
