@@ -41,6 +41,8 @@ class ConversationReads:
     overlap_seconds: float
     max_workers: int
     known_ids: Callable[[str], set[str] | None]
+    full_read_shortfall: Callable[[Conversation], float | None]
+    read_mode: str
     clock: RunClock
     _stop: threading.Event
 
@@ -94,6 +96,8 @@ class ConversationReads:
         staged or found (activity moved by a message the window did not reach); activity from the future
         is left out of that (no late, older message moves it there; the conversation is read again next run).
         """
+        if self.read_mode == "counted" and (conversation.total is None or known is None):
+            return False  # no count to check against: read in full
         if (
             conversation.total is not None
             and known is not None
@@ -118,6 +122,8 @@ class ConversationReads:
             return Outcome(conversation, skipped=True)
         window = read_window(watermark, self.overlap_seconds)
         known = self.known_ids(conversation.id) if watermark else None
+        if watermark and self.read_mode == "full":
+            return self._read_full(conversation, window, known, read_conversation)
         outcome = Outcome(conversation)
         ids: set[str] = set()
 
@@ -135,6 +141,21 @@ class ConversationReads:
             if watermark and not self.accounted(
                 conversation, watermark, window, outcome.messages, known, outcome.newest_read
             ):
+                lacking = self.full_read_shortfall(conversation)
+                if lacking:
+                    self._warn(
+                        "%s %s: %s needs a full read that the remaining credit budget cannot pay (%.0f "
+                        "credit(s) short): deferred without spending; raise max_credits to read it",
+                        self.vendor,
+                        self.account_id,
+                        conversation.id,
+                        lacking,
+                    )
+                    raise LinkMsgBudgetExceededError(
+                        f"a full read of {conversation.id} needs {lacking:.0f} more credit(s) than remain "
+                        "in max_credits",
+                        vendor=self.vendor,
+                    )
                 outcome.deepened = True
                 self._info(
                     "%s %s: %s changed more than its read since %s found: reading it in full",
@@ -147,17 +168,44 @@ class ConversationReads:
                     if known is not None or message.message_id not in window.seen:
                         take(message)
         except Exception as error:
-            outcome.messages = []
-            outcome.error = error
-            if isinstance(error, LinkMsgAuthError | LinkMsgBudgetExceededError):
-                self._stop.set()  # no later conversation can succeed
-            else:  # an error of ours (not the vendor's) keeps its traceback in the log
-                self._warn(
-                    "%s %s: reading %s failed: %s",
-                    self.vendor,
-                    self.account_id,
-                    conversation.id,
-                    error,
-                    exc_info=not isinstance(error, LinkMsgError),
-                )
+            self._failed(outcome, error)
         return outcome
+
+    def _read_full(
+        self,
+        conversation: Conversation,
+        window: ReadWindow,
+        known: set[str] | None,
+        read_conversation: Callable[[Conversation, ReadWindow], Iterable[Message]],
+    ) -> Outcome:
+        """
+        A changed conversation read in full, keeping what the index of staged ids does not hold (with no
+        index yet, state from before it: everything, once; the exports keep one row per key).
+        """
+        outcome = Outcome(conversation)
+        ids: set[str] = set()
+        try:
+            for message in read_conversation(conversation, ReadWindow()):
+                if outcome.newest_read is None or message.sent_at > outcome.newest_read:
+                    outcome.newest_read = message.sent_at
+                if message.message_id not in ids and (known is None or message.message_id not in known):
+                    ids.add(message.message_id)
+                    outcome.messages.append(message)
+        except Exception as error:
+            self._failed(outcome, error)
+        return outcome
+
+    def _failed(self, outcome: Outcome, error: Exception) -> None:
+        outcome.messages = []
+        outcome.error = error
+        if isinstance(error, LinkMsgAuthError | LinkMsgBudgetExceededError):
+            self._stop.set()  # no later conversation can succeed
+        else:  # an error of ours (not the vendor's) keeps its traceback in the log
+            self._warn(
+                "%s %s: reading %s failed: %s",
+                self.vendor,
+                self.account_id,
+                outcome.conversation.id,
+                error,
+                exc_info=not isinstance(error, LinkMsgError),
+            )

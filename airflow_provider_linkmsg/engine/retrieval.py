@@ -58,6 +58,19 @@ if TYPE_CHECKING:
 #: failed conversations named in an error message or XCom value, at most
 _SHOWN = 10
 
+#: how a changed conversation is read: what each mode guarantees
+READ_MODES = {
+    "full": "in full, de-duplicated by id against the staged ids: any message the vendor shows is staged",
+    "counted": "from the overlap window, read in full whenever the vendor's message count is unknown or "
+    "exceeds the staged and found messages: any message the vendor counts is staged",
+    "window": "from the overlap window only (opt-in)",
+}
+#: the staleness bound of ``read_mode="window"`` (log and XCom value of every run that uses it)
+WINDOW_BOUND = (
+    "a message that reaches the vendor later than overlap_seconds ({overlap:.0f} s) after its own time, "
+    "with a newer message beside it, is missed until a full_refresh run"
+)
+
 
 class InboxRetrieval(ConversationReads):
     """
@@ -73,9 +86,17 @@ class InboxRetrieval(ConversationReads):
     :param carried_watermarks: the watermarks those records cover (from the earlier try's manifest).
     :param commit: commits the store once the manifest that ``writer.close()`` returned is durable.
     :param known_ids: the message ids already staged for a conversation (``None``: not known).
+    :param full_read_shortfall: how many credits a full read of a conversation would lack in the
+        remaining budget (``None`` or 0: affordable); a deepened read that cannot be paid in full is
+        deferred before any of it is spent (its pages would be thrown away at the budget).
     :param heartbeat: called as the run goes (keeps the run's lease on the state).
     :param full_refresh: ignore watermarks: read every conversation completely.
     :param overlap_seconds: re-read this much before each watermark (de-duplicated by message id).
+    :param read_mode: how a changed conversation is read (see :data:`READ_MODES`): ``full`` (the
+        default: in full, de-duplicated by id against the index of staged ids), ``counted`` (from the
+        window, deepened in full whenever the vendor's message count is unknown or exceeds what is
+        staged and found) or ``window`` (opt-in: from the window, deepened only on what the listing
+        shows; its bound is :data:`WINDOW_BOUND`).
     :param listing_shortcut: stop the listing at what the last complete pass covered (opt-in; see
         :mod:`airflow_provider_linkmsg.engine.listing` for its bound).
     :param conversation_ids: only these conversations.
@@ -100,9 +121,11 @@ class InboxRetrieval(ConversationReads):
         carried_watermarks: Callable[[], dict[str, dict]] = dict,
         commit: Callable[[Any], Any] = lambda manifest: None,
         known_ids: Callable[[str], set[str] | None] = lambda conversation_id: None,
+        full_read_shortfall: Callable[[Conversation], float | None] = lambda conversation: None,
         heartbeat: Callable[[], None] = lambda: None,
         full_refresh: bool = False,
         overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
+        read_mode: str = "full",
         listing_shortcut: bool = False,
         conversation_ids: Sequence[str] | None = None,
         max_workers: int = 4,
@@ -119,9 +142,13 @@ class InboxRetrieval(ConversationReads):
         self.carried_watermarks = carried_watermarks
         self.commit = commit
         self.known_ids = known_ids
+        self.full_read_shortfall = full_read_shortfall
         self.heartbeat = heartbeat
         self.full_refresh = full_refresh
         self.overlap_seconds = overlap_seconds
+        if read_mode not in READ_MODES:
+            raise ValueError(f"read_mode must be one of {sorted(READ_MODES)}, got {read_mode!r}")
+        self.read_mode = read_mode
         self.listing_shortcut = listing_shortcut
         self.conversation_ids = list(conversation_ids) if conversation_ids is not None else None
         self.max_workers = max_workers
@@ -228,6 +255,13 @@ class InboxRetrieval(ConversationReads):
                 shortcut_bound()["staleness_bound_hours"],
                 (sweep or {}).get("listed_in_full_at") if listing.stopped_early else "this run",
             )
+        if self.read_mode == "window" and not self.full_refresh:
+            self._warn(
+                "%s %s: read_mode='window' (opt-in): %s",
+                self.vendor,
+                self.account_id,
+                self.window_bound(),
+            )
         progress.start_phase("reading", unit="conversation(s) read", total=len(changed))
         outcomes = self._read_all(changed, watermarks, read_conversation)
         read, deepened, failed, skipped = 0, 0, [], []
@@ -298,6 +332,8 @@ class InboxRetrieval(ConversationReads):
             if shortcut
             else None,
             "overlap_seconds": self.overlap_seconds,
+            "read_mode": self.read_mode,
+            "read_mode_bound": self.window_bound() if self.read_mode == "window" else None,
             "conversations_changed": len(changed),
             "conversations_empty": empty,
             "conversations_deepened": deepened,
@@ -406,6 +442,10 @@ class InboxRetrieval(ConversationReads):
                 self.clock.horizon(),
                 self.clock.slack,
             )
+
+    def window_bound(self) -> str:
+        """The staleness bound of ``read_mode="window"``, with this run's overlap."""
+        return WINDOW_BOUND.format(overlap=self.overlap_seconds)
 
     @property
     def _lists_in_full(self) -> bool:

@@ -25,6 +25,7 @@ from airflow_provider_linkmsg.io.files import (
     write_records,
 )
 from airflow_provider_linkmsg.io.keyindex import (
+    KEYS_DIR,
     RunKeys,
     key_files,
     key_of,
@@ -32,7 +33,8 @@ from airflow_provider_linkmsg.io.keyindex import (
     remove_keys_file,
     write_keys,
 )
-from airflow_provider_linkmsg.io.paths import exists, open_for_read, remove
+from airflow_provider_linkmsg.io.lease import Lease
+from airflow_provider_linkmsg.io.paths import exists, open_for_read, remove, safe_name
 from airflow_provider_linkmsg.io.readers import iter_part, iter_part_lines
 
 if TYPE_CHECKING:
@@ -50,9 +52,16 @@ def export_manifest(
     include_raw: bool = False,
     partition_date: str | None = None,
     batch_size: int = 20_000,
+    lease_wait_seconds: float = 300,
+    lease_expiry_seconds: float = 1800,
 ) -> dict[str, Any]:
     """
     Export every part of a staged run to its own file, keeping one row per key in ``destination``.
+
+    Two exports of one vendor into one destination take turns: each holds the destination's export
+    lease (``{destination}/_linkmsg_keys/vendor={vendor}.lease``, see
+    :class:`~airflow_provider_linkmsg.io.lease.Lease`) from reading the key files to removing the
+    superseded keys, so neither misses the keys the other writes.
 
     In order, each step safe to die in (the export's retry repairs what a crash leaves):
 
@@ -76,8 +85,54 @@ def export_manifest(
     :param partition_date: ``YYYY-MM-DD`` of the ``date=`` partition (the run's data date); defaults to
         the staging day.
     :param batch_size: records per Parquet row group.
+    :param lease_wait_seconds: how long to wait for another export into the same destination and vendor
+        before failing with an error that names it.
+    :param lease_expiry_seconds: after how long without renewal an export that died has let go.
     """
     check_format(file_format, compression)
+    lease = Lease(
+        export_lease_path(destination, manifest.vendor),
+        {
+            "dag_id": None,
+            "run_id": manifest.run_id,
+            "task_id": "export",
+            "map_index": None,
+            "try_number": None,
+        },
+        wait_seconds=lease_wait_seconds,
+        expiry_seconds=lease_expiry_seconds,
+        vendor=manifest.vendor,
+    )
+    with lease:
+        return _export_held(
+            manifest,
+            destination,
+            lease,
+            file_format=file_format,
+            compression=compression,
+            include_raw=include_raw,
+            partition_date=partition_date,
+            batch_size=batch_size,
+        )
+
+
+def export_lease_path(destination: ObjectStoragePath, vendor: str) -> ObjectStoragePath:
+    """The lease that one export at a time holds on ``vendor``'s files in ``destination``."""
+    return destination / KEYS_DIR / f"vendor={safe_name(vendor)}.lease"
+
+
+def _export_held(
+    manifest: Manifest,
+    destination: ObjectStoragePath,
+    lease: Lease,
+    *,
+    file_format: str,
+    compression: str | None,
+    include_raw: bool,
+    partition_date: str | None,
+    batch_size: int,
+) -> dict[str, Any]:
+    """:func:`export_manifest`'s work, under the destination's lease."""
     paths = [
         output_path(
             destination,
@@ -103,6 +158,7 @@ def export_manifest(
                 keys.compare(key_file)
         older = keys.older_count()
         for index, path in enumerate(paths):
+            lease.renew()
             kept = keys.kept_lines(index)
             write_keys(
                 destination, relative[index], keys.kept_keys(index), version=keys.version, run=keys.run
@@ -123,6 +179,7 @@ def export_manifest(
                 remove(path)
                 remove_keys_file(destination, relative[index])
         for file in keys.superseded_files():
+            lease.renew()
             drop = keys.superseded_keys(file)
             left = filter_file(destination / file, drop, batch_size=batch_size)
             superseded += len(drop)

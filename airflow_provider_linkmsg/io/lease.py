@@ -9,8 +9,12 @@ they hold it, so give concurrent tasks distinct ``state_key`` values, or keep ``
 when the staging root is an object store.
 
 A lease expires (``expiry_seconds`` after it was last renewed): a run that died without releasing it
-(SIGKILL, a lost worker) holds the state at most that long. A retry of the same task run takes the lease
-over at once: Airflow starts a retry only when the earlier try is over.
+(SIGKILL, a lost worker) holds the state at most that long. While held, a timer renews it every quarter
+of ``expiry_seconds`` (so a long read, between any two of the run's own heartbeats, keeps it); each
+renewal first checks that the lease is still ours, and a run whose lease was taken over (it was stalled
+past the expiry) gets :class:`LinkMsgLeaseLostError` at its next heartbeat or :meth:`Lease.check`, before
+it commits anything. A retry of the same task run takes the lease over only when the earlier try's lease
+expired or, on the same host, its process is gone: Airflow may start a retry while a zombie try runs on.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import contextlib
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -41,6 +46,22 @@ if TYPE_CHECKING:
 
 class LinkMsgLeaseHeldError(LinkMsgError):
     """Another run holds the state's lease."""
+
+
+class LinkMsgLeaseLostError(LinkMsgError):
+    """This run's lease expired and another run took it over: nothing more may be committed."""
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Lease:
@@ -70,6 +91,10 @@ class Lease:
         self.vendor = vendor
         self._renewed = 0.0
         self.held = False
+        self._lock = threading.Lock()
+        self._lost: LinkMsgLeaseLostError | None = None
+        self._timer_stop = threading.Event()
+        self._timer: threading.Thread | None = None
 
     # ---- the lease file ------------------------------------------------------------------------------
     def _document(self) -> str:
@@ -126,6 +151,17 @@ class Lease:
         keys = ("dag_id", "run_id", "task_id", "map_index")
         return all(other.get(k) == self.holder.get(k) for k in keys)
 
+    def _earlier_try_gone(self, other: dict[str, Any]) -> bool:
+        """
+        An earlier try of this task run whose process is known to be gone: on this host, its pid is not
+        alive, or is this very process (which runs one try at a time).
+        """
+        return (
+            self._same_task_run(other)
+            and other.get("host") == self.holder["host"]
+            and (other.get("pid") == self.holder["pid"] or not _pid_alive(other.get("pid")))
+        )
+
     # ---- the protocol -------------------------------------------------------------------------------
     def acquire(self) -> Lease:
         """Take the lease, waiting up to ``wait_seconds`` for another holder; raise naming the holder."""
@@ -137,8 +173,13 @@ class Lease:
             if current is None and (not exists(self.path) or not self._stale()):
                 time.sleep(0.05)  # released meanwhile, or being written by its holder: try again
                 continue
-            if current is None or current.get("expires_at", 0) < time.time() or self._same_task_run(current):
-                # a holder that died (expired or half written), or an earlier try of this very task run
+            if (
+                current is None
+                or current.get("expires_at", 0) < time.time()
+                or self._earlier_try_gone(current)
+            ):
+                # a holder that died (expired or half written), or an earlier try of this task run whose
+                # process is gone (a zombie try still running keeps it until it expires)
                 self._replace()
                 time.sleep(0.05)  # let a concurrent taker's write land, then see who won
                 if self._is_ours():
@@ -157,22 +198,72 @@ class Lease:
                 )
             time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
         self.held = True
+        self._lost = None
         self._renewed = time.monotonic()
+        self._timer_stop.clear()
+        self._timer = threading.Thread(target=self._keep, name="linkmsg-lease", daemon=True)
+        self._timer.start()
         return self
 
-    def renew(self) -> None:
-        """Push the expiry back (at most every tenth of ``expiry_seconds``; cheap to call often)."""
-        if self.held and time.monotonic() - self._renewed > self.expiry_seconds / 10:
-            self._replace()
-            self._renewed = time.monotonic()
+    def _keep(self) -> None:
+        """The timer: renew every quarter of the expiry until released or lost."""
+        while not self._timer_stop.wait(self.expiry_seconds / 4):
+            try:
+                self.renew(force=True)
+            except LinkMsgLeaseLostError:
+                return
+            except Exception:  # a store hiccup: the next tick (or the run's own heartbeat) tries again
+                continue
+
+    def check(self) -> None:
+        """Raise :class:`LinkMsgLeaseLostError` unless the lease is still ours (call before committing)."""
+        with self._lock:
+            if self._lost is not None:
+                raise self._lost
+            if self.held and not self._is_ours():
+                self._lose()
+
+    def _lose(self) -> None:
+        current = self._read() or {}
+        self.held = False
+        self._timer_stop.set()
+        self._lost = LinkMsgLeaseLostError(
+            f"this run's lease on the watermarks at {self.path.parent} expired (not renewed within "
+            f"{self.expiry_seconds:.0f} s) and was taken over by dag {current.get('dag_id')!r}, run "
+            f"{current.get('run_id')!r}, task {current.get('task_id')!r}, try {current.get('try_number')} "
+            f"(host {current.get('host')!r}, pid {current.get('pid')}): nothing of this run is committed. "
+            "Raise lease_expiry_seconds if a run can stall this long.",
+            vendor=self.vendor,
+        )
+        raise self._lost
+
+    def renew(self, *, force: bool = False) -> None:
+        """
+        Push the expiry back (at most every tenth of ``expiry_seconds`` unless ``force``; cheap to call
+        often), after checking that the lease is still ours.
+
+        :raises LinkMsgLeaseLostError: another run took it over.
+        """
+        with self._lock:
+            if self._lost is not None:
+                raise self._lost
+            if not self.held:
+                return
+            if force or time.monotonic() - self._renewed > self.expiry_seconds / 10:
+                if not self._is_ours():
+                    self._lose()
+                self._replace()
+                self._renewed = time.monotonic()
 
     def release(self) -> None:
         """Give the lease back (only if it is still ours)."""
-        if self.held:
-            with contextlib.suppress(Exception):
-                if self._is_ours():
-                    remove(self.path)
-            self.held = False
+        self._timer_stop.set()
+        with self._lock:
+            if self.held:
+                with contextlib.suppress(Exception):
+                    if self._is_ours():
+                        remove(self.path)
+                self.held = False
 
     def __enter__(self) -> Lease:
         return self.acquire()

@@ -21,6 +21,7 @@ from airflow_provider_linkmsg.engine import (  # noqa: F401 - re-exported for ex
     read_window,
 )
 from airflow_provider_linkmsg.engine.progress import DEFAULT_INTERVAL, check_interval
+from airflow_provider_linkmsg.engine.retrieval import READ_MODES
 from airflow_provider_linkmsg.engine.windows import DEFAULT_OVERLAP_SECONDS
 from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
 from airflow_provider_linkmsg.io.keys import KeyIndex
@@ -88,6 +89,8 @@ def build_retrieval(
     earlier = _EarlierTry(writer, index)
 
     def commit(manifest: Manifest) -> None:
+        if lease is not None:
+            lease.check()  # a run whose lease was taken over commits nothing
         index.add_manifest(manifest)  # the ids are staged: only now do they enter the index
         commit_after(manifest, store)
 
@@ -119,6 +122,14 @@ class BaseInboxRetrieveOperator(MapLabel, LineageMixin, BaseOperator):
     :param overlap_seconds: re-read this many seconds before each watermark, for messages that appear late
         with an earlier time (default 300; see :mod:`airflow_provider_linkmsg.engine.windows`); what is
         already staged is dropped by id. Later messages still are found when the listing shows them.
+    :param read_mode: how a conversation whose listing changed is read. ``"full"`` (the default of
+        ConnectSafely and Linked API): in full, keeping what the index of staged ids does not hold, so a
+        late message of any age is staged once the vendor shows it (cost: the conversation's full page
+        count per changed conversation and run). ``"counted"`` (LinkupAPI's default): from
+        ``overlap_seconds`` before the watermark, read in full only when the vendor's message count says
+        more is there. ``"window"`` (opt-in, saves calls): from ``overlap_seconds`` before the watermark
+        only; a message that reaches the vendor later than ``overlap_seconds`` after its own time is
+        missed until a ``full_refresh`` run (the log and the XCom value's ``read_mode_bound`` say so).
     :param state_key: who owns the watermarks: ``{dag_id}.{task_id}`` by default, so that two DAGs never
         share them; give two tasks the same key only to share them on purpose. (templated)
     :param listing_shortcut: stop listing at what the last complete pass covered (saves listing calls;
@@ -143,6 +154,8 @@ class BaseInboxRetrieveOperator(MapLabel, LineageMixin, BaseOperator):
 
     vendor: ClassVar[str] = ""
     default_page_size: ClassVar[int] = 100
+    #: ``read_mode`` when not given (see the class docstring)
+    default_read_mode: ClassVar[str] = "full"
 
     template_fields: Sequence[str] = (
         "account_id",
@@ -160,6 +173,7 @@ class BaseInboxRetrieveOperator(MapLabel, LineageMixin, BaseOperator):
         conversation_ids: list[str] | None = None,
         full_refresh: bool = False,
         overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
+        read_mode: str | None = None,
         state_key: str | None = None,
         listing_shortcut: bool = False,
         lease_wait_seconds: float = 300,
@@ -178,6 +192,7 @@ class BaseInboxRetrieveOperator(MapLabel, LineageMixin, BaseOperator):
         self.conversation_ids = conversation_ids
         self.full_refresh = full_refresh
         self.overlap_seconds = overlap_seconds
+        self.read_mode = read_mode
         self.state_key = state_key
         self.listing_shortcut = listing_shortcut
         self.lease_wait_seconds = lease_wait_seconds
@@ -223,6 +238,10 @@ class BaseInboxRetrieveOperator(MapLabel, LineageMixin, BaseOperator):
     def effective_page_size(self) -> int:
         return self.page_size if self.page_size is not None else self.default_page_size
 
+    @property
+    def effective_read_mode(self) -> str:
+        return self.read_mode if self.read_mode is not None else self.default_read_mode
+
     def _check_common(self) -> tuple[str, list[str] | None]:
         for name in ("overlap_seconds", "max_workers", "lease_wait_seconds", "lease_expiry_seconds"):
             value = getattr(self, name)
@@ -237,6 +256,13 @@ class BaseInboxRetrieveOperator(MapLabel, LineageMixin, BaseOperator):
             check_interval(self.progress_seconds)
         except ValueError as error:
             raise LinkMsgValidationError(str(error), field="progress_seconds", vendor=self.vendor) from None
+        if self.read_mode is not None and self.read_mode not in READ_MODES:
+            raise LinkMsgValidationError(
+                f"read_mode must be one of {', '.join(repr(m) for m in READ_MODES)} (or None for "
+                f"{self.default_read_mode!r}), got {self.read_mode!r}",
+                field="read_mode",
+                vendor=self.vendor,
+            )
         if self.state_key is not None and (not isinstance(self.state_key, str) or not self.state_key.strip()):
             raise LinkMsgValidationError(
                 f"state_key must be a non-empty string (or None for '<dag_id>.<task_id>'), got {self.state_key!r}",
@@ -304,6 +330,7 @@ class BaseInboxRetrieveOperator(MapLabel, LineageMixin, BaseOperator):
         settings: dict[str, Any] = {
             "full_refresh": self.full_refresh,
             "overlap_seconds": self.overlap_seconds,
+            "read_mode": self.effective_read_mode,
             "listing_shortcut": bool(self.listing_shortcut),
             "max_workers": int(self.max_workers),
             "fail_on_error": self.fail_on_error,
@@ -336,7 +363,14 @@ class BaseInboxRetrieveOperator(MapLabel, LineageMixin, BaseOperator):
         root = staging_root(self.staging_path, self.staging_conn_id)
         inbox = self.inbox(account_id)
         with self.lease(context, account_id, root) as lease:
-            retrieval = self.retrieval(context, account_id, root, lease, conversation_ids=conversation_ids)
+            extra = (
+                {"full_read_shortfall": inbox.full_read_shortfall}
+                if hasattr(inbox, "full_read_shortfall")
+                else {}
+            )
+            retrieval = self.retrieval(
+                context, account_id, root, lease, conversation_ids=conversation_ids, **extra
+            )
             if hasattr(inbox, "recall"):
                 inbox.recall(retrieval.previous_memo)
             result = retrieval.run(

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_linkmsg.exceptions import LinkMsgVendorError
+from airflow_provider_linkmsg.exceptions import LinkMsgValidationError, LinkMsgVendorError
 from airflow_provider_linkmsg.hooks.inbox.linkedapi import LinkedApiInbox
 from airflow_provider_linkmsg.hooks.linkedapi import (
     JobStatus,
@@ -132,6 +132,13 @@ class LinkedApiRetrieveMessagesOperator(BaseInboxRetrieveOperator):
     def check_inputs(self) -> None:
         check_inbox_arguments(self)
         check_bools(self, "sync_missing", vendor=VENDOR)
+        if self.read_mode == "counted":
+            raise LinkMsgValidationError(
+                "read_mode='counted' needs the vendor's message count, which Linked API does not give: "
+                "use 'full' (the default) or the opt-in 'window'",
+                field="read_mode",
+                vendor=VENDOR,
+            )
         self.poll_interval = check_seconds(self.poll_interval, field="poll_interval", vendor=VENDOR)
         self.sync_timeout = check_seconds(self.sync_timeout, field="sync_timeout", vendor=VENDOR)
         check_settings(self.hook, self.result_handling, self.effective_page_size, "page_size")
@@ -217,7 +224,9 @@ class LinkedApiRetrieveMessagesOperator(BaseInboxRetrieveOperator):
         )
         # unsynced and not-found persons are reported, not errors
         retrieval = self.retrieval(context, account, self._root, self._lease, fail_on_error=False)
-        reader.since = lambda cid: retrieval.window(cid).floor  # the engine's trusted watermarks
+        windowed = not self.full_refresh and retrieval.read_mode == "window"
+        # the engine's trusted watermarks; by default (read_mode "full") each person is read in full
+        reader.since = lambda cid: retrieval.window(cid).floor if windowed else None
         result = retrieval.run(
             list_conversations=reader.list_conversations,
             read_conversation=reader.read_conversation,

@@ -35,6 +35,9 @@ class LinkupRetrieveMessagesOperator(BaseInboxRetrieveOperator):
 
     vendor = "linkup"
     default_page_size = 10
+    #: the vendor counts each conversation's messages: a window read deepened on that count misses nothing,
+    #: and a changed conversation costs one page (a credit) unless it has grown by more
+    default_read_mode = "counted"
     template_fields: Sequence[str] = (
         *BaseInboxRetrieveOperator.template_fields,
         "linkup_conn_id",

@@ -808,3 +808,49 @@ def test_an_export_failing_at_any_step_then_retried_holds_one_row_per_key_and_lo
 
         rows = destination_records(destination, "parquet", GeneratedMessage)
         assert sorted(rows, key=lambda r: r.key) == truth, f"after a {how} at step {k} ({step})"
+
+
+def test_two_exports_at_once_into_one_destination_keep_one_row_per_key(tmp_path, monkeypatch):
+    """Each export holds the destination's lease from reading the key files to removing superseded keys."""
+    import contextlib
+    import threading
+
+    from airflow_provider_linkmsg.io import file_export
+
+    records = messages(40, "connectsafely")
+    first = stage(tmp_path / "staging", records, run_id="run-a")
+    second = stage(tmp_path / "staging", records, run_id="run-b")  # a full refresh of the same keys
+    destination = to_path(str(tmp_path / "out"))
+    scanned = threading.Barrier(2)
+    listing = file_export.key_files
+
+    def key_files_then_meet(*args, **kwargs):
+        yield from listing(*args, **kwargs)
+        # without the lease both exports read the key files before either writes: they meet here; with
+        # it the other export waits for the lease, and nobody comes to meet
+        with contextlib.suppress(threading.BrokenBarrierError):
+            scanned.wait(timeout=3)
+
+    monkeypatch.setattr(file_export, "key_files", key_files_then_meet)
+    errors = []
+
+    def export(manifest):
+        try:
+            export_manifest(manifest, destination, partition_date="2024-05-01")
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=export, args=(m,)) for m in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    keys = [
+        json.loads(line)["key"]
+        for path in data_files(tmp_path / "out")
+        for line in path.read_text(encoding="utf-8").split("\n")
+        if line.strip()
+    ]
+    assert len(keys) == len(records) and len(set(keys)) == len(records)
+    assert not list((tmp_path / "out" / "_linkmsg_keys").glob("*.lease"))  # released

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -73,7 +76,9 @@ def test_a_late_message_is_staged_exactly_once(
     second = retrieve(vendor, tmp_path, inbox_context, "run-2")
     assert_exactly(staged_messages(second["manifest"]), late)
     assert second["conversations_read"] == 3
-    if older_by_ms > second["overlap_seconds"] * 1000:  # beyond the overlap: found by a deepened read
+    if second["read_mode"] == "full":  # ConnectSafely: a changed conversation is read in full anyway
+        assert second["conversations_deepened"] == 0
+    elif older_by_ms > second["overlap_seconds"] * 1000:  # beyond the overlap: found by a deepened read
         assert second["conversations_deepened"] == 3
 
     sandbox.reset_stats()
@@ -102,6 +107,115 @@ def test_a_late_message_among_newer_ones_is_found_through_the_vendors_count(
     second = retrieve("linkup", tmp_path, inbox_context, "run-2")
     assert_exactly(staged_messages(second["manifest"]), truth_messages(sandbox, "linkup") - first_truth)
     assert second["conversations_deepened"] == 1
+
+
+def test_a_late_message_beside_a_newer_one_is_staged_by_default_and_window_mode_says_its_bound(
+    inbox_sandbox, tmp_path, inbox_context
+):
+    """ConnectSafely gives no count: a changed conversation is read in full by default (review B)."""
+    sandbox = inbox_sandbox("connectsafely", conversations=6, messages=4)
+    first_truth = truth_messages(sandbox, "connectsafely")
+    retrieve("connectsafely", tmp_path, inbox_context, "run-1")
+    retrieve("connectsafely", tmp_path / "window", inbox_context, "run-1", read_mode="window")
+    target = conversations_by_age(sandbox, "connectsafely")[2]
+    # a message an hour older than the newest (beyond the overlap), then a newer one: both move the listing
+    sandbox.advance(
+        seconds=60, connectsafely={"conversation_ids": [target], "at": "older", "older_by_ms": HOUR_MS}
+    )
+    sandbox.advance(seconds=60, connectsafely={"conversation_ids": [target], "at": "newer"})
+    late = truth_messages(sandbox, "connectsafely") - first_truth
+    assert len(late) == 2
+    second = retrieve("connectsafely", tmp_path, inbox_context, "run-2")
+    assert_exactly(staged_messages(second["manifest"]), late)
+    assert second["read_mode"] == "full" and second["read_mode_bound"] is None
+    sandbox.reset_stats()
+    third = retrieve("connectsafely", tmp_path, inbox_context, "run-3")
+    assert third["records"] == 0 and reads(sandbox) == {}  # settled
+
+    windowed = retrieve("connectsafely", tmp_path / "window", inbox_context, "run-2", read_mode="window")
+    assert windowed["records"] == 1  # the opt-in shortcut misses the late one, and says so
+    assert "overlap_seconds (300 s)" in windowed["read_mode_bound"]
+
+
+@pytest.fixture
+def cut_pages_proxy():
+    """
+    A loopback proxy that serves ConnectSafely's backward message pages exactly as the contract reads
+    (``cursor`` = the oldest ``sentAt`` returned, ``cursor=X`` returns ``sentAt < X``), cutting a page
+    inside a millisecond when messages share it (the bundled sandbox never does); ``since`` answers pass.
+    """
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    servers = []
+
+    def start(upstream: str) -> str:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                url = urllib.parse.urlsplit(self.path)
+                query = dict(urllib.parse.parse_qsl(url.query))
+                cut = url.path.endswith("/messages") and "since" not in query
+                count, cursor = int(query.pop("count", 50)), query.pop("cursor", None)
+                if cut:
+                    query["since"] = "0"
+                path = f"{url.path}?{urllib.parse.urlencode(query)}" if cut else self.path
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                try:
+                    with urllib.request.urlopen(
+                        urllib.request.Request(upstream + path, headers=headers)
+                    ) as r:
+                        status, body = r.status, r.read()
+                except urllib.error.HTTPError as error:
+                    status, body = error.code, error.read()
+                if cut and status == 200:
+                    document = json.loads(body)
+                    found = sorted(document["messages"], key=lambda m: -m["sentAt"])
+                    found = [m for m in found if cursor is None or m["sentAt"] < int(cursor)]
+                    page = found[:count]
+                    document["messages"] = sorted(page, key=lambda m: m["sentAt"])
+                    document["hasMore"] = len(found) > count
+                    document["cursor"] = str(page[-1]["sentAt"]) if page else None
+                    body = json.dumps(document).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+def test_messages_sharing_the_millisecond_a_page_is_cut_in_are_staged(
+    inbox_sandbox, tmp_path, inbox_context, cut_pages_proxy, monkeypatch
+):
+    """A full ConnectSafely read asks ``since=0``: the cursor route would skip a cut tie (review H)."""
+    sandbox = inbox_sandbox("connectsafely", conversations=2, messages=4)
+    variable = "AIRFLOW_CONN_CONNECTSAFELY_DEFAULT"
+    connection = json.loads(os.environ[variable])
+    upstream = sandbox.base_url
+    connection["extra"]["base_url"] = connection["extra"]["base_url"].replace(
+        upstream, cut_pages_proxy(upstream)
+    )
+    monkeypatch.setenv(variable, json.dumps(connection))
+    target = conversations_by_age(sandbox, "connectsafely")[0]
+    # four messages in one millisecond (one newer, three equal to it), then one a millisecond older
+    sandbox.advance(seconds=60, connectsafely={"conversation_ids": [target], "at": "newer"})
+    sandbox.advance(seconds=0, connectsafely={"conversation_ids": [target], "messages": 3, "at": "equal"})
+    sandbox.advance(seconds=0, connectsafely={"conversation_ids": [target], "at": "older", "older_by_ms": 1})
+    first = retrieve("connectsafely", tmp_path, inbox_context, "run-1", page_size=3)
+    assert_exactly(staged_messages(first["manifest"]), truth_messages(sandbox, "connectsafely"))
 
 
 # ---- the listing: every page by default, the shortcut opt-in -------------------------------------------------
@@ -227,10 +341,67 @@ def test_a_retry_of_the_same_task_run_takes_its_lease_over(inbox_sandbox, tmp_pa
     store = WatermarkStore(tmp_path, vendor="connectsafely", account=account, consumer="inbox_test.retrieve")
     os.makedirs(store.lease_path.parent.path, exist_ok=True)
     killed = {"dag_id": "inbox_test", "run_id": "run-1", "task_id": "retrieve", "map_index": -1}
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process of this host that is over: the earlier try was killed
     with open(store.lease_path.path, "w") as f:
-        json.dump({**killed, "try_number": 1, "expires_at": time.time() + 3600}, f)
+        json.dump(
+            {
+                **killed,
+                "try_number": 1,
+                "host": socket.gethostname(),
+                "pid": gone.pid,
+                "expires_at": time.time() + 3600,
+            },
+            f,
+        )
     result = retrieve("connectsafely", tmp_path, inbox_context, "run-1", lease_wait_seconds=0)
     assert result["records"] == len(truth_messages(sandbox, "connectsafely"))
+
+
+def test_a_retry_does_not_take_the_lease_of_an_earlier_try_still_running(
+    inbox_sandbox, tmp_path, inbox_context
+):
+    """Airflow may start try 2 while a zombie try 1 runs on: it waits for it (review G)."""
+    sandbox = inbox_sandbox("connectsafely", conversations=3, messages=2)
+    account = sandbox.truth("connectsafely")["accounts"][0]["id"]
+    store = WatermarkStore(tmp_path, vendor="connectsafely", account=account, consumer="inbox_test.retrieve")
+    os.makedirs(store.lease_path.parent.path, exist_ok=True)
+    running = {"dag_id": "inbox_test", "run_id": "run-1", "task_id": "retrieve", "map_index": -1}
+    with open(store.lease_path.path, "w") as f:  # try 1, in a process of this host that still runs
+        json.dump(
+            {
+                **running,
+                "try_number": 1,
+                "host": socket.gethostname(),
+                "pid": os.getppid(),
+                "expires_at": time.time() + 3600,
+            },
+            f,
+        )
+    sandbox.reset_stats()
+    with pytest.raises(LinkMsgLeaseHeldError, match="try 1"):
+        retrieve("connectsafely", tmp_path, inbox_context, "run-1", lease_wait_seconds=0)
+    assert reads(sandbox) == {} and lists(sandbox) == 0  # nothing read or paid twice
+
+
+def test_a_full_read_the_budget_cannot_pay_is_deferred_without_spending_it(
+    inbox_sandbox, tmp_path, inbox_context
+):
+    """LinkupAPI: a deepened read larger than max_credits is not started, every run (review D)."""
+    sandbox = inbox_sandbox("linkup", conversations=3, messages=120)
+    retrieve("linkup", tmp_path, inbox_context, "run-1")
+    biggest = max(sandbox.truth("linkup")["conversations"], key=lambda c: c["messages"])
+    assert biggest["messages"] > 60  # a full read costs more than the budget below
+    sandbox.advance(
+        seconds=60,
+        linkup={"conversation_ids": [biggest["conversation_id"]], "at": "older", "older_by_ms": 6 * HOUR_MS},
+    )
+    for run in ("run-2", "run-3"):
+        result = retrieve("linkup", tmp_path, inbox_context, run, max_credits=5)
+        assert result["records"] == 0 and result["budget_exhausted"] and result["conversations_pending"] == 1
+        assert result["credits"] <= 2  # the listing and the page that showed the count; no thrown-away pages
+    result = retrieve("linkup", tmp_path, inbox_context, "run-4", max_credits=50)
+    assert result["records"] == 1 and result["conversations_deepened"] == 1
 
 
 # ---- vendor times from the future ----------------------------------------------------------------------------

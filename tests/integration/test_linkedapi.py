@@ -86,6 +86,33 @@ def test_second_run_stages_exactly_the_new_messages(
     assert third["records"] == 0
 
 
+def test_a_late_message_older_than_the_overlap_is_staged_by_default(
+    linkedapi_world, tmp_path, linkedapi_context
+):
+    """Linked API lists nothing and counts nothing: each person is read in full by default (review C)."""
+    world = linkedapi_world("current", persons=6, not_found=0)
+    sync_op(world, tmp_path).execute(linkedapi_context("sync"))
+    first = retrieve_op(world, tmp_path).execute(linkedapi_context("retrieve", run_id="run-1"))
+    assert first["records"] == len(world.truth["messages"])
+    windowed = retrieve_op(world, tmp_path / "w", read_mode="window")
+    assert windowed.execute(linkedapi_context("retrieve", run_id="run-1"))["records"] == first["records"]
+
+    added = world.sandbox.advance(
+        seconds=60, linkedapi={"conversations": 1, "at": "older", "older_by_ms": 3_600_000}
+    )["linkedapi"]["added"]
+    late = {mid for a in added for mid in a["ids"]}
+    assert len(late) == 1
+    second = retrieve_op(world, tmp_path).execute(linkedapi_context("retrieve", run_id="run-2"))
+    assert {key[1] for key in staged(second)} == late
+    assert second["read_mode"] == "full"
+    third = retrieve_op(world, tmp_path).execute(linkedapi_context("retrieve", run_id="run-3"))
+    assert third["records"] == 0  # read in full again, nothing staged twice
+
+    windowed = retrieve_op(world, tmp_path / "w", read_mode="window")
+    result = windowed.execute(linkedapi_context("retrieve", run_id="run-2"))
+    assert result["records"] == 0 and "full_refresh" in result["read_mode_bound"]  # the opt-in's bound
+
+
 def test_sync_skips_persons_already_synced_or_not_found(linkedapi_world, tmp_path, linkedapi_context):
     world = linkedapi_world("current")
     sync_op(world, tmp_path).execute(linkedapi_context("sync"))

@@ -298,3 +298,31 @@ def test_the_index_keeps_the_staged_ids_of_each_conversation(tmp_path):
         "c2-1",
         "c2-2",
     }
+
+
+def test_a_long_read_keeps_its_lease_and_a_stalled_holder_learns_it_lost_it(tmp_path):
+    """Review E: renewal by a timer; a renewal or check after a takeover raises instead of overwriting."""
+    import time
+
+    from airflow_provider_linkmsg.io.lease import Lease, LinkMsgLeaseHeldError, LinkMsgLeaseLostError
+    from airflow_provider_linkmsg.io.staging import to_path
+
+    path = to_path(str(tmp_path / "acc.lease"))
+    first = {"dag_id": "d", "run_id": "r1", "task_id": "t", "map_index": -1, "try_number": 1}
+    second = {**first, "run_id": "r2"}
+    holder = Lease(path, first, wait_seconds=0, expiry_seconds=1).acquire()
+    try:
+        time.sleep(2.5)  # a long read: no heartbeat of the run's own for more than twice the expiry
+        with pytest.raises(LinkMsgLeaseHeldError):
+            Lease(path, second, wait_seconds=0, expiry_seconds=1).acquire()
+        holder._timer_stop.set()  # the holder stalls (its process frozen): its lease expires
+        time.sleep(1.5)
+        taker = Lease(path, second, wait_seconds=0, expiry_seconds=60).acquire()
+        with pytest.raises(LinkMsgLeaseLostError, match="r2"):
+            holder.renew(force=True)  # main's renew() overwrote the taker's lease
+        with pytest.raises(LinkMsgLeaseLostError):
+            holder.check()  # before any commit
+        assert taker.held and taker._is_ours()
+        taker.release()
+    finally:
+        holder.release()

@@ -52,8 +52,15 @@ class ConnectSafelyInbox:
             )
 
     def read_conversation(self, conversation: Conversation, window: ReadWindow) -> Iterator[Message]:
+        # a full read asks ``since=0`` (every message after the epoch, in one answer by the contract): the
+        # backward ``cursor`` route (``sentAt < cursor``) skips messages sharing the millisecond a page is
+        # cut in when more of them share it than a page holds
+        since = window.since_ms()
         for raw in self.hook.iter_messages(
-            conversation.id, account_id=self.account_id, count=self.page_size, since=window.since_ms()
+            conversation.id,
+            account_id=self.account_id,
+            count=self.page_size,
+            since=0 if since is None else since,
         ):
             yield self.hook.to_message(
                 raw,

@@ -80,6 +80,15 @@ class LinkupInbox:
             conversation.total = total
         return page.items
 
+    def full_read_shortfall(self, conversation: Conversation) -> float | None:
+        """Credits a full read of ``conversation`` would lack in the hook's budget (``None``: unknown or none)."""
+        remaining = self.hook.budget.remaining
+        if remaining is None or conversation.total is None:
+            return None
+        pages = max(1, -(-conversation.total // self.page_size))
+        cost = pages * max(1, -(-self.page_size // 10))
+        return max(0.0, cost - remaining) or None
+
     def usage(self) -> dict[str, float]:
         return {"api_calls": self.hook.api_calls, "credits": self.hook.credits_used}
 
