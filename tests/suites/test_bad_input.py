@@ -444,10 +444,15 @@ def test_false_as_text_is_false_sync_missing_makes_no_paid_sync(tmp_path, monkey
 
 
 def test_a_page_size_in_text_is_read_as_the_number_it_writes(env):
-    cs(env, page_size="1")
-    reads = {r: n for r, n in env.sandbox.stats().get("calls", {}).items() if r.endswith("/messages")}
-    held = len(env.sandbox.truth("connectsafely")["messages"])
-    assert sum(reads.values()) >= held, f"page_size='1' did not page one message at a time: {reads}"
+    # LinkupAPI pages a conversation's messages by page_size (ConnectSafely's first read is one `since=0`
+    # answer): with page_size "1", at least one message call per message held.
+    env.sandbox.advance(linkup={"conversations": 2, "messages": 4})  # conversations of several messages
+    linkup(env, page_size="1")
+    reads = env.sandbox.stats().get("calls", {}).get("linkup POST /messages", 0)  # listing and reads
+    held = len(env.sandbox.truth("linkup")["messages"])
+    assert reads >= held, (
+        f"page_size='1' did not page one message at a time: {reads} call(s), {held} messages"
+    )
 
 
 def test_koneksi_ids_and_urls_are_sent_as_they_were_checked(env):
