@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import json
-import math
 import os
 import random
 import re
@@ -108,8 +107,9 @@ def test_a_first_retrieval_killed_mid_run_then_retried_stages_the_truth_once(
     sandbox = inbox_sandbox(vendor, seed=seed, conversations=10, messages=6)
     sandbox.set_faults([{"vendor": vendor, "route": READ_ROUTES[vendor], "latency_ms": 10}])
     context = inbox_context("run-1")
-    # the listing, then pages of 2 back through each conversation; the last 6 calls take more than the delay
-    calls = 1 + sum(math.ceil(c["messages"] / 2) for c in sandbox.truth(vendor)["conversations"])
+    # the listing, then one `since=0` read per conversation (a first read is whole, not paged); the last 6 calls
+    # take more than the delay
+    calls = 1 + len(sandbox.truth(vendor)["conversations"])
     for _ in range(1 + seed % 2):  # odd seeds: killed twice before the retry that completes
         kill_retrieval(sandbox, vendor, staging, context, rng, kmax=calls - 6)
 

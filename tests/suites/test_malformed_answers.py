@@ -231,13 +231,8 @@ def test_a_malformed_inbox_answer_stages_nothing_and_moves_no_watermark(
 # ---- vendors that loop: cursors that come back, pages that bring (almost) nothing new ----------------------
 LK_READ = {"kind": "corrupt", "vendor": "linkup", "route": "POST /messages", "action": "get_conversation"}
 LOOP_CASES = [
-    pytest.param(
-        "connectsafely",
-        [{"kind": "corrupt", "vendor": "connectsafely", "route": CS_READ, "field": "cursor", "value": "9999999999999"}],
-        "a second time",
-        {"page_size": 1, "full_refresh": True},  # incremental reads are one page (``since``)
-        id="cs-cursor-that-cycles",
-    ),
+    # (no ConnectSafely cursor loop here: a ConnectSafely read is one ``since`` answer and never follows a
+    # cursor; paginate's own test keeps the repeated-cursor guard: tests/unit/test_pagination.py)
     pytest.param(
         "linkup",
         [
@@ -281,7 +276,7 @@ def test_a_looping_linkup_conversation_stops_within_five_pages(sandbox):
     """The hook itself: one conversation read with fresh cursors and one fresh id a page."""
     account = sandbox.truth("linkup")["accounts"][0]["id"]
     urn = sandbox.truth("linkup")["conversations"][0]["conversation_id"]
-    sandbox.set_faults(LOOP_CASES[1].values[1])
+    sandbox.set_faults(next(c for c in LOOP_CASES if c.id == "lk-fresh-cursor-one-new-id-a-page").values[1])
     pages = []
     with pytest.raises(LinkMsgResponseError, match="new id"):
         for page in LinkupHook().iter_conversation_pages(account, conversation_id=urn, count=2):
