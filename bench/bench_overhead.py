@@ -40,8 +40,8 @@ def _hook_read(account_id: str, page_size: int) -> int:
     hook = ConnectSafelyHook()
     read = 0
     for conversation in hook.iter_conversations(account_id, count=100):
-        for _message in hook.iter_messages(
-            conversation["conversationUrn"], account_id=account_id, count=page_size
+        for _message in hook.iter_messages(  # since=0: a whole conversation, as the operator's full reads ask
+            conversation["conversationUrn"], account_id=account_id, count=page_size, since=0
         ):
             read += 1
     return read
@@ -78,7 +78,7 @@ def _bare_read(base_url: str, api_key: str, account_id: str, page_size: int) -> 
             endpoint = f"{base_url}/conversations/{quote(conversation['conversationUrn'], safe='')}/messages"
             message_cursor = None
             while True:
-                params = {"accountId": account_id, "count": page_size, "cursor": message_cursor}
+                params = {"accountId": account_id, "count": page_size, "since": 0, "cursor": message_cursor}
                 response = session.get(endpoint, params=params, timeout=timeout)
                 response.raise_for_status()
                 page = response.json()
