@@ -9,14 +9,32 @@ Storage of staged records and state.
 
 from __future__ import annotations
 
-from airflow_provider_linkmsg.io.staging import (
-    Manifest,
-    StagingWriter,
-    atomic_write,
-    iter_records,
-    safe_name,
-)
-from airflow_provider_linkmsg.io.state import JsonState, StagedRun, WatermarkStore, commit_after
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_linkmsg.io.staging import (
+        Manifest,
+        StagingWriter,
+        atomic_write,
+        iter_records,
+        safe_name,
+    )
+    from airflow_provider_linkmsg.io.state import JsonState, StagedRun, WatermarkStore, commit_after
+
+#: name -> module; loaded on first use, so that importing one io module (the export operator imports
+#: ``io.sql`` for its defaults) does not load staging and state into every DAG file
+_EXPORTS = {
+    "Manifest": "staging",
+    "StagingWriter": "staging",
+    "atomic_write": "staging",
+    "iter_records": "staging",
+    "safe_name": "staging",
+    "JsonState": "state",
+    "StagedRun": "state",
+    "WatermarkStore": "state",
+    "commit_after": "state",
+}
 
 __all__ = [
     "JsonState",
@@ -29,3 +47,9 @@ __all__ = [
     "iter_records",
     "safe_name",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_linkmsg.hooks.connectsafely import MAX_COUNT, ConnectSafelyHook
-from airflow_provider_linkmsg.hooks.inbox.connectsafely import ConnectSafelyInbox
-from airflow_provider_linkmsg.hooks.pagination import check_conversation_urn, check_count
 from airflow_provider_linkmsg.operators.inbox import BaseInboxRetrieveOperator
-from airflow_provider_linkmsg.validation import check_inbox_arguments
+
+# The hook, the inbox adapter and the checks are imported where they are used: DAG files import this module.
+if TYPE_CHECKING:
+    from airflow_provider_linkmsg.hooks.connectsafely import ConnectSafelyHook
+    from airflow_provider_linkmsg.hooks.inbox.connectsafely import ConnectSafelyInbox
 
 
 class ConnectSafelyRetrieveMessagesOperator(BaseInboxRetrieveOperator):
@@ -32,17 +33,17 @@ class ConnectSafelyRetrieveMessagesOperator(BaseInboxRetrieveOperator):
     """
 
     vendor = "connectsafely"
-    default_page_size = MAX_COUNT
+    default_page_size = 100  # the hook's MAX_COUNT
     template_fields: Sequence[str] = (*BaseInboxRetrieveOperator.template_fields, "connectsafely_conn_id")
 
-    def __init__(
-        self, *, connectsafely_conn_id: str = ConnectSafelyHook.default_conn_name, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, connectsafely_conn_id: str = "connectsafely_default", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.connectsafely_conn_id = connectsafely_conn_id
 
     @cached_property
     def hook(self) -> ConnectSafelyHook:
+        from airflow_provider_linkmsg.hooks.connectsafely import ConnectSafelyHook
+
         return ConnectSafelyHook(self.connectsafely_conn_id)
 
     def default_account_id(self) -> str | None:
@@ -52,13 +53,21 @@ class ConnectSafelyRetrieveMessagesOperator(BaseInboxRetrieveOperator):
         return self.hook.check_account_id(account_id)
 
     def check_conversation_id(self, conversation_id: Any, field: str) -> str:
+        from airflow_provider_linkmsg.hooks.pagination import check_conversation_urn
+
         return check_conversation_urn(conversation_id, field=field, vendor=self.vendor)
 
     def check_inputs(self) -> None:
+        from airflow_provider_linkmsg.hooks.connectsafely import MAX_COUNT
+        from airflow_provider_linkmsg.hooks.pagination import check_count
+        from airflow_provider_linkmsg.validation import check_inbox_arguments
+
         check_inbox_arguments(self)
         check_count(self.effective_page_size, field="page_size", maximum=MAX_COUNT, vendor=self.vendor)
 
     def inbox(self, account_id: str) -> ConnectSafelyInbox:
+        from airflow_provider_linkmsg.hooks.inbox.connectsafely import ConnectSafelyInbox
+
         return ConnectSafelyInbox(
             self.hook, account_id, page_size=self.effective_page_size, include_raw=self.include_raw
         )

@@ -14,6 +14,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -26,28 +27,26 @@ from airflow.providers.common.compat.sdk import (
     BaseOperator,
     ObjectStoragePath,
 )
-from airflow.providers.common.sql.hooks.sql import DbApiHook
-from airflow.providers.common.sql.operators.sql import BaseSQLOperator
 
 from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
-from airflow_provider_linkmsg.io.file_export import export_manifest
-from airflow_provider_linkmsg.io.files import check_format, check_partition_date
 from airflow_provider_linkmsg.io.sql import (
     DEFAULT_TABLES,
-    SqlUpserter,
     check_sql_connection,
     check_table_name,
     sql_asset_alias,
     sql_table_uri,
 )
-from airflow_provider_linkmsg.io.staging import Manifest, iter_records, to_path
 from airflow_provider_linkmsg.operators.lineage import path_dataset
 from airflow_provider_linkmsg.records import GeneratedMessage, Message
-from airflow_provider_linkmsg.validation import check_export_arguments, load_manifest, parse_literal
 
+# common.sql, the file writers (pyarrow for Parquet), staging and the checks are imported where they are
+# used: DAG files import this module, and common.sql alone costs more than a DAG file may.
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
     from airflow.providers.openlineage.extractors import OperatorLineage
+
+    from airflow_provider_linkmsg.io.staging import Manifest
 
 
 def resolve_manifests(value: Any, conn_id: str | None = None) -> list[Manifest]:
@@ -62,6 +61,9 @@ def resolve_manifests(value: Any, conn_id: str | None = None) -> list[Manifest]:
     :param value: what to load.
     :param conn_id: connection of the staging store for paths given without one.
     """
+    from airflow_provider_linkmsg.io.staging import Manifest
+    from airflow_provider_linkmsg.validation import load_manifest, parse_literal
+
     found: dict[str, Manifest] = {}
 
     def visit(item: Any, item_conn_id: str | None) -> None:
@@ -254,6 +256,11 @@ class LinkMsgExportToFilesOperator(BaseOperator):
         self._lineage: tuple[list[ObjectStoragePath], list[ObjectStoragePath]] = ([], [])
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_linkmsg.io.file_export import export_manifest
+        from airflow_provider_linkmsg.io.files import check_format, check_partition_date
+        from airflow_provider_linkmsg.io.staging import to_path
+        from airflow_provider_linkmsg.validation import check_export_arguments
+
         check_export_arguments(self, files=True)
         codec = self.compression or ("snappy" if self.file_format == "parquet" else None)
         check_format(self.file_format, codec)
@@ -314,7 +321,7 @@ class LinkMsgExportToFilesOperator(BaseOperator):
         )
 
 
-class LinkMsgExportToSqlOperator(BaseSQLOperator):
+class LinkMsgExportToSqlOperator(BaseOperator):
     """
     Upsert staged records into SQL tables through any common-sql connection (Postgres, SQLite, MySQL ...).
 
@@ -338,11 +345,20 @@ class LinkMsgExportToSqlOperator(BaseSQLOperator):
     :param include_raw: store the vendor's raw JSON in the ``raw`` column (when it was staged).
     :param staging_conn_id: connection of the staging store, for manifest paths given without one.
     :param database: override the connection's database (schema).
+    :param hook_params: extra arguments of the connection's hook.
+
+    The arguments ``conn_id``, ``database``, ``hook_params`` and ``retry_on_failure`` and
+    :meth:`get_db_hook` are those of common-sql's ``BaseSQLOperator``; the operator does not derive from it
+    because importing common-sql would cost every DAG file that uses it more than its whole parse budget
+    (common-sql is imported when the task runs).
     :return: ``{"conn_id", "tables", "records", "manifests", "by_vendor", "by_record_type", "by_table"}``.
     """
 
+    conn_id_field = "conn_id"
     template_fields: Sequence[str] = (
-        *BaseSQLOperator.template_fields,
+        "conn_id",
+        "database",
+        "hook_params",
         "manifests",
         "messages_table",
         "generated_messages_table",
@@ -360,11 +376,18 @@ class LinkMsgExportToSqlOperator(BaseSQLOperator):
         create_table: bool = True,
         include_raw: bool = False,
         staging_conn_id: str | None = None,
+        database: str | None = None,
+        hook_params: dict | None = None,
+        retry_on_failure: bool = True,
         **kwargs: Any,
     ) -> None:
         if "outlets" not in kwargs and not _is_templated(conn_id):
             kwargs["outlets"] = [AssetAlias(sql_asset_alias(conn_id))]
-        super().__init__(conn_id=conn_id, **kwargs)
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.database = database
+        self.hook_params = hook_params or {}
+        self.retry_on_failure = retry_on_failure
         self.manifests = manifests
         self.messages_table = messages_table
         self.generated_messages_table = generated_messages_table
@@ -385,8 +408,31 @@ class LinkMsgExportToSqlOperator(BaseSQLOperator):
             ),
         }
 
+    @cached_property
+    def _hook(self) -> DbApiHook:
+        """The connection's hook, found as common-sql's ``BaseSQLOperator`` finds it."""
+        from airflow.providers.common.compat.sdk import BaseHook
+        from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+        connection = BaseHook.get_connection(self.conn_id)
+        hook = connection.get_hook(hook_params={**connection.extra_dejson, **self.hook_params})
+        if not isinstance(hook, DbApiHook):
+            raise AirflowException(f"its hook, {type(hook).__name__}, is not a common-sql DbApiHook")
+        if self.database:
+            if hook.conn_type == "postgres":
+                hook.database = self.database
+            else:
+                hook.schema = self.database
+        return hook
+
+    def get_db_hook(self) -> DbApiHook:
+        """The connection's ``DbApiHook`` (``hook_params`` and ``database`` applied), as in common-sql."""
+        return self._hook
+
     def _db_hook(self) -> DbApiHook:
         """The connection's ``DbApiHook``, or an error naming the connection when it is not a database."""
+        from airflow.providers.common.sql.hooks.sql import DbApiHook
+
         check_sql_connection(self.conn_id)
         try:
             hook = self.get_db_hook()
@@ -405,6 +451,10 @@ class LinkMsgExportToSqlOperator(BaseSQLOperator):
         return hook
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_linkmsg.io.sql import SqlUpserter
+        from airflow_provider_linkmsg.io.staging import iter_records
+        from airflow_provider_linkmsg.validation import check_export_arguments
+
         check_export_arguments(self, files=False)
         tables = self.tables
         manifests = resolve_manifests(self.manifests, self.staging_conn_id)

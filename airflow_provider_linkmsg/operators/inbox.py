@@ -12,48 +12,50 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-from airflow_provider_linkmsg.engine import (  # noqa: F401 - re-exported for existing imports
-    Conversation,
-    InboxRetrieval,
-    ReadWindow,
-    is_current,
-    next_watermark,
-    read_window,
-)
 from airflow_provider_linkmsg.engine.progress import DEFAULT_INTERVAL, check_interval
-from airflow_provider_linkmsg.engine.retrieval import READ_MODES
 from airflow_provider_linkmsg.engine.windows import DEFAULT_OVERLAP_SECONDS
 from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
-from airflow_provider_linkmsg.io.keys import KeyIndex
-from airflow_provider_linkmsg.io.lease import Lease
-from airflow_provider_linkmsg.io.staging import (
-    Manifest,
-    StagingWriter,
-    exists,
-    iter_records,
-    staging_root,
-    to_path,
-)
-from airflow_provider_linkmsg.io.state import WatermarkStore, commit_after
 from airflow_provider_linkmsg.operators.labels import MapLabel
 from airflow_provider_linkmsg.operators.lineage import LineageMixin, inbox_name
 from airflow_provider_linkmsg.utils import task_run_id
 
+# The engine, staging and state are imported where they are used: DAG files import this module.
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context, ObjectStoragePath
 
+    from airflow_provider_linkmsg.engine import InboxRetrieval
+    from airflow_provider_linkmsg.io.keys import KeyIndex
+    from airflow_provider_linkmsg.io.lease import Lease
+    from airflow_provider_linkmsg.io.staging import Manifest, StagingWriter
     from airflow_provider_linkmsg.records import Message
+
+#: the engine's names, still importable from here (loaded on first use)
+_ENGINE_NAMES = frozenset(
+    {"Conversation", "InboxRetrieval", "ReadWindow", "is_current", "next_watermark", "read_window"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ENGINE_NAMES:
+        from airflow_provider_linkmsg import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _EarlierTry:
     """What an earlier try of this task run staged (its manifest is in place): records and watermarks."""
 
     def __init__(self, writer: StagingWriter, index: KeyIndex) -> None:
+        from airflow_provider_linkmsg.io.staging import Manifest, exists
+
         self.manifest = Manifest.load(writer.manifest_path) if exists(writer.manifest_path) else None
         self.index = index
 
     def records(self) -> Iterable[Message]:
         """The earlier try's records, streamed, indexed as staged as they pass (its manifest is durable)."""
+        from airflow_provider_linkmsg.io.staging import iter_records
+
         if self.manifest is None:
             return iter(())
         return self.index.add_records(iter_records(self.manifest))
@@ -81,6 +83,11 @@ def build_retrieval(
     :param lease: the run's lease on them, renewed as the run goes.
     :param options: the engine's other arguments (``full_refresh``, ``overlap_seconds`` ...).
     """
+    from airflow_provider_linkmsg.engine import InboxRetrieval
+    from airflow_provider_linkmsg.io.keys import KeyIndex
+    from airflow_provider_linkmsg.io.staging import StagingWriter
+    from airflow_provider_linkmsg.io.state import WatermarkStore, commit_after
+
     store = WatermarkStore(root, vendor=vendor, account=account_id, conn_id=conn_id, consumer=consumer)
     index = KeyIndex(store.keys_directory)
     writer = StagingWriter(
@@ -243,6 +250,8 @@ class BaseInboxRetrieveOperator(MapLabel, LineageMixin, BaseOperator):
         return self.read_mode if self.read_mode is not None else self.default_read_mode
 
     def _check_common(self) -> tuple[str, list[str] | None]:
+        from airflow_provider_linkmsg.engine.retrieval import READ_MODES
+
         for name in ("overlap_seconds", "max_workers", "lease_wait_seconds", "lease_expiry_seconds"):
             value = getattr(self, name)
             minimum = 1 if name in ("max_workers", "lease_expiry_seconds") else 0
@@ -300,6 +309,9 @@ class BaseInboxRetrieveOperator(MapLabel, LineageMixin, BaseOperator):
 
     def lease(self, context: Context, account_id: str, root: ObjectStoragePath) -> Lease:
         """The lease this task run takes on the consumer's watermarks of ``account_id``."""
+        from airflow_provider_linkmsg.io.lease import Lease
+        from airflow_provider_linkmsg.io.state import WatermarkStore
+
         ti = context["ti"]
         store = WatermarkStore(
             root,
@@ -352,12 +364,16 @@ class BaseInboxRetrieveOperator(MapLabel, LineageMixin, BaseOperator):
 
     def record_retrieve_lineage(self, account_id: str, result: dict[str, Any]) -> None:
         """OpenLineage of the run: the vendor's inbox of the account to the staged run."""
+        from airflow_provider_linkmsg.io.staging import to_path
+
         self.record_lineage(
             [("vendor", self.vendor, self.hook.conn_params.base_url, inbox_name(account_id))],
             [("path", to_path(result["manifest"], self.staging_conn_id).parent)],
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_linkmsg.io.staging import staging_root
+
         account_id, conversation_ids = self._check_common()
         self.resolved_label = account_id
         root = staging_root(self.staging_path, self.staging_conn_id)

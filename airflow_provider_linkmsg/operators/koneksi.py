@@ -19,31 +19,20 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-from airflow_provider_linkmsg.events import koneksi_completion_url
 from airflow_provider_linkmsg.exceptions import (
     LinkMsgBudgetExceededError,
     LinkMsgNotFoundError,
     LinkMsgValidationError,
 )
-from airflow_provider_linkmsg.hooks.koneksi import (
-    KoneksiGenerationInProgressError,
-    KoneksiHook,
-    count_messages,
-)
-from airflow_provider_linkmsg.io.staging import StagingWriter, open_for_read, staging_root, to_path
-from airflow_provider_linkmsg.io.task_state import TaskStateStore
 from airflow_provider_linkmsg.operators.labels import MapLabel
 from airflow_provider_linkmsg.operators.lineage import LineageMixin
 from airflow_provider_linkmsg.utils import task_run_id
-from airflow_provider_linkmsg.validation import (
-    check_bools,
-    check_generation_request,
-    parse_literal,
-    strip_ids_and_urls,
-)
 
+# The hook, staging, task state and checks are imported where they are used: DAG files import this module.
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
 
 #: the key under which a task keeps its generation's id across tries (never rename: in-flight retries read it)
 REQUEST_ID_KEY = "koneksi_secure_request_id"
@@ -59,6 +48,8 @@ def load_leads(value: Any, conn_id: str | None = None) -> list[dict[str, Any]]:
     :param value: the leads or where they are.
     :param conn_id: connection of the store when ``value`` is a remote path.
     """
+    from airflow_provider_linkmsg.validation import parse_literal
+
     if isinstance(value, str):
         text = value.strip()
         if text.startswith(("[", "{")):
@@ -77,6 +68,8 @@ def load_leads(value: Any, conn_id: str | None = None) -> list[dict[str, Any]]:
 
 
 def _read_leads_file(path: str, conn_id: str | None) -> Any:
+    from airflow_provider_linkmsg.io.staging import open_for_read, to_path
+
     target = to_path(path, conn_id)
     try:
         with open_for_read(target, "rb") as f:
@@ -147,7 +140,7 @@ class KoneksiRequestMessageGenerationOperator(MapLabel, LineageMixin, BaseOperat
         extra_message_types: Sequence[str] = (),
         staging_path: str | None = None,
         staging_conn_id: str | None = None,
-        koneksi_conn_id: str = KoneksiHook.default_conn_name,
+        koneksi_conn_id: str = "koneksi_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**self.with_template(kwargs))
@@ -171,10 +164,15 @@ class KoneksiRequestMessageGenerationOperator(MapLabel, LineageMixin, BaseOperat
 
     @cached_property
     def hook(self) -> KoneksiHook:
+        from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
+
         return KoneksiHook(self.koneksi_conn_id, extra_message_types=self.extra_message_types)
 
     def build_payload(self) -> dict[str, Any]:
         """The request body from the (rendered) campaign, leads and notification URL."""
+        from airflow_provider_linkmsg.events import koneksi_completion_url
+        from airflow_provider_linkmsg.validation import parse_literal
+
         campaign = parse_literal(self.campaign, field="campaign", vendor="koneksi")
         if not isinstance(campaign, Mapping):
             raise LinkMsgValidationError(
@@ -191,6 +189,8 @@ class KoneksiRequestMessageGenerationOperator(MapLabel, LineageMixin, BaseOperat
 
     def check_budget(self, payload: Mapping[str, Any]) -> int:
         """Raise :class:`LinkMsgBudgetExceededError` if the generation exceeds ``max_messages``."""
+        from airflow_provider_linkmsg.hooks.koneksi import count_messages
+
         messages = count_messages(payload)
         if self.max_messages in (None, ""):
             return messages
@@ -213,6 +213,10 @@ class KoneksiRequestMessageGenerationOperator(MapLabel, LineageMixin, BaseOperat
         return messages
 
     def execute(self, context: Context) -> str:
+        from airflow_provider_linkmsg.io.staging import staging_root
+        from airflow_provider_linkmsg.io.task_state import TaskStateStore
+        from airflow_provider_linkmsg.validation import check_generation_request, strip_ids_and_urls
+
         payload = self.build_payload()
         strip_ids_and_urls(payload)  # what is checked is what is sent
         self.hook.validate_generation_request(payload)
@@ -259,6 +263,8 @@ class KoneksiRequestMessageGenerationOperator(MapLabel, LineageMixin, BaseOperat
 
     def _requested(self, request_id: str) -> str:
         """``request_id``, with the lineage of the request: the leads file (if any) to the generation."""
+        from airflow_provider_linkmsg.io.staging import to_path
+
         leads = [("path", to_path(self.leads, self.staging_conn_id))] if isinstance(self.leads, str) else []
         generation = ("vendor", "koneksi", self.hook.conn_params.base_url, f"generations/{request_id}")
         self.record_lineage(leads, [generation])
@@ -294,7 +300,7 @@ class KoneksiRetrieveMessagesOperator(LineageMixin, BaseOperator):
         staging_conn_id: str | None = None,
         include_raw: bool = False,
         allow_partial: bool = False,
-        koneksi_conn_id: str = KoneksiHook.default_conn_name,
+        koneksi_conn_id: str = "koneksi_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -307,9 +313,15 @@ class KoneksiRetrieveMessagesOperator(LineageMixin, BaseOperator):
 
     @cached_property
     def hook(self) -> KoneksiHook:
+        from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
+
         return KoneksiHook(self.koneksi_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_linkmsg.hooks.koneksi import KoneksiGenerationInProgressError
+        from airflow_provider_linkmsg.io.staging import StagingWriter, staging_root
+        from airflow_provider_linkmsg.validation import check_bools
+
         check_bools(self, "include_raw", "allow_partial", vendor="koneksi")
         root = staging_root(self.staging_path, self.staging_conn_id)
         result = self.hook.retrieve_messages(self.secure_request_id)

@@ -19,19 +19,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_linkmsg.exceptions import LinkMsgValidationError, LinkMsgVendorError
-from airflow_provider_linkmsg.hooks.inbox.linkedapi import LinkedApiInbox
-from airflow_provider_linkmsg.hooks.linkedapi import (
-    JobStatus,
-    LinkedApiHook,
-    Person,
-    SyncOutcome,
-    normalize_person_url,
-    parse_persons,
-)
-from airflow_provider_linkmsg.io.staging import staging_root
-
-if TYPE_CHECKING:
-    from airflow_provider_linkmsg.io.lease import Lease
 from airflow_provider_linkmsg.operators.inbox import BaseInboxRetrieveOperator
 from airflow_provider_linkmsg.operators.linkedapi_sync import (  # noqa: F401 - re-exported
     HANDLE_KEY,
@@ -43,10 +30,15 @@ from airflow_provider_linkmsg.operators.linkedapi_sync import (  # noqa: F401 - 
     check_settings,
     person_list,
 )
-from airflow_provider_linkmsg.validation import check_bools, check_inbox_arguments, check_seconds
 
+# The hook, its inbox adapter, staging and the checks are imported where they are used: DAG files import
+# this module.
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context, ObjectStoragePath
+
+    from airflow_provider_linkmsg.hooks.inbox.linkedapi import LinkedApiInbox
+    from airflow_provider_linkmsg.hooks.linkedapi import JobStatus, LinkedApiHook, Person
+    from airflow_provider_linkmsg.io.lease import Lease
 
 __all__ = ["LinkedApiRetrieveMessagesOperator", "LinkedApiSyncConversationsOperator", "person_list"]
 
@@ -98,7 +90,7 @@ class LinkedApiRetrieveMessagesOperator(BaseInboxRetrieveOperator):
         self,
         *,
         persons: Any,
-        linkedapi_conn_id: str = LinkedApiHook.default_conn_name,
+        linkedapi_conn_id: str = "linkedapi_default",
         sync_missing: bool = False,
         sync_timeout: float = 3600.0,
         poll_interval: float = 5.0,
@@ -116,6 +108,8 @@ class LinkedApiRetrieveMessagesOperator(BaseInboxRetrieveOperator):
 
     @cached_property
     def hook(self) -> LinkedApiHook:
+        from airflow_provider_linkmsg.hooks.linkedapi import LinkedApiHook
+
         return LinkedApiHook(self.linkedapi_conn_id)
 
     # ---- the vendor's part of the inbox engine --------------------------------------------------------
@@ -126,10 +120,14 @@ class LinkedApiRetrieveMessagesOperator(BaseInboxRetrieveOperator):
         return str(account_id)
 
     def check_conversation_id(self, conversation_id: Any, field: str) -> str:
+        from airflow_provider_linkmsg.hooks.linkedapi import normalize_person_url
+
         url, _, channel = str(conversation_id).partition("#")
         return normalize_person_url(url, field=field) + (f"#{channel}" if channel else "")
 
     def check_inputs(self) -> None:
+        from airflow_provider_linkmsg.validation import check_bools, check_inbox_arguments, check_seconds
+
         check_inbox_arguments(self)
         check_bools(self, "sync_missing", vendor=VENDOR)
         if self.read_mode == "counted":
@@ -145,6 +143,8 @@ class LinkedApiRetrieveMessagesOperator(BaseInboxRetrieveOperator):
 
     # ---- execution -------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_linkmsg.hooks.linkedapi import parse_persons
+
         persons = parse_persons(person_list(self.persons))
         account, conversation_ids = self._check_common()
         with self.lease(context, account, self._root) as self._lease:
@@ -155,6 +155,8 @@ class LinkedApiRetrieveMessagesOperator(BaseInboxRetrieveOperator):
     def _retrieve(
         self, context: Context, account: str, conversation_ids: list[str] | None, persons: list[Person]
     ) -> dict[str, Any]:
+        from airflow_provider_linkmsg.hooks.linkedapi import Person, SyncOutcome
+
         if conversation_ids is not None:
             persons = [p for p in persons if p.conversation_id in set(conversation_ids)]
         synced_state = SyncedPersons(self._root, account, self.staging_conn_id)
@@ -210,10 +212,14 @@ class LinkedApiRetrieveMessagesOperator(BaseInboxRetrieveOperator):
 
     @cached_property  # rendered and checked once, in execute
     def _root(self) -> ObjectStoragePath:
+        from airflow_provider_linkmsg.io.staging import staging_root
+
         return staging_root(self.staging_path, self.staging_conn_id)
 
     def _run(self, context: Context, account: str, persons: list[Person]) -> tuple[LinkedApiInbox, dict]:
         """One pass of the inbox engine over ``persons``: the reader (who was read) and the XCom value."""
+        from airflow_provider_linkmsg.hooks.inbox.linkedapi import LinkedApiInbox
+
         reader = LinkedApiInbox(
             self.hook,
             persons,

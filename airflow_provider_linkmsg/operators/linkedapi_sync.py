@@ -19,24 +19,16 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_linkmsg.exceptions import LinkMsgValidationError, LinkMsgVendorError
-from airflow_provider_linkmsg.hooks.linkedapi import (
-    JobStatus,
-    LinkedApiHook,
-    Person,
-    SyncOutcome,
-    parse_persons,
-)
-from airflow_provider_linkmsg.io.staging import safe_name, staging_root, to_path
-from airflow_provider_linkmsg.io.state import JsonState
-from airflow_provider_linkmsg.io.task_state import TaskStateStore
 from airflow_provider_linkmsg.operators.labels import MapLabel, short_list
 from airflow_provider_linkmsg.operators.lineage import LineageMixin, inbox_name
 from airflow_provider_linkmsg.records import to_utc_iso
-from airflow_provider_linkmsg.triggers.linkedapi import LinkedApiJobTrigger
-from airflow_provider_linkmsg.validation import check_bools, check_persons, check_seconds
 
+# The hook, the trigger, state and the checks are imported where they are used: DAG files import this module.
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context, ObjectStoragePath
+
+    from airflow_provider_linkmsg.hooks.linkedapi import JobStatus, LinkedApiHook, Person, SyncOutcome
+    from airflow_provider_linkmsg.io.task_state import TaskStateStore
 
 VENDOR = "linkedapi"
 #: recorded statuses that need no synchronization job (unless ``resync``)
@@ -49,6 +41,8 @@ _WORKING_HOURS_POLICIES = ("wait", "fail")
 
 def person_list(value: Any) -> Any:
     """A person list, also from a template rendered to text (``"['https://...']"``)."""
+    from airflow_provider_linkmsg.validation import check_persons
+
     return check_persons(value)
 
 
@@ -66,6 +60,9 @@ class SyncedPersons:
     """
 
     def __init__(self, root: str, account: str, conn_id: str | None = None) -> None:
+        from airflow_provider_linkmsg.io.staging import safe_name, to_path
+        from airflow_provider_linkmsg.io.state import JsonState
+
         path = to_path(root, conn_id) / "_state" / f"{VENDOR}-sync" / f"{safe_name(account)}.json"
         self.state = JsonState(path)
 
@@ -75,6 +72,7 @@ class SyncedPersons:
 
     def update(self, outcomes: Iterable[SyncOutcome] = (), forget: Iterable[Person] = ()) -> None:
         """Record synced and not-found outcomes, and forget persons found not synced (or failed)."""
+        from airflow_provider_linkmsg.hooks.linkedapi import Person
 
         def change(document: dict[str, Any]) -> None:
             persons = document.setdefault("persons", {})
@@ -148,7 +146,7 @@ class LinkedApiSyncConversationsOperator(MapLabel, LineageMixin, BaseOperator):
         self,
         *,
         persons: Any,
-        linkedapi_conn_id: str = LinkedApiHook.default_conn_name,
+        linkedapi_conn_id: str = "linkedapi_default",
         resync: bool = False,
         result_handling: str | None = None,
         batch_size: int = 100,
@@ -184,10 +182,14 @@ class LinkedApiSyncConversationsOperator(MapLabel, LineageMixin, BaseOperator):
 
     @cached_property
     def hook(self) -> LinkedApiHook:
+        from airflow_provider_linkmsg.hooks.linkedapi import LinkedApiHook
+
         return LinkedApiHook(self.linkedapi_conn_id)
 
     @cached_property  # rendered and checked once, in execute
     def root(self) -> ObjectStoragePath:
+        from airflow_provider_linkmsg.io.staging import staging_root
+
         return staging_root(self.staging_path, self.staging_conn_id)
 
     def _synced(self) -> SyncedPersons:
@@ -195,6 +197,8 @@ class LinkedApiSyncConversationsOperator(MapLabel, LineageMixin, BaseOperator):
 
     # ---- the job handle, kept across retries ----------------------------------------------------------
     def _store(self, context: Context) -> TaskStateStore:
+        from airflow_provider_linkmsg.io.task_state import TaskStateStore
+
         return TaskStateStore(context, self.root, folder=f"{VENDOR}-jobs", conn_id=self.staging_conn_id)
 
     def _state(self, context: Context, key: str, value: Any = None, *, delete: bool = False) -> Any:
@@ -222,6 +226,9 @@ class LinkedApiSyncConversationsOperator(MapLabel, LineageMixin, BaseOperator):
 
     # ---- execution -------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_linkmsg.hooks.linkedapi import JobStatus, parse_persons
+        from airflow_provider_linkmsg.validation import check_bools, check_seconds
+
         check_bools(self, "resync", "deferrable", vendor=VENDOR)
         persons = parse_persons(person_list(self.persons))
         self.poll_interval = check_seconds(self.poll_interval, field="poll_interval", vendor=VENDOR)
@@ -272,6 +279,8 @@ class LinkedApiSyncConversationsOperator(MapLabel, LineageMixin, BaseOperator):
         ran: return their outcomes, and the others, for which this try pays no second job (the next run
         does, if they still need one). If none does, no job ran: return nothing, and all are synchronized.
         """
+        from airflow_provider_linkmsg.hooks.linkedapi import SyncOutcome, parse_persons
+
         intent = self._state(context, INTENT_KEY)
         if not intent:
             return [], []
@@ -308,6 +317,8 @@ class LinkedApiSyncConversationsOperator(MapLabel, LineageMixin, BaseOperator):
         return outcomes, pending
 
     def _wait(self, context: Context, handle: dict[str, Any]) -> dict[str, Any]:
+        from airflow_provider_linkmsg.triggers.linkedapi import LinkedApiJobTrigger
+
         if handle.get("kind") == "done":
             return self._finish(context, self.hook.check_job(handle))
         if self.deferrable:
@@ -331,6 +342,8 @@ class LinkedApiSyncConversationsOperator(MapLabel, LineageMixin, BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger fired: finish on success, else raise with what the job reported."""
+        from airflow_provider_linkmsg.hooks.linkedapi import JobStatus
+
         if not isinstance(event, dict) or "status" not in event:
             raise LinkMsgVendorError(f"the Linked API trigger sent no usable event: {event!r}", vendor=VENDOR)
         self._handle = event.get("handle")
@@ -365,6 +378,8 @@ class LinkedApiSyncConversationsOperator(MapLabel, LineageMixin, BaseOperator):
         raise error(f"the synchronization job {status.describe()}", vendor=VENDOR, code=status.reason)
 
     def _finish(self, context: Context, status: JobStatus) -> dict[str, Any]:
+        from airflow_provider_linkmsg.hooks.linkedapi import Person, parse_persons
+
         synced = self._synced()
         synced.update(status.outcomes)
         self._clear_handle(context)

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_linkmsg.hooks.inbox.linkup import INBOX_PAGE_SIZE, LinkupInbox  # noqa: F401
-from airflow_provider_linkmsg.hooks.linkup import MAX_COUNT, LinkupHook
-from airflow_provider_linkmsg.hooks.pagination import check_conversation_urn, check_count
 from airflow_provider_linkmsg.operators.inbox import BaseInboxRetrieveOperator
-from airflow_provider_linkmsg.validation import check_inbox_arguments, check_max_credits
+
+# The hook, the inbox adapter and the checks are imported where they are used: DAG files import this module.
+if TYPE_CHECKING:
+    from airflow_provider_linkmsg.hooks.inbox.linkup import LinkupInbox
+    from airflow_provider_linkmsg.hooks.linkup import LinkupHook
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("INBOX_PAGE_SIZE", "LinkupInbox"):  # still importable from here (loaded on first use)
+        from airflow_provider_linkmsg.hooks.inbox import linkup
+
+        return getattr(linkup, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class LinkupRetrieveMessagesOperator(BaseInboxRetrieveOperator):
@@ -47,7 +56,7 @@ class LinkupRetrieveMessagesOperator(BaseInboxRetrieveOperator):
     def __init__(
         self,
         *,
-        linkup_conn_id: str = LinkupHook.default_conn_name,
+        linkup_conn_id: str = "linkup_default",
         max_credits: float | None = None,
         **kwargs: Any,
     ) -> None:
@@ -57,9 +66,13 @@ class LinkupRetrieveMessagesOperator(BaseInboxRetrieveOperator):
 
     @cached_property
     def hook(self) -> LinkupHook:
+        from airflow_provider_linkmsg.hooks.linkup import LinkupHook
+
         return LinkupHook(self.linkup_conn_id, max_credits=self._max_credits())
 
     def _max_credits(self) -> float | None:
+        from airflow_provider_linkmsg.validation import check_max_credits
+
         return check_max_credits(self.max_credits, vendor=self.vendor)
 
     def default_account_id(self) -> str | None:
@@ -69,14 +82,22 @@ class LinkupRetrieveMessagesOperator(BaseInboxRetrieveOperator):
         return self.hook.check_account_id(account_id)
 
     def check_conversation_id(self, conversation_id: Any, field: str) -> str:
+        from airflow_provider_linkmsg.hooks.pagination import check_conversation_urn
+
         return check_conversation_urn(conversation_id, field=field, sales_nav=False, vendor=self.vendor)
 
     def check_inputs(self) -> None:
+        from airflow_provider_linkmsg.hooks.linkup import MAX_COUNT
+        from airflow_provider_linkmsg.hooks.pagination import check_count
+        from airflow_provider_linkmsg.validation import check_inbox_arguments
+
         check_inbox_arguments(self)
         self._max_credits()
         check_count(self.effective_page_size, field="page_size", maximum=MAX_COUNT, vendor=self.vendor)
 
     def inbox(self, account_id: str) -> LinkupInbox:
+        from airflow_provider_linkmsg.hooks.inbox.linkup import LinkupInbox
+
         return LinkupInbox(
             self.hook, account_id, page_size=self.effective_page_size, include_raw=self.include_raw
         )

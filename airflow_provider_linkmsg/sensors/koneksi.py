@@ -24,12 +24,12 @@ from airflow_provider_linkmsg.exceptions import (
     LinkMsgValidationError,
     LinkMsgVendorError,
 )
-from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
-from airflow_provider_linkmsg.triggers.koneksi import KoneksiGenerationTrigger, still_in_progress
-from airflow_provider_linkmsg.validation import check_bools
 
+# The hook, the trigger and the checks are imported where they are used: DAG files import this module.
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
 
 
 class KoneksiGenerationFailedError(LinkMsgError, AirflowFailException):
@@ -64,7 +64,7 @@ class KoneksiGenerationSensor(BaseSensorOperator):
         self,
         *,
         secure_request_id: str,
-        koneksi_conn_id: str = KoneksiHook.default_conn_name,
+        koneksi_conn_id: str = "koneksi_default",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         accept_partial_on_timeout: bool = False,
         max_failed_share: float | None = None,
@@ -80,10 +80,15 @@ class KoneksiGenerationSensor(BaseSensorOperator):
 
     @cached_property
     def hook(self) -> KoneksiHook:
+        from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
+
         return KoneksiHook(self.koneksi_conn_id)
 
     # ---- modes ------------------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
+        from airflow_provider_linkmsg.triggers.koneksi import KoneksiGenerationTrigger
+        from airflow_provider_linkmsg.validation import check_bools
+
         check_bools(self, "deferrable", "accept_partial_on_timeout", vendor="koneksi")
         share = self.max_failed_share
         if share is not None and not (isinstance(share, int | float) and 0 <= share <= 1):
@@ -134,6 +139,8 @@ class KoneksiGenerationSensor(BaseSensorOperator):
         return time.time()
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
+        from airflow_provider_linkmsg.triggers.koneksi import still_in_progress
+
         try:
             result = self.hook.retrieve_messages(self.secure_request_id)
         except (LinkMsgRateLimitedError, LinkMsgVendorError) as exc:
