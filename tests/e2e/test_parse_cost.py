@@ -196,3 +196,38 @@ def test_a_dag_file_imports_nothing_heavy_and_stays_within_50_ms(costs, target):
         f"{target} costs {1000 * measured['cpu']:.0f} ms of CPU on top of Airflow (best of {REPEATS}; budget "
         f"{1000 * BUDGET_SECONDS:.0f} ms); it imports {len(measured['new'])} modules: {measured['new']}"
     )
+
+
+def test_the_operators_defaults_written_out_for_cheap_imports_match_the_hooks():
+    """Default connection ids and page sizes are literals in the operators (so they import no hook)."""
+    import inspect
+
+    from airflow_provider_linkmsg.hooks.connectsafely import MAX_COUNT, ConnectSafelyHook
+    from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
+    from airflow_provider_linkmsg.hooks.linkedapi import LinkedApiHook
+    from airflow_provider_linkmsg.hooks.linkup import LinkupHook
+    from airflow_provider_linkmsg.operators.connectsafely import ConnectSafelyRetrieveMessagesOperator
+    from airflow_provider_linkmsg.operators.koneksi import (
+        KoneksiRequestMessageGenerationOperator,
+        KoneksiRetrieveMessagesOperator,
+    )
+    from airflow_provider_linkmsg.operators.linkedapi import (
+        LinkedApiRetrieveMessagesOperator,
+        LinkedApiSyncConversationsOperator,
+    )
+    from airflow_provider_linkmsg.operators.linkup import LinkupRetrieveMessagesOperator
+    from airflow_provider_linkmsg.sensors.koneksi import KoneksiGenerationSensor
+
+    expected = {
+        ConnectSafelyRetrieveMessagesOperator: ("connectsafely_conn_id", ConnectSafelyHook),
+        KoneksiRequestMessageGenerationOperator: ("koneksi_conn_id", KoneksiHook),
+        KoneksiRetrieveMessagesOperator: ("koneksi_conn_id", KoneksiHook),
+        KoneksiGenerationSensor: ("koneksi_conn_id", KoneksiHook),
+        LinkedApiRetrieveMessagesOperator: ("linkedapi_conn_id", LinkedApiHook),
+        LinkedApiSyncConversationsOperator: ("linkedapi_conn_id", LinkedApiHook),
+        LinkupRetrieveMessagesOperator: ("linkup_conn_id", LinkupHook),
+    }
+    for operator, (argument, hook) in expected.items():
+        default = inspect.signature(operator.__init__).parameters[argument].default
+        assert default == hook.default_conn_name, (operator.__name__, default)
+    assert ConnectSafelyRetrieveMessagesOperator.default_page_size == MAX_COUNT
