@@ -335,6 +335,11 @@ class LinkMsgExportToSqlOperator(BaseOperator):
     (and no other); the asset event's ``extra`` holds ``records``, ``manifests``, ``by_vendor``,
     ``by_record_type``, ``by_table`` and ``conn_id``.
 
+    The arguments ``conn_id``, ``database``, ``hook_params`` and ``retry_on_failure`` and
+    :meth:`get_db_hook` are those of common-sql's ``BaseSQLOperator``; the operator does not derive from it
+    because importing common-sql would cost every DAG file that uses it more than its whole parse budget
+    (common-sql is imported when the task runs).
+
     :param manifests: staging manifests: a path, a staging operator's XCom value, or a list (also nested).
     :param conn_id: an Airflow connection whose hook is a ``DbApiHook``.
     :param messages_table: table of :class:`~airflow_provider_linkmsg.records.Message` rows.
@@ -346,11 +351,6 @@ class LinkMsgExportToSqlOperator(BaseOperator):
     :param staging_conn_id: connection of the staging store, for manifest paths given without one.
     :param database: override the connection's database (schema).
     :param hook_params: extra arguments of the connection's hook.
-
-    The arguments ``conn_id``, ``database``, ``hook_params`` and ``retry_on_failure`` and
-    :meth:`get_db_hook` are those of common-sql's ``BaseSQLOperator``; the operator does not derive from it
-    because importing common-sql would cost every DAG file that uses it more than its whole parse budget
-    (common-sql is imported when the task runs).
     :return: ``{"conn_id", "tables", "records", "manifests", "by_vendor", "by_record_type", "by_table"}``.
     """
 
