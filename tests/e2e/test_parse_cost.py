@@ -7,7 +7,8 @@ DAG file pays whatever provider it uses (``BASELINE`` below: the compat layer's 
 ``task``, ``BaseOperator``, ``BaseSensorOperator``, and DAGs with a cron, a timedelta and an asset schedule,
 a plain task, a ``@task`` and a mapped task built from them), then forks one child per measurement. Each
 child imports one module of ours, or runs one example DAG file, and reports the modules that appeared and
-the CPU time it took.
+the CPU time it took. Modules are byte-compiled (as an installed provider is), under a private
+``pycache_prefix``: the first fork compiles them, the best of the others is what a DAG file pays.
 
 The main check is the set of modules: requests, the hooks and their pydantic schemas, common.sql,
 pyarrow ... belong inside ``execute`` (where they are used), never on the parse path. The time bound,
@@ -104,6 +105,10 @@ import gc, json, os, runpy, sys, time
 
 exec(compile(sys.argv[1], "<baseline>", "exec"), {"__name__": "baseline"})
 gc.collect()
+# From here on, compiled modules are cached under a private prefix, even where the environment turns
+# bytecode off: an installed provider is byte-compiled, so the first fork pays the compilation and the
+# best of the others shows what a DAG file pays.
+sys.pycache_prefix, sys.dont_write_bytecode = sys.argv[4], False
 results = {}
 for target in json.loads(sys.argv[2]):
     runs = []
@@ -145,11 +150,12 @@ def heavy_modules(modules: list[str]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def costs() -> dict[str, dict]:
+def costs(tmp_path_factory) -> dict[str, dict]:
     """Per target: the best CPU and wall seconds over ``REPEATS`` forks, and the modules it imported."""
     targets = MODULES + FILES
+    pycache = tmp_path_factory.mktemp("pycache")
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, BASELINE, json.dumps(targets), str(REPEATS)],
+        [sys.executable, "-c", PROBE, BASELINE, json.dumps(targets), str(REPEATS), str(pycache)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -184,7 +190,9 @@ def test_every_operator_sensor_module_and_example_dag_is_measured():
 
 
 @pytest.mark.parametrize(
-    "target", MODULES + FILES, ids=[m.rsplit(".", 1)[1] for m in MODULES] + [Path(f).stem for f in FILES]
+    "target",
+    MODULES + FILES,
+    ids=[m.removeprefix("airflow_provider_linkmsg.") for m in MODULES] + [Path(f).stem for f in FILES],
 )
 def test_a_dag_file_imports_nothing_heavy_and_stays_within_50_ms(costs, target):
     measured = costs[target]
