@@ -18,7 +18,6 @@ PROBE = r"""
 import json, sys, time
 from airflow.providers.common.compat import sdk  # Airflow itself is not the DAG file's cost
 sdk.DAG, sdk.task, sdk.Asset  # (the compat layer resolves its names lazily)
-from airflow_provider_linkmsg.hooks import base  # nor is the provider's shared transport, loaded once per process
 try:
     from airflow.dag_processing.dagbag import DagBag  # Airflow >= 3.1
 except ImportError:
