@@ -146,11 +146,14 @@ class PathSeenStore:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(repr(expires))
             return True
+        from airflow_provider_linkmsg.io.paths import filesystem
+
         target = self.root / name
-        if target.exists() and not self._expired(target.read_text()):
+        fs = filesystem(target)  # also a scheme that Airflow 2 registers no store for (memory, sftp ...)
+        if fs.exists(target.path) and not self._expired(fs.cat_file(target.path).decode()):
             return False
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(repr(expires))
+        fs.makedirs(self.root.path, exist_ok=True)
+        fs.pipe_file(target.path, repr(expires).encode())
         return True
 
     @staticmethod

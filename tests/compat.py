@@ -75,6 +75,13 @@ def xcom_model():
     return xcom.XComModel if AIRFLOW_V_3_0_PLUS else xcom.XCom
 
 
+def xcom_row_value(row) -> Any:
+    """The deserialized value of an XCom table row (Airflow 2's ``XCom`` deserializes its rows as it loads them)."""
+    if AIRFLOW_V_3_0_PLUS:
+        return row.__class__.deserialize_value(row)
+    return row.value
+
+
 def asset_event_model():
     """The asset (2.x: dataset) event table's ORM model."""
     if AIRFLOW_V_3_0_PLUS:
@@ -129,3 +136,122 @@ def reschedule_count(session, ti) -> int:
             TaskReschedule.map_index == ti.map_index,
         )
     return session.scalar(query)
+
+
+#: Airflow 3.3's task context gives ``task_state_store``; before it, the provider keeps a task run's values
+#: (a Linked API job handle, a Koneksi request id) in a state file under the staging root.
+HAS_TASK_STATE_STORE = AIRFLOW_V_3_3_PLUS
+
+
+def execute(operator, context: dict[str, Any]) -> Any:
+    """
+    ``operator.execute(context)``, also from a thread of the test's own. Airflow 2's ``ExecutorSafeguard``
+    keeps its callers in a thread-local that only the importing thread has, so a direct ``execute`` in
+    another thread fails there with ``AttributeError: callers`` before the operator runs.
+    """
+    if not AIRFLOW_V_3_0_PLUS:
+        from airflow.models.baseoperator import ExecutorSafeguard
+
+        if not hasattr(ExecutorSafeguard._sentinel, "callers"):
+            ExecutorSafeguard._sentinel.callers = {}
+    return operator.execute(context)
+
+
+def task_log_text(capture, caplog) -> str:
+    """
+    What the task logged since the last read: Airflow 3's structured task log goes to stdout (``capture`` is
+    ``capsys`` or ``capfd``); Airflow 2 logs through stdlib logging, whose handlers a ``dag.test()`` earlier in
+    the session may have redirected, so its records are read from ``caplog``.
+    """
+    out = capture.readouterr().out
+    if AIRFLOW_V_3_0_PLUS:
+        return out
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    caplog.clear()
+    return text
+
+
+def task_log_lines(capture, caplog) -> list[tuple[float, str]]:
+    """The task log's lines since the last read, each with its time (POSIX seconds); see :func:`task_log_text`."""
+    import re
+    from datetime import datetime
+
+    if not AIRFLOW_V_3_0_PLUS:
+        capture.readouterr()
+        lines = [(record.created, record.getMessage()) for record in caplog.records]
+        caplog.clear()
+        return lines
+    stamp = re.compile(r"^(\S+Z) \[")  # the SDK's structured log: "2026-01-01T00:00:00.000000Z [info  ] ..."
+    lines = []
+    for line in capture.readouterr().out.splitlines():
+        if found := stamp.match(line):
+            lines.append((datetime.fromisoformat(found[1].replace("Z", "+00:00")).timestamp(), line))
+    return lines
+
+
+def storage_uri(uri: str) -> str:
+    """
+    ``uri`` as this line's ``ObjectStoragePath`` prints it: Airflow 2's paths on fsspec's ``memory`` store are
+    rooted (``memory:///bucket/key`` for ``memory://bucket/key``, the same file); other schemes are unchanged.
+    """
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    return str(ObjectStoragePath(uri))
+
+
+def asset_name(asset) -> str:
+    """An asset's name; an Airflow 2 dataset has none but its URI (what the compat layer's ``Asset`` maps to)."""
+    return asset.name if AIRFLOW_V_3_0_PLUS else asset.uri
+
+
+def alias_events(accessor) -> list[tuple[str, dict[str, Any]]]:
+    """
+    The (asset URI, extra) of each event a task added through an asset alias (``outlet_events[alias]``):
+    ``asset_alias_events`` on Airflow 3, ``dataset_alias_events`` (dicts) on 2; extras as in :func:`alias_extra`.
+    """
+    if AIRFLOW_V_3_0_PLUS:
+        return [(e.dest_asset_key.uri, e.extra) for e in accessor.asset_alias_events]
+    return [(e["dest_dataset_uri"], alias_extra(e["extra"])) for e in accessor.dataset_alias_events]
+
+
+def alias_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """
+    An alias event's extra as its consumer reads it: on Airflow 2 the provider sends nested values (dicts,
+    lists) as JSON text, since 2.x keys alias events by their hashable extra; Airflow 3 keeps them as they are.
+    """
+    import json
+
+    if AIRFLOW_V_3_0_PLUS:
+        return extra
+    return {k: json.loads(v) if isinstance(v, str) and v[:1] in ("{", "[") else v for k, v in extra.items()}
+
+
+def schedule_condition(dag):
+    """The asset (2.x: dataset) condition a DAG is scheduled on, or None when it is not asset-scheduled."""
+    name = "asset_condition" if AIRFLOW_V_3_0_PLUS else "dataset_condition"
+    condition = getattr(dag.timetable, name, None)
+    # Airflow 2 gives every timetable a condition: a null one when the DAG is not scheduled on datasets
+    return None if type(condition).__name__ in ("_NullDataset", "_NullAsset") else condition
+
+
+def asset_events_of(uri: str, session) -> list[Any]:
+    """The asset (2.x: dataset) events recorded in the metadata DB for ``uri``, oldest first."""
+    from sqlalchemy import select
+
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.models.asset import AssetEvent as Event
+        from airflow.models.asset import AssetModel as Model
+
+        key = Event.asset_id
+    else:
+        from airflow.models.dataset import DatasetEvent as Event
+        from airflow.models.dataset import DatasetModel as Model
+
+        key = Event.dataset_id
+    query = select(Event).join(Model, key == Model.id).where(Model.uri == uri).order_by(Event.id)
+    return list(session.scalars(query))
+
+
+def rendered_map_index(ti) -> str | None:
+    """A task instance's rendered map label: the ``_rendered_map_index`` column on Airflow 3, a plain one on 2."""
+    return ti._rendered_map_index if AIRFLOW_V_3_0_PLUS else ti.rendered_map_index

@@ -17,9 +17,11 @@ def rendered_map_indexes(dag_run) -> dict[tuple[str, int], str | None]:
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
 
+    from tests.compat import rendered_map_index
+
     with create_session() as session:
         rows = session.query(TaskInstance).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id)
-        return {(ti.task_id, ti.map_index): ti._rendered_map_index for ti in rows}
+        return {(ti.task_id, ti.map_index): rendered_map_index(ti) for ti in rows}
 
 
 def test_mapped_retrieves_are_labelled_with_their_account_in_a_dag_run(

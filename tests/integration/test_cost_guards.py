@@ -25,6 +25,7 @@ from airflow_provider_linkmsg.exceptions import (
 from airflow_provider_linkmsg.hooks.linkup import LinkupHook
 from airflow_provider_linkmsg.hooks.pagination import Page, paginate
 from airflow_provider_linkmsg.operators.linkup import LinkupRetrieveMessagesOperator
+from tests.compat import task_log_text
 from tests.fixtures.suites import vendor_calls
 
 SIZES = {
@@ -98,13 +99,13 @@ def test_max_credits_holds_when_the_vendor_charges_and_drops_the_answer(world, c
     assert hook.credits_used >= credits(world), "a charged call was not counted"
 
 
-def test_a_run_without_max_credits_logs_what_it_spent(world, tmp_path, capfd):
+def test_a_run_without_max_credits_logs_what_it_spent(world, tmp_path, capfd, caplog):
     op = LinkupRetrieveMessagesOperator(task_id="lk", staging_path=str(tmp_path))
     ti = SimpleNamespace(dag_id="cost", task_id="lk", run_id="run-1", map_index=-1)
     result = op.execute({"ti": ti, "run_id": "run-1"})
     assert result["credits"] == credits(world) > 0
-    logged = capfd.readouterr()
-    assert f"No max_credits set: this task spent {result['credits']} credit(s)" in logged.out + logged.err
+    logged = task_log_text(capfd, caplog)
+    assert f"No max_credits set: this task spent {result['credits']} credit(s)" in logged
 
 
 class ChargeThenDrop(BaseHTTPRequestHandler):

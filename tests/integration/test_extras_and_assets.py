@@ -115,7 +115,7 @@ def test_installed_providers_pass_the_check():
 def test_sql_export_announces_the_asset_of_each_table_written_and_no_other(tmp_path, monkeypatch):
     from airflow.providers.common.compat.sdk import AssetAlias
 
-    from tests.compat import outlet_event_accessors
+    from tests.compat import alias_events, outlet_event_accessors
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_WH", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "wh.db")})
@@ -125,7 +125,7 @@ def test_sql_export_announces_the_asset_of_each_table_written_and_no_other(tmp_p
     assert operator.outlets == [AssetAlias("linkmsg-sql:wh")]
     events = outlet_event_accessors()
     operator.execute({"outlet_events": events})
-    announced = [e.dest_asset_key.uri for e in events[operator.outlets[0]].asset_alias_events]
+    announced = [uri for uri, _ in alias_events(events[operator.outlets[0]])]
     assert announced == [sql_table_uri("wh", "linkmsg_messages")] == ["x-linkmsg-sql://wh/linkmsg_messages"]
 
 
@@ -147,6 +147,8 @@ def test_the_examples_announce_each_table_under_one_uri():
     """Every SQL export of the examples, and the DAG scheduled on the inbox table, agree on its URI."""
     from airflow.providers.common.compat.sdk import AssetAlias
 
+    from tests.compat import schedule_condition
+
     uris_by_table: dict[tuple[str, str], set[str]] = defaultdict(set)
     scheduled_on: set[str] = set()
     dags = _example_dags()
@@ -163,7 +165,7 @@ def test_the_examples_announce_each_table_under_one_uri():
                     assert outlet.uri in tables.values(), f"{dag.dag_id}.{task.task_id}: {outlet.uri}"
                     table = next(t for t, uri in tables.items() if uri == outlet.uri)
                     uris_by_table[(task.conn_id, table)].add(outlet.uri)
-        condition = getattr(dag.timetable, "asset_condition", None)
+        condition = schedule_condition(dag)
         if condition is not None:
             # the SQL tables only: other assets (the webhook plugin's completion events) are not tables
             scheduled_on |= {a.uri for a in _leaves(condition) if a.uri.startswith("x-linkmsg-sql://")}

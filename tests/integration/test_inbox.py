@@ -86,14 +86,16 @@ def test_activity_without_new_messages_still_moves_the_watermark():
 
 # ---- a real DAG run -------------------------------------------------------------------------------------
 def xcoms(dag_run, task_id: str) -> dict[int, dict]:
-    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
+    from tests.compat import xcom_model, xcom_row_value
+
+    XComModel = xcom_model()
     with create_session() as session:
         rows = session.query(XComModel).filter_by(
             dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key="return_value"
         )
-        return {row.map_index: XComModel.deserialize_value(row) for row in rows}
+        return {row.map_index: xcom_row_value(row) for row in rows}
 
 
 def test_both_operators_map_over_accounts_in_a_dag_run(sandbox_factory, inbox_run_dag, tmp_path):

@@ -27,6 +27,7 @@ from airflow_provider_linkmsg.operators.linkedapi import (
 )
 from airflow_provider_linkmsg.operators.linkup import LinkupRetrieveMessagesOperator
 from airflow_provider_linkmsg.records import to_utc_iso
+from tests.compat import execute, task_log_text
 from tests.fixtures.inbox import assert_exactly, reads, staged_messages, truth_messages
 
 OPERATORS = {"connectsafely": ConnectSafelyRetrieveMessagesOperator, "linkup": LinkupRetrieveMessagesOperator}
@@ -36,7 +37,7 @@ HOUR_MS = 3_600_000
 
 def retrieve(vendor: str, tmp_path, context, run_id: str, task_id: str = "retrieve", **kwargs) -> dict:
     operator = OPERATORS[vendor](task_id=task_id, staging_path=str(tmp_path), **kwargs)
-    return operator.execute(context(run_id, task_id=task_id))
+    return execute(operator, context(run_id, task_id=task_id))  # also from a thread (tests.compat)
 
 
 def lists(sandbox) -> float:
@@ -235,14 +236,14 @@ def test_an_unchanged_rerun_lists_every_page_and_reads_nothing(
 
 @pytest.mark.parametrize("vendor", VENDORS)
 def test_the_listing_shortcut_is_opt_in_and_says_its_bound(
-    inbox_sandbox, tmp_path, inbox_context, vendor, capfd
+    inbox_sandbox, tmp_path, inbox_context, vendor, capfd, caplog
 ):
     sandbox = inbox_sandbox(vendor, conversations=120, messages=2)
     retrieve(vendor, tmp_path, inbox_context, "run-1", listing_shortcut=True)
     sandbox.reset_stats()
-    capfd.readouterr()
+    task_log_text(capfd, caplog)
     again = retrieve(vendor, tmp_path, inbox_context, "run-2", listing_shortcut=True)
-    log = capfd.readouterr().out  # the task log (Airflow's structlog writes to stdout here)
+    log = task_log_text(capfd, caplog)  # the task log (Airflow 3's structlog writes to stdout here)
     assert again["listing_stopped_early"] and lists(sandbox) == 1
     assert again["listing_shortcut"] == {"staleness_bound_hours": 24.0, "stopped_early": True}
     assert "listing shortcut on" in log and "at most 24 h later" in log

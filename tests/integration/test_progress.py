@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from datetime import datetime
 
 import pytest
 
@@ -12,6 +11,7 @@ from airflow_provider_linkmsg.engine.progress import MAX_INTERVAL, MIN_INTERVAL,
 from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
 from airflow_provider_linkmsg.operators.connectsafely import ConnectSafelyRetrieveMessagesOperator
 from airflow_provider_linkmsg.operators.linkup import LinkupRetrieveMessagesOperator
+from tests.compat import task_log_lines
 
 READ_ROUTES = {"connectsafely": "GET /conversations/{urn}/messages", "linkup": "POST /messages"}
 LINE = re.compile(
@@ -19,22 +19,11 @@ LINE = re.compile(
     r"(?:listed|read) done(?:, (?P<left>\d+) left)?, (?P<records>\d+) record\(s\); (?P<calls>\d+) call\(s\), "
     r"(?P<credits>[\d.]+) credit\(s\) so far \((?P<elapsed>\d+) s\)"
 )
-STAMP = re.compile(r"^(\S+Z) \[")
-
-
-def logged(capsys) -> list[tuple[float, str]]:
-    """The task log's lines (the SDK's structured log goes to stdout) with their times."""
-    out = []
-    for line in capsys.readouterr().out.splitlines():
-        stamp = STAMP.match(line)
-        if stamp:
-            out.append((datetime.fromisoformat(stamp[1].replace("Z", "+00:00")).timestamp(), line))
-    return out
 
 
 @pytest.mark.parametrize("vendor", ["connectsafely", "linkup"])
 def test_a_long_retrieve_logs_progress_lines_at_the_promised_cadence(
-    inbox_sandbox, tmp_path, inbox_context, capsys, vendor
+    inbox_sandbox, tmp_path, inbox_context, capsys, caplog, vendor
 ):
     sandbox = inbox_sandbox(vendor, conversations=40, messages=3)
     sandbox.set_faults([{"vendor": vendor, "route": READ_ROUTES[vendor], "latency_ms": 150}])
@@ -47,7 +36,7 @@ def test_a_long_retrieve_logs_progress_lines_at_the_promised_cadence(
         task_id="retrieve", staging_path=str(tmp_path), max_workers=2, progress_seconds=1, **extra
     )
     result = operator.execute(inbox_context())
-    lines = logged(capsys)
+    lines = task_log_lines(capsys, caplog)
     progress = [(t, LINE.search(m)) for t, m in lines if LINE.search(m)]
     assert len(progress) >= 2, [m for _, m in lines]
     account = result["account_id"]
@@ -73,12 +62,12 @@ def test_a_long_retrieve_logs_progress_lines_at_the_promised_cadence(
 
 
 def test_a_run_shorter_than_the_interval_logs_no_progress_line(
-    inbox_sandbox, tmp_path, inbox_context, capsys
+    inbox_sandbox, tmp_path, inbox_context, capsys, caplog
 ):
     inbox_sandbox("connectsafely", conversations=3, messages=2)
     operator = ConnectSafelyRetrieveMessagesOperator(task_id="retrieve", staging_path=str(tmp_path))
     operator.execute(inbox_context())
-    lines = [m for _, m in logged(capsys)]
+    lines = [m for _, m in task_log_lines(capsys, caplog)]
     assert not [m for m in lines if LINE.search(m)]
     assert any(": staged " in m for m in lines)
 

@@ -17,6 +17,7 @@ from airflow_provider_linkmsg.events import (
     webhook_url,
 )
 from airflow_provider_linkmsg.operators.koneksi import KoneksiRequestMessageGenerationOperator
+from tests.compat import asset_name
 
 NOW = 1_790_000_000
 BODY = b'{"event":"message_received","account_id":"acc_1"}'
@@ -68,7 +69,7 @@ def test_a_tampered_body_fails_the_linkup_check():
 
 def test_the_completion_asset_and_urls():
     asset = koneksi_completion_asset("kon_prod")
-    assert (asset.name, asset.uri) == (
+    assert (asset_name(asset), asset.uri) == (
         koneksi_completion_uri("kon_prod"),
         "x-linkmsg-koneksi://kon_prod/completions",
     )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote_plus
 
@@ -78,10 +79,22 @@ def encoded_forms(secret: str) -> set[str]:
     return {f for f in forms if f != secret and len(f) >= MIN_SECRET_LENGTH}
 
 
-def _airflow_redact(text: str) -> str:
+@functools.cache
+def _masker() -> Callable[[Any], Any] | None:
+    """
+    Airflow's ``redact``, looked up once: on Airflow 2 each lookup through common.compat first fails over the
+    Airflow 3 module paths, and their ImportErrors would leave cyclic garbage on every call.
+    """
     try:
         from airflow.providers.common.compat.sdk import redact
     except ImportError:  # pragma: no cover - an Airflow without the masker
+        return None
+    return redact
+
+
+def _airflow_redact(text: str) -> str:
+    redact = _masker()
+    if redact is None:  # pragma: no cover - an Airflow without the masker
         return text
     result = redact(text)
     return result if isinstance(result, str) else text
