@@ -218,6 +218,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": _modules("triggers", ["koneksi", "linkedapi"]),
         "connection-types": [_connection_type(info) for info in VENDORS.values()],
         "config": CONFIG,
+        "extra-links": [
+            f"{_PACKAGE}.operators.links.LinkedInThreadLink",
+            f"{_PACKAGE}.operators.links.VendorDashboardLink",
+        ],
         "plugins": [
             {"name": "linkmsg_webhooks", "plugin-class": f"{_PACKAGE}.plugins.webhooks.LinkMsgWebhooksPlugin"}
         ],

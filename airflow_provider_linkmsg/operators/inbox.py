@@ -17,6 +17,7 @@ from airflow_provider_linkmsg.engine.windows import DEFAULT_OVERLAP_SECONDS
 from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
 from airflow_provider_linkmsg.operators.labels import MapLabel
 from airflow_provider_linkmsg.operators.lineage import LineageMixin, inbox_name
+from airflow_provider_linkmsg.operators.links import INBOX_LINKS, push_inbox_links
 from airflow_provider_linkmsg.utils import task_run_id
 
 # The engine, staging and state are imported where they are used: DAG files import this module.
@@ -172,6 +173,7 @@ class BaseInboxRetrieveOperator(MapLabel, LineageMixin, BaseOperator):
         "state_key",
     )
     ui_color = "#e8f0fe"
+    operator_extra_links = INBOX_LINKS
 
     def __init__(
         self,
@@ -396,4 +398,5 @@ class BaseInboxRetrieveOperator(MapLabel, LineageMixin, BaseOperator):
                 listing_memo=getattr(inbox, "memo", None),
             )
         self.record_retrieve_lineage(account_id, result)
+        push_inbox_links(self, context, result)
         return {**result, "state_key": self.consumer(context)}

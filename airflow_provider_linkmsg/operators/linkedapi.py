@@ -144,12 +144,14 @@ class LinkedApiRetrieveMessagesOperator(BaseInboxRetrieveOperator):
     # ---- execution -------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_linkmsg.hooks.linkedapi import parse_persons
+        from airflow_provider_linkmsg.operators.links import push_inbox_links
 
         persons = parse_persons(person_list(self.persons))
         account, conversation_ids = self._check_common()
         with self.lease(context, account, self._root) as self._lease:
             result = self._retrieve(context, account, conversation_ids, persons)
         self.record_retrieve_lineage(account, result)
+        push_inbox_links(self, context, result)
         return {**result, "state_key": self.consumer(context)}
 
     def _retrieve(
