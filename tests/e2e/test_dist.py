@@ -141,6 +141,10 @@ def test_the_installed_wheel_registers_with_airflow(venv):
     listed = {link["extra_link_class_name"] for link in links}
     ours_listed = {name for name in listed if name.startswith("airflow_provider_linkmsg.")}
     assert ours_listed == set(get_provider_info().get("extra-links", [])), "every declared link, no other"
+    assert ours_listed == {
+        "airflow_provider_linkmsg.operators.links.LinkedInThreadLink",
+        "airflow_provider_linkmsg.operators.links.VendorDashboardLink",
+    }
 
     hooks = json.loads(_run([airflow, "providers", "hooks", "--output", "json"], env=env))
     assert {h["connection_type"] for h in hooks if h["package_name"] == "airflow-provider-linkmsg"} == {
