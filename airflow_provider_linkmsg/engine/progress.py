@@ -42,7 +42,8 @@ class Progress:
 
     :param log: a logger (``info``); ``None`` logs nothing.
     :param label: what the work is about (``"linkup acc_1"``).
-    :param usage: the hook's counters, ``{"api_calls": n, "credits": x}`` (``None``: no calls).
+    :param usage: the hook's counters, ``{"api_calls": n, "credits": x}`` (``None``: work without vendor
+        calls, whose line shows no calls or credits).
     :param interval: seconds between lines (bounded, see :func:`check_interval`).
     :param clock: a monotonic clock (tests).
     """
@@ -66,6 +67,7 @@ class Progress:
         self.done = 0
         self.total: int | None = None
         self.records = 0
+        self.records_total: int | None = None
         self.lines = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -73,10 +75,16 @@ class Progress:
         self._started = clock()
 
     # ---- what the work reports --------------------------------------------------------------------------
-    def start_phase(self, phase: str, *, unit: str, total: int | None = None) -> None:
-        """A new phase (``"listing"``, ``"reading"``, ``"exporting"``), its unit and total when known."""
+    def start_phase(
+        self, phase: str, *, unit: str, total: int | None = None, records_total: int | None = None
+    ) -> None:
+        """
+        A new phase (``"listing"``, ``"reading"``, ``"exporting"``), its unit and total when known, and the
+        records it will carry when known (an export's rows: the line then shows ``done/total record(s)``).
+        """
         with self._lock:
             self.phase, self.unit, self.total, self.done = phase, unit, total, 0
+            self.records_total = records_total
 
     def advance(self, done: int = 1, *, records: int = 0) -> None:
         """``done`` more units of the phase, carrying ``records`` more records (messages, rows)."""
@@ -89,19 +97,21 @@ class Progress:
         """The current progress line (without the label)."""
         with self._lock:
             phase, unit, done, total, records = self.phase, self.unit, self.done, self.total, self.records
+            records_total = self.records_total
         left = f", {total - done} left" if total is not None else ""
         shown = f"{done}/{total}" if total is not None else f"{done}"
-        stats: dict[str, float] = {}
-        if self.usage is not None:
-            try:
-                stats = self.usage()
-            except Exception:  # a progress line never fails the work
-                stats = {}
+        rows = f"{records}/{records_total}" if records_total is not None else f"{records}"
+        elapsed = self.clock() - self._started
+        if self.usage is None:  # work without vendor calls (an export): no calls or credits to show
+            return f"{phase}: {shown} {unit} done{left}, {rows} record(s) so far ({elapsed:.0f} s)"
+        try:
+            stats = self.usage()
+        except Exception:  # a progress line never fails the work
+            stats = {}
         calls = int(stats.get("api_calls", 0))
         credits = stats.get("credits", 0)
-        elapsed = self.clock() - self._started
         return (
-            f"{phase}: {shown} {unit} done{left}, {records} record(s); "
+            f"{phase}: {shown} {unit} done{left}, {rows} record(s); "
             f"{calls} call(s), {credits:g} credit(s) so far ({elapsed:.0f} s)"
         )
 

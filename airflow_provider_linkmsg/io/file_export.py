@@ -40,6 +40,7 @@ from airflow_provider_linkmsg.io.readers import iter_part, iter_part_lines
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
+    from airflow_provider_linkmsg.engine.progress import Progress
     from airflow_provider_linkmsg.io.manifest import Manifest
 
 
@@ -54,6 +55,7 @@ def export_manifest(
     batch_size: int = 20_000,
     lease_wait_seconds: float = 300,
     lease_expiry_seconds: float = 1800,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """
     Export every part of a staged run to its own file, keeping one row per key in ``destination``.
@@ -88,6 +90,7 @@ def export_manifest(
     :param lease_wait_seconds: how long to wait for another export into the same destination and vendor
         before failing with an error that names it.
     :param lease_expiry_seconds: after how long without renewal an export that died has let go.
+    :param progress: told of each part file written and of the rows as they are written.
     """
     check_format(file_format, compression)
     lease = Lease(
@@ -113,6 +116,7 @@ def export_manifest(
             include_raw=include_raw,
             partition_date=partition_date,
             batch_size=batch_size,
+            progress=progress,
         )
 
 
@@ -131,6 +135,7 @@ def _export_held(
     include_raw: bool,
     partition_date: str | None,
     batch_size: int,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """:func:`export_manifest`'s work, under the destination's lease."""
     paths = [
@@ -172,7 +177,10 @@ def _export_held(
                 compression=compression,
                 include_raw=include_raw,
                 batch_size=batch_size,
+                progress=progress,
             )
+            if progress is not None:
+                progress.advance()
             if count:
                 written.append({"path": str(path), "records": count})
             else:  # every record is held in a newer version elsewhere
@@ -213,6 +221,22 @@ def _select(lines: Iterable[Any], kept: Iterator[int]) -> Iterator[Any]:
             wanted = next(kept, None)
 
 
+def _counted(items: Iterable[Any], progress: Progress | None, every: int = 1000) -> Iterator[Any]:
+    """``items`` as they are, telling ``progress`` of them every ``every`` items and at the end."""
+    if progress is None:
+        yield from items
+        return
+    count = 0
+    for item in items:
+        yield item
+        count += 1
+        if count == every:
+            progress.advance(0, records=count)
+            count = 0
+    if count:
+        progress.advance(0, records=count)
+
+
 def _export_part(
     manifest: Manifest,
     index: int,
@@ -223,6 +247,7 @@ def _export_part(
     compression: str | None,
     include_raw: bool,
     batch_size: int,
+    progress: Progress | None = None,
 ) -> int:
     first = next(kept, None)
     if first is None:
@@ -231,9 +256,9 @@ def _export_part(
     if file_format == "jsonl" and (include_raw or not manifest.include_raw):
         # The staged lines already are the records' JSON Lines form: copy them as they are.
         with binary_output(path, compression) as stream:
-            return copy_lines(stream, _select(iter_part_lines(manifest, index), kept))
+            return copy_lines(stream, _counted(_select(iter_part_lines(manifest, index), kept), progress))
     return write_records(
-        _select(iter_part(manifest, index), kept),
+        _counted(_select(iter_part(manifest, index), kept), progress),
         path,
         record_type=manifest.record_type,
         file_format=file_format,

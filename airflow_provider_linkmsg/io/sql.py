@@ -27,6 +27,8 @@ from airflow_provider_linkmsg.records import RECORD_TYPES, GeneratedMessage, Mes
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
+    from airflow_provider_linkmsg.engine.progress import Progress
+
 DEFAULT_TABLES = {
     Message.record_type: "linkmsg_messages",
     GeneratedMessage.record_type: "linkmsg_generated_messages",
@@ -301,7 +303,13 @@ class SqlUpserter:
             self._created.add(table)
         return table
 
-    def upsert(self, records: Iterable[Message | GeneratedMessage], *, record_type: str) -> int:
+    def upsert(
+        self,
+        records: Iterable[Message | GeneratedMessage],
+        *,
+        record_type: str,
+        progress: Progress | None = None,
+    ) -> int:
         """
         Upsert a stream of records of one type; returns how many were written.
 
@@ -310,6 +318,7 @@ class SqlUpserter:
 
         :param records: records of ``record_type`` (any iterable; consumed once, batch by batch).
         :param record_type: ``message`` or ``generated_message``.
+        :param progress: told of each batch committed and its rows.
         """
         if self._conn is None:
             raise RuntimeError("use SqlUpserter as a context manager")
@@ -326,4 +335,6 @@ class SqlUpserter:
                 unique = list({row[0]: row for row in batch}.values())
                 self._run_in_transaction([(delete, [(row[0],) for row in unique]), (sql, unique)])
             count += len(batch)
+            if progress is not None:
+                progress.advance(records=len(batch))
         return count

@@ -211,6 +211,8 @@ class LinkMsgExportToFilesOperator(BaseOperator):
         (its logical date, else its data interval's start, else its ``run_after``; the staging day outside
         a DAG run).
     :param batch_size: records per Parquet row group.
+    :param progress_seconds: seconds between progress lines while exporting (1 to 30, 10 by default):
+        files written and left, rows written of the staged total.
     :return: ``{"destination", "format", "compression", "records", "manifests", "files": [{"path",
         "records"}], "by_vendor", "by_record_type", "superseded", "older", "files_removed"}``:
         ``superseded`` rows removed from earlier files, ``older`` staged records left out because the
@@ -239,6 +241,7 @@ class LinkMsgExportToFilesOperator(BaseOperator):
         include_raw: bool = False,
         partition_date: str | None = None,
         batch_size: int = 20_000,
+        progress_seconds: float = 10.0,  # engine.progress.DEFAULT_INTERVAL (not imported by DAG files)
         **kwargs: Any,
     ) -> None:
         if "outlets" not in kwargs and not _is_templated(destination):
@@ -253,15 +256,18 @@ class LinkMsgExportToFilesOperator(BaseOperator):
         self.include_raw = include_raw
         self.partition_date = partition_date
         self.batch_size = batch_size
+        self.progress_seconds = progress_seconds
         self._lineage: tuple[list[ObjectStoragePath], list[ObjectStoragePath]] = ([], [])
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_linkmsg.io.file_export import export_manifest
         from airflow_provider_linkmsg.io.files import check_format, check_partition_date
         from airflow_provider_linkmsg.io.staging import to_path
+        from airflow_provider_linkmsg.operators.export_progress import check_progress_seconds, export_progress
         from airflow_provider_linkmsg.validation import check_export_arguments
 
         check_export_arguments(self, files=True)
+        check_progress_seconds(self)
         codec = self.compression or ("snappy" if self.file_format == "parquet" else None)
         check_format(self.file_format, codec)
         check_partition_date(self.partition_date)
@@ -272,30 +278,33 @@ class LinkMsgExportToFilesOperator(BaseOperator):
         partition_date = self.partition_date or run_data_date(context)
         files: list[dict[str, Any]] = []
         dedup: Counter[str] = Counter()
-        for manifest in manifests:
-            done = export_manifest(
-                manifest,
-                destination,
-                file_format=self.file_format,
-                compression=codec,
-                include_raw=self.include_raw,
-                partition_date=partition_date,
-                batch_size=self.batch_size,
-            )
-            self.log.info(
-                "Exported %s records of %s (%s) to %s file(s) under %s; one row per key: %s row(s) removed "
-                "from earlier files, %s older record(s) left out, %s file(s) deleted",
-                manifest.record_count,
-                manifest.path,
-                manifest.vendor,
-                len(done["files"]),
-                destination,
-                done["superseded"],
-                done["older"],
-                done["files_removed"],
-            )
-            files.extend(done["files"])
-            dedup.update({k: done[k] for k in ("superseded", "older", "files_removed")})
+        progress = export_progress(self, f"export to {destination}", manifests, unit="file(s) written")
+        with progress:
+            for manifest in manifests:
+                done = export_manifest(
+                    manifest,
+                    destination,
+                    file_format=self.file_format,
+                    compression=codec,
+                    include_raw=self.include_raw,
+                    partition_date=partition_date,
+                    batch_size=self.batch_size,
+                    progress=progress,
+                )
+                self.log.info(
+                    "Exported %s records of %s (%s) to %s file(s) under %s; one row per key: %s row(s) removed "
+                    "from earlier files, %s older record(s) left out, %s file(s) deleted",
+                    manifest.record_count,
+                    manifest.path,
+                    manifest.vendor,
+                    len(done["files"]),
+                    destination,
+                    done["superseded"],
+                    done["older"],
+                    done["files_removed"],
+                )
+                files.extend(done["files"])
+                dedup.update({k: done[k] for k in ("superseded", "older", "files_removed")})
         counts = _counts(manifests)
         self._lineage = ([m.directory for m in manifests], [destination])
         extra = {**counts, "files": len(files), "destination": str(destination), "format": self.file_format}
@@ -351,6 +360,8 @@ class LinkMsgExportToSqlOperator(BaseOperator):
     :param staging_conn_id: connection of the staging store, for manifest paths given without one.
     :param database: override the connection's database (schema).
     :param hook_params: extra arguments of the connection's hook.
+    :param progress_seconds: seconds between progress lines while exporting (1 to 30, 10 by default):
+        batches committed and left, rows written of the staged total.
     :return: ``{"conn_id", "tables", "records", "manifests", "by_vendor", "by_record_type", "by_table"}``.
     """
 
@@ -379,6 +390,7 @@ class LinkMsgExportToSqlOperator(BaseOperator):
         database: str | None = None,
         hook_params: dict | None = None,
         retry_on_failure: bool = True,
+        progress_seconds: float = 10.0,  # engine.progress.DEFAULT_INTERVAL (not imported by DAG files)
         **kwargs: Any,
     ) -> None:
         if "outlets" not in kwargs and not _is_templated(conn_id):
@@ -395,6 +407,7 @@ class LinkMsgExportToSqlOperator(BaseOperator):
         self.create_table = create_table
         self.include_raw = include_raw
         self.staging_conn_id = staging_conn_id
+        self.progress_seconds = progress_seconds
         self._tables_written: list[str] = []
         self._staged_dirs: list[ObjectStoragePath] = []
 
@@ -453,9 +466,11 @@ class LinkMsgExportToSqlOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_linkmsg.io.sql import SqlUpserter
         from airflow_provider_linkmsg.io.staging import iter_records
+        from airflow_provider_linkmsg.operators.export_progress import check_progress_seconds, export_progress
         from airflow_provider_linkmsg.validation import check_export_arguments
 
         check_export_arguments(self, files=False)
+        check_progress_seconds(self)
         tables = self.tables
         manifests = resolve_manifests(self.manifests, self.staging_conn_id)
         if not manifests:
@@ -468,9 +483,14 @@ class LinkMsgExportToSqlOperator(BaseOperator):
             create_table=self.create_table,
             include_raw=self.include_raw,
         )
-        with upserter:
+        progress = export_progress(
+            self, f"export to {self.conn_id}", manifests, unit="batch(es) committed", batch=self.batch_size
+        )
+        with upserter, progress:
             for manifest in manifests:
-                written = upserter.upsert(iter_records(manifest), record_type=manifest.record_type)
+                written = upserter.upsert(
+                    iter_records(manifest), record_type=manifest.record_type, progress=progress
+                )
                 table = tables[manifest.record_type]
                 by_table[table] += written
                 self.log.info("Upserted %s records of %s into %s", written, manifest.path, table)
