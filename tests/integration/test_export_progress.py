@@ -25,8 +25,14 @@ LINE = re.compile(
 )
 
 
-def progress_lines(capsys) -> list[tuple[float, re.Match]]:
-    return [(t, LINE.search(m)) for t, m in logged(capsys) if LINE.search(m)]
+def log_lines(capsys, caplog) -> list[tuple[float, str]]:
+    """The task log with times: the Task SDK's structured log on stdout (Airflow 3), else stdlib logging (2.x)."""
+    lines = logged(capsys)
+    return lines or [(r.created, r.getMessage()) for r in caplog.records]
+
+
+def progress_lines(capsys, caplog) -> list[tuple[float, re.Match]]:
+    return [(t, LINE.search(m)) for t, m in log_lines(capsys, caplog) if LINE.search(m)]
 
 
 def check_lines(lines: list[tuple[float, re.Match]], *, total: int, rows_total: int, interval: float) -> None:
@@ -47,7 +53,7 @@ def check_lines(lines: list[tuple[float, re.Match]], *, total: int, rows_total: 
 
 
 @pytest.mark.postgres
-def test_a_long_sql_export_logs_batches_and_rows_at_the_interval(tmp_path, postgres_conn_id, capsys):
+def test_a_long_sql_export_logs_batches_and_rows_at_the_interval(tmp_path, postgres_conn_id, capsys, caplog):
     """A warehouse that takes 2 ms per row (a trigger sleeps): 1500 rows take at least 3 s."""
     table = f"linkmsg_progress_{uuid.uuid4().hex[:8]}"
     hook = db_hook(postgres_conn_id)
@@ -71,7 +77,7 @@ def test_a_long_sql_export_logs_batches_and_rows_at_the_interval(tmp_path, postg
     )
     result, _ = run_operator(operator)
     assert result["records"] == 1500
-    lines = progress_lines(capsys)
+    lines = progress_lines(capsys, caplog)
     check_lines(lines, total=15, rows_total=1500, interval=1)
     for _, match in lines:
         assert match["label"] == f"export to {postgres_conn_id}"
@@ -80,7 +86,7 @@ def test_a_long_sql_export_logs_batches_and_rows_at_the_interval(tmp_path, postg
         assert int(match["rows"]) == 100 * int(match["done"])  # rows are counted as their batch commits
 
 
-def test_a_long_file_export_logs_files_and_rows_at_the_interval(tmp_path, monkeypatch, capsys):
+def test_a_long_file_export_logs_files_and_rows_at_the_interval(tmp_path, monkeypatch, capsys, caplog):
     """A short interval (the bound lowered for the test) over a CSV export of 30 part files."""
     monkeypatch.setattr(progress_module, "MIN_INTERVAL", 0.05)
     manifest = stage(tmp_path / "staging", messages(30_000, "linkup"), run_id="r1", max_records_per_file=1000)
@@ -94,7 +100,7 @@ def test_a_long_file_export_logs_files_and_rows_at_the_interval(tmp_path, monkey
     )
     result, _ = run_operator(operator)
     assert result["records"] == 30_000 and len(result["files"]) == 30
-    lines = progress_lines(capsys)
+    lines = progress_lines(capsys, caplog)
     check_lines(lines, total=30, rows_total=30_000, interval=0.05)
     for _, match in lines:
         assert match["label"] == f"export to {destination}" and match["unit"] == "file(s) written"
@@ -115,12 +121,12 @@ def test_progress_seconds_out_of_bounds_is_refused_before_anything_is_written(tm
     assert not destination.exists()
 
 
-def test_an_export_shorter_than_the_interval_logs_no_progress_line(tmp_path, capsys):
+def test_an_export_shorter_than_the_interval_logs_no_progress_line(tmp_path, capsys, caplog):
     manifest = stage(tmp_path / "staging", messages(5, "linkup"), run_id="r1")
     operator = LinkMsgExportToFilesOperator(
         task_id="export", manifests=manifest.summary(), destination=str(tmp_path / "out")
     )
     run_operator(operator)
-    lines = [m for _, m in logged(capsys)]
+    lines = [m for _, m in log_lines(capsys, caplog)]
     assert not [m for m in lines if LINE.search(m)]
     assert any("Exported 5 records" in m for m in lines)
