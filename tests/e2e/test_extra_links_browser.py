@@ -40,7 +40,11 @@ def test_the_task_page_shows_the_linkedin_thread_link(
     chromium.get(url)
 
     def links(driver) -> dict[str, str]:
-        return {a.text.strip(): a.get_attribute("href") for a in driver.find_elements("tag name", "a")}
+        """Every link of the page, read in one script (React re-renders: no element goes stale meanwhile)."""
+        pairs = driver.execute_script(
+            "return Array.from(document.querySelectorAll('a')).map(a => [a.textContent.trim(), a.href]);"
+        )
+        return dict(pairs)
 
     try:
         WebDriverWait(chromium, WAIT).until(lambda d: "LinkedIn thread" in links(d))
