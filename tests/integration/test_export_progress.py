@@ -5,6 +5,7 @@ staged total, at the promised cadence, from the export operators' task log.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import re
 import uuid
@@ -130,3 +131,10 @@ def test_an_export_shorter_than_the_interval_logs_no_progress_line(tmp_path, cap
     lines = [m for _, m in log_lines(capsys, caplog)]
     assert not [m for m in lines if LINE.search(m)]
     assert any("Exported 5 records" in m for m in lines)
+
+
+def test_the_default_interval_written_as_a_literal_is_the_helpers():
+    """The operators write the default out (DAG files do not import the engine): it must stay the same."""
+    for operator_class in (LinkMsgExportToFilesOperator, LinkMsgExportToSqlOperator):
+        default = inspect.signature(operator_class.__init__).parameters["progress_seconds"].default
+        assert default == progress_module.DEFAULT_INTERVAL, operator_class
