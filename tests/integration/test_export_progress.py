@@ -16,8 +16,8 @@ from airflow_provider_linkmsg.engine import progress as progress_module
 from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
 from airflow_provider_linkmsg.io.sql import create_table_sql
 from airflow_provider_linkmsg.operators.export import LinkMsgExportToFilesOperator, LinkMsgExportToSqlOperator
+from tests.compat import task_log_lines
 from tests.integration.test_export import db_hook, messages, run_operator, stage
-from tests.integration.test_progress import logged
 
 LINE = re.compile(
     r"(?P<label>export to \S+): exporting: (?P<done>\d+)/(?P<total>\d+) "
@@ -26,14 +26,8 @@ LINE = re.compile(
 )
 
 
-def log_lines(capsys, caplog) -> list[tuple[float, str]]:
-    """The task log with times: the Task SDK's structured log on stdout (Airflow 3), else stdlib logging (2.x)."""
-    lines = logged(capsys)
-    return lines or [(r.created, r.getMessage()) for r in caplog.records]
-
-
 def progress_lines(capsys, caplog) -> list[tuple[float, re.Match]]:
-    return [(t, LINE.search(m)) for t, m in log_lines(capsys, caplog) if LINE.search(m)]
+    return [(t, LINE.search(m)) for t, m in task_log_lines(capsys, caplog) if LINE.search(m)]
 
 
 def check_lines(lines: list[tuple[float, re.Match]], *, total: int, rows_total: int, interval: float) -> None:
@@ -128,7 +122,7 @@ def test_an_export_shorter_than_the_interval_logs_no_progress_line(tmp_path, cap
         task_id="export", manifests=manifest.summary(), destination=str(tmp_path / "out")
     )
     run_operator(operator)
-    lines = [m for _, m in log_lines(capsys, caplog)]
+    lines = [m for _, m in task_log_lines(capsys, caplog)]
     assert not [m for m in lines if LINE.search(m)]
     assert any("Exported 5 records" in m for m in lines)
 
