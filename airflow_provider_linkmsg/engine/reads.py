@@ -158,7 +158,8 @@ class ConversationReads:
                     )
                 outcome.deepened = True
                 self._info(
-                    "%s %s: %s changed more than its read since %s found: reading it in full",
+                    "%s %s: %s changed more than its read since %s found: reading it in full (a reader that "
+                    "can continues where the window stopped: no page is paid twice)",
                     self.vendor,
                     self.account_id,
                     conversation.id,
@@ -169,6 +170,8 @@ class ConversationReads:
                         take(message)
         except Exception as error:
             self._failed(outcome, error)
+        finally:
+            conversation.resume = None  # the reader's place in this read: released with it
         return outcome
 
     def _read_full(

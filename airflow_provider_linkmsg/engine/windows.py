@@ -47,6 +47,8 @@ class Conversation:
     :param latest_at: the time of the latest message the listing shows, UTC ISO-8601.
     :param empty: the listing says the conversation has no message (nothing to read).
     :param total: the vendor's count of the conversation's messages, when a read learns it.
+    :param resume: the vendor reader's place in a windowed read of this run (opaque), so that a deepened
+        read continues it rather than paying its pages again; the engine drops it once the read is done.
     """
 
     id: str
@@ -57,6 +59,7 @@ class Conversation:
     latest_at: str | None = None
     empty: bool = False
     total: int | None = None
+    resume: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ SETTINGS: dict[str, str] = {
 #: the inbox vendors' pagination quirks (:func:`airflow_provider_linkmsg.sandbox.inbox_world.page_cursor`)
 PAGINATION = {
     "page_cap": _COUNT,
-    **dict.fromkeys(("null_cursor", "cursor_on_last_page", "empty_tail", "repeat_cursor"), _BOOL),
+    **dict.fromkeys(("null_cursor", "cursor_on_last_page", "empty_tail", "repeat_cursor", "cut_ties"), _BOOL),
 }
 #: what an ``advance`` part may hold, by kind (choices for text)
 ADVANCE: dict[str, Any] = {

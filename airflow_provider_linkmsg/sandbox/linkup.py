@@ -17,7 +17,9 @@ Options, besides the world sizes of :mod:`.inbox_world`:
   ``[404, "INVALID_PARAMS"]`` by default.
 * ``pagination``: quirks of :func:`.inbox_world.next_cursor` and ``page_cap`` of
   :func:`.inbox_world.take_page`; ``null_cursor`` ends a list with ``"next_cursor": null`` instead of
-  omitting it.
+  omitting it; ``cut_ties`` ends a ``get_conversation`` page after ``count`` messages even inside a
+  millisecond (the next page, ``timestamp < cursor``, then skips the rest of that millisecond, as the
+  contract's cursor reads): by default a page grows over a tie at its end.
 * ``fail_conversations``: conversation ids whose reads always answer 500 ``INTERNAL_ERROR``.
 
 Counters: ``reads`` per conversation id (one per ``get_conversation``), ``lists`` per account and
@@ -26,7 +28,8 @@ Counters: ``reads`` per conversation id (one per ``get_conversation``), ``lists`
 The inbox lists by listed activity: ``last_message.time`` is the conversation's listed activity (which can
 lag behind or run ahead of the newest message: see :meth:`.inbox_world.InboxWorld.add_messages`), and an
 empty conversation lists with ``last_message: null`` at the time it was opened. ``total_message_count`` always
-counts every message. A page of messages never ends inside a millisecond (the cursor is a time).
+counts every message. A page of messages never ends inside a millisecond (the cursor is a time), unless
+``pagination.cut_ties`` is set.
 """
 
 from __future__ import annotations
@@ -368,7 +371,8 @@ class LinkupApp(InboxApp):
         if cursor not in (None, ""):
             newest_first = [m for m in newest_first if m.sent_ms < int(cursor)]
         quirks = self.options.get("pagination") or {}
-        page, more = take_page(newest_first, count, quirks, tie=lambda m: m.sent_ms)
+        tie = None if quirks.get("cut_ties") else (lambda m: m.sent_ms)
+        page, more = take_page(newest_first, count, quirks, tie=tie)
         cursor_out, _ = next_cursor(page, more, cursor or None, quirks, lambda m: str(m.sent_ms))
         cost = max(1, math.ceil(len(page) / 10))
         if refused := self._afford(cost, action):

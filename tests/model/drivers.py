@@ -177,8 +177,28 @@ class LinkupDriver(_InboxWorldDriver):
         return math.ceil(len(self.conversations()) / 10) + 1
 
     def read_cost(self, conversation_id: str) -> float:
-        # a credit per ten messages read (the operator's default page of 10), at least one per call
-        return max(1, math.ceil(self.message_count(conversation_id) / 10))
+        """
+        A complete read's pages of 10 (the operator's default), newest first, a credit per ten messages
+        of each page and at least one: the sandbox never ends a page inside a millisecond (the cursor is
+        a time), so a page grows over a tie at its end and can cost two.
+        """
+        times = sorted(
+            (
+                m["sent_at"]
+                for m in self.sandbox.truth(self.vendor)["messages"]
+                if m["conversation_id"] == conversation_id
+            ),
+            reverse=True,
+        )
+        cost, start = 0, 0
+        while True:
+            end = min(start + 10, len(times))
+            while 0 < end < len(times) and times[end] == times[end - 1]:
+                end += 1
+            cost += max(1, math.ceil((end - start) / 10))
+            if end >= len(times):
+                return cost
+            start = end
 
 
 class LinkedApiDriver(Driver):

@@ -3,16 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_linkmsg.engine.windows import Conversation, ReadWindow, listing_marker
-from airflow_provider_linkmsg.records import Message, to_utc_iso
+from airflow_provider_linkmsg.exceptions import LinkMsgResponseError
+from airflow_provider_linkmsg.records import Message, to_utc_iso, utc_to_epoch_ms
 
 if TYPE_CHECKING:
     from airflow_provider_linkmsg.hooks.linkup import LinkupHook
 
 #: conversations per ``list_inbox`` call (a credit per ten, so any multiple of ten costs the same)
 INBOX_PAGE_SIZE = 50
+
+
+@dataclass
+class _Cut:
+    """A page end: the oldest millisecond on the page, and the ids read at it (a tie the next page may skip)."""
+
+    ms: int
+    ids: set[str]
+
+
+@dataclass
+class _Place:
+    """
+    Where a read of one conversation stands: the rest of the page a windowed read stopped in (already
+    paid), the next page's cursor (``None``: no more pages), the messages fetched and the page ends passed.
+    """
+
+    rest: list[dict[str, Any]] = field(default_factory=list)
+    cursor: str | None = None
+    fetched: int = 0
+    cuts: list[_Cut] = field(default_factory=list)
 
 
 class LinkupInbox:
@@ -55,22 +78,103 @@ class LinkupInbox:
             )
 
     def read_conversation(self, conversation: Conversation, window: ReadWindow) -> Iterator[Message]:
-        pages = self.hook.iter_conversation_pages(
-            self.account_id, conversation_id=conversation.id, count=self.page_size
+        """
+        The conversation's messages, newest first, down to the first one below ``window``'s floor.
+
+        A windowed read that stops there keeps its place on the conversation (:class:`_Place`); a full read
+        of the same conversation in the same run (the engine deepening it) continues from that place
+        instead of buying the newest pages again. A full read that ends with fewer messages than the
+        vendor's ``total_message_count`` re-reads its page ends (:meth:`_ties`).
+        """
+        place = conversation.resume if window.full else None
+        conversation.resume = None
+        if isinstance(place, _Place):
+            yield from (self._message(conversation, raw) for raw in place.rest)
+            pages = self._pages(conversation, place.cursor) if place.cursor else iter(())
+            place.rest, place.cursor = [], None
+        else:
+            place = _Place()
+            pages = self._pages(conversation, None)
+        for page in pages:
+            items = self._counted(conversation, page)
+            place.fetched += len(items)
+            messages = [self._message(conversation, raw) for raw in items]
+            if not page.last and messages:
+                oldest = min(utc_to_epoch_ms(m.sent_at) for m in messages)
+                at = {m.message_id for m in messages if utc_to_epoch_ms(m.sent_at) == oldest}
+                place.cuts.append(_Cut(oldest, at))
+            for index, message in enumerate(messages):
+                if window.below(message):  # newest first: the rest is staged already; no further page
+                    place.rest = items[index:]
+                    place.cursor = None if page.last else (page.cursor or None)
+                    conversation.resume = place
+                    return
+                yield message
+        if not window.full:
+            conversation.resume = place  # read to the end: a deepened read only checks the page ends
+            return
+        yield from self._ties(conversation, place)
+
+    def _ties(self, conversation: Conversation, place: _Place) -> Iterator[Message]:
+        """
+        Messages a page end skipped: the cursor is a time (``timestamp < cursor``), so when the vendor ends
+        a page inside a millisecond, the rest of that millisecond is on no page. Only when the read found
+        fewer messages than the vendor counts, each page end is read again from its millisecond inclusive
+        (``cursor`` = that time + 1 ms; what was read there is dropped by id), a page of ``page_size``,
+        then of 100 if the tie fills it; a tie of more than 100 messages in one millisecond cannot be paged
+        by this API and is an error naming it, never a silent loss.
+        """
+        from airflow_provider_linkmsg.hooks.linkup import MAX_COUNT
+
+        total = conversation.total
+        for cut in place.cuts:
+            if total is None or place.fetched >= total:
+                return
+            count = self.page_size
+            while True:
+                page = next(self._pages(conversation, str(cut.ms + 1), count=count, max_pages=1))
+                self._counted(conversation, page)
+                read = [self._message(conversation, raw) for raw in page.items]
+                tied = [m for m in read if utc_to_epoch_ms(m.sent_at) == cut.ms]
+                filled = len(tied) == len(read) and not page.last
+                if filled and count < MAX_COUNT:
+                    count = MAX_COUNT  # the tie fills the page: read as much of it as one call can
+                    continue
+                if filled:
+                    raise LinkMsgResponseError(
+                        f"get_conversation of {conversation.id}: more than {MAX_COUNT} messages share the "
+                        f"millisecond {cut.ms} at a page end, and its cursor is a time: the rest of them "
+                        "cannot be paged; nothing of this conversation is staged",
+                        vendor="linkup",
+                    )
+                break
+            for message in tied:
+                if message.message_id not in cut.ids:
+                    cut.ids.add(message.message_id)
+                    place.fetched += 1
+                    yield message
+
+    def _pages(
+        self, conversation: Conversation, cursor: str | None, *, count: int | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        return self.hook.iter_conversation_pages(
+            self.account_id,
+            conversation_id=conversation.id,
+            count=count or self.page_size,
+            cursor=cursor,
+            **kwargs,
         )
-        for raw in (item for page in pages for item in self._counted(conversation, page)):
-            message = self.hook.to_message(
-                raw,
-                account_id=self.account_id,
-                conversation_id=conversation.id,
-                owner_urls=self.owner_urls,
-                participant_url=conversation.info.get("participant_url"),
-                channel=conversation.channel,
-                include_raw=self.include_raw,
-            )
-            if window.below(message):
-                return  # newest first: the rest is staged already, and no further page is fetched
-            yield message
+
+    def _message(self, conversation: Conversation, raw: dict[str, Any]) -> Message:
+        return self.hook.to_message(
+            raw,
+            account_id=self.account_id,
+            conversation_id=conversation.id,
+            owner_urls=self.owner_urls,
+            participant_url=conversation.info.get("participant_url"),
+            channel=conversation.channel,
+            include_raw=self.include_raw,
+        )
 
     @staticmethod
     def _counted(conversation: Conversation, page: Any) -> list[dict[str, Any]]:
@@ -81,11 +185,21 @@ class LinkupInbox:
         return page.items
 
     def full_read_shortfall(self, conversation: Conversation) -> float | None:
-        """Credits a full read of ``conversation`` would lack in the hook's budget (``None``: unknown or none)."""
+        """
+        Credits a full read of ``conversation`` would lack in the hook's budget (``None``: unknown or none);
+        a full read that continues a windowed one pays only the pages past it.
+        """
         remaining = self.hook.budget.remaining
         if remaining is None or conversation.total is None:
             return None
-        pages = max(1, -(-conversation.total // self.page_size))
+        place = conversation.resume
+        if isinstance(place, _Place):
+            if place.cursor is None:
+                return None  # nothing left to fetch
+            unread = max(1, conversation.total - place.fetched)
+        else:
+            unread = conversation.total
+        pages = max(1, -(-unread // self.page_size))
         cost = pages * max(1, -(-self.page_size // 10))
         return max(0.0, cost - remaining) or None
 

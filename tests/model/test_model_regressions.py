@@ -1,0 +1,42 @@
+"""
+Sequences the model-based suite found, replayed as plain tests (the same rules and invariants, a fixed order),
+so that each stays checked whatever examples a profile draws.
+"""
+
+from __future__ import annotations
+
+from tests.model.drivers import LinkupDriver
+from tests.model.machine import machine
+
+
+def _late(into: str, pick: int, older_by_ms: int) -> dict:
+    return {
+        "into": into,
+        "pick": pick,
+        "messages": 1,
+        "at": "older",
+        "older_by_ms": older_by_ms,
+        "newer_by_ms": None,
+        "move_activity": True,
+        "seconds": 60,
+    }
+
+
+def test_linkup_deepened_reads_pay_no_page_twice():
+    """
+    ``make soak`` (LinkupAPI): "6 credit(s) spent by 1 attempt(s), over the budget of 5 (3 changed
+    conversation(s), sequential)". Late messages older than the overlap in two conversations deepen both
+    reads; a deepened read started over from the newest page, paying again the page the windowed read had
+    just bought (2 credits for a conversation whose whole history is one page). The budget: one complete
+    read per changed conversation.
+    """
+    state = machine(LinkupDriver)()
+    try:
+        state.start(seed=0)
+        state.run_normal()  # the first full read
+        state.deliver([_late("old", 0, 3_600_000), _late("old", 1, 172_800_000), _late("old", 2, 60_000)])
+        state.run_normal()  # three changed conversations, each deepened
+        state.deliver([_late("recent", 0, 999), _late("recent", 1, 3_600_000)])
+        state.run_normal()
+    finally:
+        state.teardown()
