@@ -1,7 +1,8 @@
 """
 `make bench`: run the benchmarks and print one table of figures, measures and targets.
 
-    python -m bench                      # all seven, in the issue's order
+    python -m bench                      # all eight, in the issue's order
+    python -m bench retrieval            # retrieval peak RSS, 10k vs 500k messages, beside a plain loop
     python -m bench overhead latency     # a subset
     python -m bench --json results.json  # also keep the raw figures
 
@@ -105,6 +106,32 @@ def _memory(rows: list[dict]) -> list[dict]:
     ]
 
 
+def _retrieval(rows: list[dict]) -> list[dict]:
+    from bench.bench_memory import RETRIEVAL_CONVERSATIONS, RETRIEVAL_LIMIT_MB
+
+    small, large = rows[0], rows[-1]
+    growth = large["retrieve_peak_mb"] - small["retrieve_peak_mb"]
+    plain = large["plain_peak_mb"] - small["plain_peak_mb"]
+    figures = (
+        f"ConnectSafely first full read ({RETRIEVAL_CONVERSATIONS:,} conversations) beside a plain requests "
+        "loop making the same calls: "
+        + "; ".join(
+            f"{r['messages']:,} messages: retrieve peak {r['retrieve_peak_mb']:.1f} MB "
+            f"({r['retrieve_seconds']:.0f} s), plain {r['plain_peak_mb']:.1f} MB ({r['plain_seconds']:.0f} s)"
+            for r in rows
+        )
+    )
+    return [
+        {
+            "benchmark": "retrieval memory",
+            "figures": figures,
+            "measure": f"retrieve peak {growth:+.1f} MB (plain loop {plain:+.1f} MB)",
+            "target": f"<= +{RETRIEVAL_LIMIT_MB:.0f} MB",
+            "met": growth <= RETRIEVAL_LIMIT_MB,
+        }
+    ]
+
+
 def _triggerer(r: dict) -> list[dict]:
     figures = (
         f"{r['succeeded']}/{r['triggers']} triggers: {r['wall_s']:.2f} s, ideal {r['ideal_s']:.2f} s; "
@@ -136,6 +163,7 @@ BENCHMARKS: dict[str, Callable[[Any], list[dict]]] = {
     "ratelimit": _ratelimit,
     "incremental": _incremental,
     "memory": _memory,
+    "retrieval": _retrieval,
     "triggerer": _triggerer,
     "sandbox": _sandbox,
 }
@@ -159,10 +187,15 @@ def machine() -> str:
     )
 
 
+#: benchmarks whose entry point is not ``bench.bench_{name}.run``: name -> (module suffix, function)
+ENTRY_POINTS: dict[str, tuple[str, str]] = {"retrieval": ("memory", "run_retrieval")}
+
+
 def _child(name: str) -> int:
     """Run one benchmark in this process and print its result after :data:`MARKER`."""
     quiet()
-    result = import_module(f"bench.bench_{name}").run()
+    module, function = ENTRY_POINTS.get(name, (name, "run"))
+    result = getattr(import_module(f"bench.bench_{module}"), function)()
     print(MARKER + json.dumps(result, default=str), flush=True)
     return 0
 

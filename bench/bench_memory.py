@@ -7,6 +7,7 @@ export writes JSON Lines (gzip), Parquet and a SQLite table through the export o
     python bench/bench_memory.py                     # 10,000 and 1,000,000
     python bench/bench_memory.py --sizes 1000 20000  # other sizes
     python bench/bench_memory.py --retrieval         # retrieval: 10,000 and 500,000 messages
+    python -m bench retrieval                        # the same, as the "retrieval memory" row of make bench
 
 The acceptance bar: exporting 1,000,000 messages peaks within 50 MB of exporting 10,000.
 
