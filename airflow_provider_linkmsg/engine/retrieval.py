@@ -11,7 +11,8 @@ One run reads one account's inbox:
    the hook's shared rate limiter; what is already staged for the conversation is dropped by id;
 4. when the listing says more changed than the read found (:meth:`InboxRetrieval.accounted`: the
    vendor's message count, a latest message older than the window, activity newer than every message),
-   *deepen* the read: read the conversation in full and keep what is not staged yet;
+   *deepen* the read: read the conversation in full and keep what is not staged yet (a reader that keeps
+   its place, :attr:`Conversation.resume`, continues where the window stopped: no page is paid twice);
 5. stage the messages of each conversation read completely, with a manifest, releasing each
    conversation once written (at most ``2 * max_workers`` conversations are held at once);
 6. only then commit the watermarks of those conversations.
