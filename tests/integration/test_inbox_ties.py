@@ -69,5 +69,5 @@ def test_a_tie_no_page_can_hold_is_an_error_not_a_loss(inbox_sandbox, tmp_path, 
     target = newest_conversation(sandbox)
     tie(sandbox, target, 102)  # more than get_conversation's largest page (100) in one millisecond
     sandbox.advance(seconds=0, linkup={"conversation_ids": [target], "at": "older", "older_by_ms": 1})
-    with pytest.raises(LinkMsgError, match="more than 100 messages share the millisecond"):
+    with pytest.raises(LinkMsgError, match="a page of 100 holds nothing but the millisecond"):
         retrieve(tmp_path, inbox_context, "run-1", page_size=10)

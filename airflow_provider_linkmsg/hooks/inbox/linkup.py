@@ -121,8 +121,8 @@ class LinkupInbox:
         a page inside a millisecond, the rest of that millisecond is on no page. Only when the read found
         fewer messages than the vendor counts, each page end is read again from its millisecond inclusive
         (``cursor`` = that time + 1 ms; what was read there is dropped by id), a page of ``page_size``,
-        then of 100 if the tie fills it; a tie of more than 100 messages in one millisecond cannot be paged
-        by this API and is an error naming it, never a silent loss.
+        then of 100 if the tie fills it; a tie that fills a page of 100 cannot be paged by this API and is
+        an error naming it, never a silent loss.
         """
         from airflow_provider_linkmsg.hooks.linkup import MAX_COUNT
 
@@ -142,9 +142,10 @@ class LinkupInbox:
                     continue
                 if filled:
                     raise LinkMsgResponseError(
-                        f"get_conversation of {conversation.id}: more than {MAX_COUNT} messages share the "
-                        f"millisecond {cut.ms} at a page end, and its cursor is a time: the rest of them "
-                        "cannot be paged; nothing of this conversation is staged",
+                        f"get_conversation of {conversation.id}: a page of {MAX_COUNT} holds nothing but the "
+                        f"millisecond {cut.ms} (a page end), and the cursor is a time: the rest of that "
+                        "millisecond cannot be paged, and the vendor counts more messages than were read; "
+                        "nothing of this conversation is staged (ask the vendor to page ties)",
                         vendor="linkup",
                     )
                 break
