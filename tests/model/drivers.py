@@ -173,8 +173,9 @@ class LinkupDriver(_InboxWorldDriver):
         )
 
     def listing_cost(self) -> float:
-        # a credit per ten conversations listed, and one more for a short page
-        return math.ceil(len(self.conversations()) / 10) + 1
+        # pages of 50 conversations (a multiple of ten), a credit per ten listed: exactly ceil(n / 10) in all;
+        # no slack (a credit more here once hid a deepened read that paid its newest page twice)
+        return math.ceil(len(self.conversations()) / 10)
 
     def read_cost(self, conversation_id: str) -> float:
         """
