@@ -23,9 +23,10 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+import httpx
 import requests
 import tenacity
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
@@ -40,6 +41,8 @@ from airflow_provider_linkmsg.exceptions import (
     LinkMsgVendorError,
 )
 from airflow_provider_linkmsg.hooks.transport import interpret as _interpret
+from airflow_provider_linkmsg.hooks.transport.ahttp import aexchange, async_client
+from airflow_provider_linkmsg.hooks.transport.aratelimit import AsyncRateLimiter
 from airflow_provider_linkmsg.hooks.transport.deadline import DeadlineAdapter
 from airflow_provider_linkmsg.hooks.transport.http import (
     BodyDeadline,
@@ -62,6 +65,8 @@ from airflow_provider_linkmsg.hooks.transport.redact import Redactor, secret_val
 from airflow_provider_linkmsg.hooks.transport.retry import (
     Call,
     Transient,
+    arun_attempt,
+    build_async_retrying,
     build_retrying,
     dropped,
     lost,
@@ -85,8 +90,6 @@ __all__ = [
 
 USER_AGENT = f"airflow-provider-linkmsg/{__version__}"
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
-_SHARED_HOOKS: dict[tuple[type, str, str], Any] = {}
-_SHARED_LOCK = threading.Lock()
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -133,32 +136,16 @@ class LinkMsgHook(BaseHook):
 
     # ---- connection -------------------------------------------------------------------------------------
     @classmethod
-    def shared(cls, conn_id: str | None = None) -> Self:
-        """
-        A hook shared by every caller in this process for the same connection (id and content).
-
-        For the triggers' poller (:mod:`airflow_provider_linkmsg.triggers.polling`): one hook (one
-        session, one connection pool) per connection for all its threads. The connection is looked up on
-        each call, so a changed connection gets a new hook. The transport is thread-safe; call this off
-        the event loop, as it may read the connection from Airflow.
-        """
-        hook = cls(conn_id or cls.default_conn_name)
-        key = (cls, hook.conn_id, hashlib.sha256(hook.connection.get_uri().encode()).hexdigest())
-        with _SHARED_LOCK:
-            if key not in _SHARED_HOOKS:
-                if len(_SHARED_HOOKS) >= 64:
-                    _SHARED_HOOKS.pop(next(iter(_SHARED_HOOKS)))
-                _SHARED_HOOKS[key] = hook
-            return _SHARED_HOOKS[key]
-
-    @classmethod
     def vendor_info(cls) -> VendorInfo:
         return VENDORS[cls.vendor]
 
     @cached_property
     def connection(self):
         """The Airflow connection (looked up once, lazily: no I/O at construction), of this vendor's type."""
-        conn = self.get_connection(self.conn_id)
+        return self._checked(self.get_connection(self.conn_id))
+
+    def _checked(self, conn: Any) -> Any:
+        """``conn`` if it is of this vendor's type (or untyped), else a validation error."""
         if conn.conn_type and conn.conn_type != self.conn_type:
             raise LinkMsgValidationError(
                 f"connection {self.conn_id!r} is a {conn.conn_type!r} connection, not a {self.conn_type!r} "
@@ -335,6 +322,30 @@ class LinkMsgHook(BaseHook):
         :param on_lost_answer: called each time the vendor may have acted but its answer was lost (a paid
             call may have been charged); it may raise to stop the retries.
         """
+        call = self._new_call(
+            method, endpoint, params, json_body, headers, idempotent, timeout, max_retries, on_lost_answer
+        )
+        outcome = self._retrying(run_attempt, call)
+        if isinstance(outcome, BaseException):
+            try:
+                raise outcome
+            finally:
+                del outcome  # a local holding the raised error would tie it to this frame: a cycle
+        return outcome
+
+    def _new_call(
+        self,
+        method: str,
+        endpoint: str,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        headers: Mapping[str, str] | None,
+        idempotent: bool,
+        timeout: float | None,
+        max_retries: int | None,
+        on_lost_answer: Callable[[], None] | None,
+    ) -> Call:
+        """The :class:`Call` of one request: URL checked against the origin, per-call settings resolved."""
         p = self.conn_params
         absolute = endpoint.startswith(("http://", "https://"))
         url = endpoint if absolute else f"{p.base_url}{endpoint}"
@@ -349,7 +360,7 @@ class LinkMsgHook(BaseHook):
         with self._stats_lock:
             self.api_calls += 1
 
-        call = Call(
+        return Call(
             self,
             method,
             url,
@@ -363,13 +374,6 @@ class LinkMsgHook(BaseHook):
             max_wait=p.max_retry_wait,
             on_lost_answer=on_lost_answer,
         )
-        outcome = self._retrying(run_attempt, call)
-        if isinstance(outcome, BaseException):
-            try:
-                raise outcome
-            finally:
-                del outcome  # a local holding the raised error would tie it to this frame: a cycle
-        return outcome
 
     @cached_property
     def _retrying(self) -> tenacity.Retrying:
@@ -416,6 +420,94 @@ class LinkMsgHook(BaseHook):
                 )
                 raise lost(error, "truncated response body", idempotent) from exc
         return _interpret.interpret(self, status, headers, content, where, idempotent)
+
+    # ---- the async twin, for triggers -------------------------------------------------------------------
+    async def aconnect(self) -> None:
+        """Look the connection up without blocking the event loop (once per hook; triggers call this)."""
+        if "connection" not in self.__dict__:
+            self.__dict__["connection"] = self._checked(await self.aget_connection(self.conn_id))
+
+    @cached_property
+    def aclient(self) -> httpx.AsyncClient:
+        """The ``httpx.AsyncClient`` of the async path: same headers, environment resolved once."""
+        p = self.conn_params
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **self.auth_headers()}
+        return async_client(p.base_url, headers, p.max_in_flight)
+
+    @cached_property
+    def alimiter(self) -> AsyncRateLimiter:
+        """The async path's rate limiter (one per hook and event loop; no process-wide registry)."""
+        p = self.conn_params
+        return AsyncRateLimiter(p.requests_per_second, p.burst, p.max_in_flight)
+
+    @cached_property
+    def _aretrying(self) -> tenacity.AsyncRetrying:
+        return build_async_retrying()
+
+    async def arequest(
+        self,
+        method: str,
+        endpoint: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> ApiResponse:
+        """The async twin of :meth:`request`: the same policy, interpretation and redaction, on httpx."""
+        await self.aconnect()
+        call = self._new_call(
+            method, endpoint, params, json_body, headers, idempotent, timeout, max_retries, None
+        )
+        outcome = await self._aretrying(arun_attempt, call)
+        if isinstance(outcome, BaseException):
+            try:
+                raise outcome
+            finally:
+                del outcome
+        return outcome
+
+    async def asend_attempt(self, call: Call) -> ApiResponse:
+        """One async attempt of ``call`` (see :meth:`send_attempt`)."""
+        p, where, idempotent = self.conn_params, call.where, call.idempotent
+        async with self.alimiter:
+            with self._stats_lock:
+                self.http_requests += 1
+            try:
+                status, headers, content = await aexchange(
+                    self.aclient,
+                    call,
+                    expected_origin=self.origin,
+                    connect_timeout=p.connect_timeout,
+                    max_bytes=p.max_response_bytes,
+                )
+            except LinkMsgResponseTooLargeError as exc:
+                raise lost(exc, "response body too large", False) from None
+            except (httpx.ConnectTimeout, httpx.ConnectError) as exc:  # never connected: nothing was done
+                reason = "connect timeout" if isinstance(exc, httpx.ConnectTimeout) else "connection refused"
+                raise Transient(LinkMsgVendorError(reason, **where), reason) from None
+            except (httpx.TimeoutException, BodyDeadline):
+                error = LinkMsgVendorError(
+                    f"no answer within the read timeout of {call.read_timeout:.0f} s", **where
+                )
+                raise lost(error, "read timeout", idempotent) from None
+            except httpx.RemoteProtocolError as exc:
+                error = LinkMsgResponseError(
+                    f"the response body was cut off or malformed ({type(exc).__name__})", **where
+                )
+                raise lost(error, "truncated response body", idempotent) from None
+            except httpx.TransportError as exc:
+                error = LinkMsgVendorError(f"connection failed ({type(exc).__name__})", **where)
+                raise lost(error, f"connection failed ({type(exc).__name__})", idempotent) from None
+        return _interpret.interpret(self, status, headers, content, where, idempotent, self.alimiter)
+
+    async def aclose(self) -> None:
+        """Close the async client (a trigger calls this when it ends)."""
+        client = self.__dict__.pop("aclient", None)
+        if client is not None:
+            await client.aclose()
 
     def retry_after(self, headers: Mapping[str, str], body: Any) -> float | None:
         """

@@ -446,6 +446,19 @@ class KoneksiHook(ConnectionFormMixin, LinkMsgHook):
         )
         return KoneksiGenerationResult.from_response(request_id, response.status, response.data)
 
+    async def aretrieve_messages(self, secure_request_id: str) -> KoneksiGenerationResult:
+        """
+        The async twin of :meth:`retrieve_messages` (for the trigger): one retrieval on the event loop.
+
+        :param secure_request_id: the id returned by :meth:`request_message_generation`.
+        """
+        request_id = validate_secure_request_id(secure_request_id)
+        await self.aconnect()
+        response = await self.arequest(
+            "GET", RETRIEVE_ENDPOINT, params={RETRIEVE_PARAM: request_id}, headers=self._call_headers("get")
+        )
+        return KoneksiGenerationResult.from_response(request_id, response.status, response.data)
+
     def iter_generated_messages(
         self, secure_request_id: str, *, include_raw: bool = False, allow_partial: bool = False
     ) -> Iterator[GeneratedMessage]:

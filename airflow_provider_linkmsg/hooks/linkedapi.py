@@ -539,22 +539,49 @@ class LinkedApiHook(ConnectionFormMixin, LinkMsgHook):
 
         :param handle: what :meth:`synchronize` returned.
         """
-        kind = handle.get("kind")
-        outcomes = [SyncOutcome(**o) for o in handle.get("outcomes") or []]
+        kind, outcomes = self._job_kind(handle)
         if kind == "done":
             return JobStatus("completed", outcomes=outcomes)
-        if kind not in ("result_links", "workflows"):
+        check = self._check_workflow if kind == "workflows" else self._check_result_link
+        return _combined([check(job) for job in handle["jobs"]], outcomes)
+
+    async def acheck_job(self, handle: Mapping[str, Any]) -> JobStatus:
+        """
+        The async twin of :meth:`check_job` (for the trigger).
+
+        :param handle: what :meth:`synchronize` returned.
+        """
+        kind, outcomes = self._job_kind(handle)
+        if kind == "done":
+            return JobStatus("completed", outcomes=outcomes)
+        statuses = []
+        for job in handle["jobs"]:
+            if kind == "workflows":
+                data = (await self.arequest("GET", f"/workflows/{job}")).data or {}
+                statuses.append(self._workflow_status(data.get("result") or {}))
+            else:
+                statuses.append(
+                    self._result_link_status((await self.arequest("GET", self._result_link(job))).data or {})
+                )
+        return _combined(statuses, outcomes)
+
+    async def acancel_job(self, handle: Mapping[str, Any]) -> bool:
+        """The async twin of :meth:`cancel_job` (for the trigger's ``on_kill``)."""
+        if handle.get("kind") != "workflows":
+            return False
+        cancelled = False
+        for workflow_id in handle["jobs"]:
+            data = (await self.arequest("DELETE", f"/workflows/{workflow_id}")).data or {}
+            cancelled = bool((data.get("result") or {}).get("cancelled")) or cancelled
+        return cancelled
+
+    def _job_kind(self, handle: Mapping[str, Any]) -> tuple[str, list[SyncOutcome]]:
+        kind = handle.get("kind")
+        if kind not in ("done", "result_links", "workflows"):
             raise LinkMsgValidationError(
                 f"not a Linked API job handle: {handle!r}", field="handle", vendor=self.vendor
             )
-        check = self._check_workflow if kind == "workflows" else self._check_result_link
-        statuses = [check(job) for job in handle["jobs"]]
-        for state in ("failed", "cancelled", "pending", "running"):
-            found = [s for s in statuses if s.state == state]
-            if found:
-                worst = next((s for s in found if s.outside_working_hours), found[0])
-                return JobStatus(state, worst.reason, worst.message)
-        return JobStatus("completed", outcomes=outcomes + [o for s in statuses for o in s.outcomes])
+        return kind, [SyncOutcome(**o) for o in handle.get("outcomes") or []]
 
     def _result_link(self, link: Any) -> str:
         """
@@ -575,7 +602,14 @@ class LinkedApiHook(ConnectionFormMixin, LinkMsgHook):
         )
 
     def _check_result_link(self, link: str) -> JobStatus:
-        data = self.request("GET", self._result_link(link)).data or {}
+        return self._result_link_status(self.request("GET", self._result_link(link)).data or {})
+
+    def _check_workflow(self, workflow_id: str) -> JobStatus:
+        return self._workflow_status(
+            (self.request("GET", f"/workflows/{workflow_id}").data or {}).get("result") or {}
+        )
+
+    def _result_link_status(self, data: Mapping[str, Any]) -> JobStatus:
         status = data.get("status")
         if status == "processing":
             return JobStatus("running", message=self._vendor_text((data.get("process") or {}).get("message")))
@@ -588,8 +622,7 @@ class LinkedApiHook(ConnectionFormMixin, LinkMsgHook):
             self._vendor_text(err.get("message")),
         )
 
-    def _check_workflow(self, workflow_id: str) -> JobStatus:
-        result = (self.request("GET", f"/workflows/{workflow_id}").data or {}).get("result") or {}
+    def _workflow_status(self, result: Mapping[str, Any]) -> JobStatus:
         state = result.get("workflowStatus")
         if state in ("pending", "running"):
             return JobStatus(state, result.get("pendingReason"), self._vendor_text(result.get("message")))
@@ -830,3 +863,13 @@ def _action_outcome(item: Mapping[str, Any]) -> SyncOutcome:
             f"a workflow completion item has no person label: {_short(str(item))}", vendor="linkedapi"
         )
     return _outcome(Person.from_key(label), item.get("success"), item.get("error"))
+
+
+def _combined(statuses: list[JobStatus], outcomes: list[SyncOutcome]) -> JobStatus:
+    """One state for a job of several parts: failed, cancelled, pending, running, else completed."""
+    for state in ("failed", "cancelled", "pending", "running"):
+        found = [s for s in statuses if s.state == state]
+        if found:
+            worst = next((s for s in found if s.outside_working_hours), found[0])
+            return JobStatus(state, worst.reason, worst.message)
+    return JobStatus("completed", outcomes=outcomes + [o for s in statuses for o in s.outcomes])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import functools
+import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +12,6 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgRateLimitedError, LinkMsgVendorError
 from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
-from airflow_provider_linkmsg.triggers.polling import Watch
 
 
 def still_in_progress(secure_request_id: str, elapsed: float, summary: dict[str, Any] | None) -> str:
@@ -24,9 +24,8 @@ class KoneksiGenerationTrigger(BaseTrigger):
     """
     Poll a Koneksi generation until it is complete or the deadline passes; fire one event.
 
-    The retrievals run in the triggerer's shared poller threads for the connection
-    (:mod:`~airflow_provider_linkmsg.triggers.polling`): the event loop never blocks and only wakes when
-    the counts change. Transient failures (429, 5xx, resets past the transport's retries) are logged and
+    A plain async loop over :meth:`KoneksiHook.aretrieve_messages` (httpx, the transport's retries and
+    rate limit on the event loop): no threads. Transient failures (429, 5xx, resets past the transport's retries) are logged and
     polled through; anything else ends the wait. The event is a small JSON dict with ``status``:
 
     * ``success``: complete; ``summary`` holds the id and counts.
@@ -75,37 +74,38 @@ class KoneksiGenerationTrigger(BaseTrigger):
 
     async def _wait(self) -> dict[str, Any]:
         summary: dict[str, Any] | None = None
-        poll = functools.partial(_summary, self.secure_request_id)
-        async with Watch(
-            KoneksiHook, self.koneksi_conn_id, poll, interval=self.poll_interval, until=self.deadline
-        ) as watch:
-            async for value, _final in watch:  # changes only, and the last poll at the deadline
-                if isinstance(value, (LinkMsgRateLimitedError, LinkMsgVendorError)):
+        hook = KoneksiHook(self.koneksi_conn_id)
+        try:
+            while True:
+                final = time.time() >= self.deadline
+                try:
+                    value = (await hook.aretrieve_messages(self.secure_request_id)).summary()
+                except (LinkMsgRateLimitedError, LinkMsgVendorError) as exc:
                     self.log.warning(
-                        "Koneksi generation %s: %s; will look again", self.secure_request_id, value
+                        "Koneksi generation %s: %s; will look again", self.secure_request_id, exc
                     )
-                elif isinstance(value, LinkMsgError):
+                except LinkMsgError as exc:
                     return {
                         "status": "error",
                         "secure_request_id": self.secure_request_id,
-                        "message": str(value),
+                        "message": str(exc),
                     }
-                elif isinstance(value, BaseException):
-                    raise value
-                elif value["generation_status"] == "complete":
-                    return {"status": "success", "summary": value}
-                elif value != summary:
-                    summary = value
-                    self.log.info(
-                        "Koneksi generation %s: generated %s of %s",
-                        self.secure_request_id,
-                        value["generated"],
-                        value["requested"],
-                    )
+                else:
+                    if value["generation_status"] == "complete":
+                        return {"status": "success", "summary": value}
+                    if value != summary:
+                        summary = value
+                        self.log.info(
+                            "Koneksi generation %s: generated %s of %s",
+                            self.secure_request_id,
+                            value["generated"],
+                            value["requested"],
+                        )
+                left = self.deadline - time.time()
+                if final or left <= 0:
+                    break
+                await asyncio.sleep(min(self.poll_interval * random.uniform(0.9, 1.1), left))
+        finally:
+            await hook.aclose()
         message = still_in_progress(self.secure_request_id, time.time() - self.started_at, summary)
         return {"status": "timeout", "message": message, "summary": summary}
-
-
-def _summary(secure_request_id: str, hook: KoneksiHook) -> dict[str, Any]:
-    """One poll, in a poller thread: the generation's summary (it changes as messages are generated)."""
-    return hook.retrieve_messages(secure_request_id).summary()

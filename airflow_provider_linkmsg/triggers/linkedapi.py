@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import functools
+import random
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_linkmsg.exceptions import LinkMsgError
-from airflow_provider_linkmsg.hooks.linkedapi import JobStatus, LinkedApiHook
-from airflow_provider_linkmsg.triggers.polling import Watch
+from airflow_provider_linkmsg.hooks.linkedapi import LinkedApiHook
 
 
 class LinkedApiJobTrigger(BaseTrigger):
     """
     Poll a Linked API job (seed result links or current-API workflows) until it is done or time runs out.
 
-    The checks run in the triggerer's shared poller threads for the connection
-    (:mod:`~airflow_provider_linkmsg.triggers.polling`): the event loop never blocks and only wakes when
-    the job's state changes. Fires one event, a small JSON dict with ``status``:
+    A plain async loop over :meth:`LinkedApiHook.acheck_job` (httpx, the transport's retries and rate
+    limit on the event loop): no threads. Fires one event, a small JSON dict with ``status``:
 
     * ``success``: the job completed; ``job`` holds the per-person outcomes.
     * ``failed`` / ``cancelled``: the vendor failed or cancelled it; ``job`` says why.
@@ -73,39 +72,42 @@ class LinkedApiJobTrigger(BaseTrigger):
         yield await self._wait()
 
     async def _wait(self) -> TriggerEvent:
-        poll = functools.partial(_check, self.handle)
-        async with Watch(
-            LinkedApiHook, self.linkedapi_conn_id, poll, interval=self.poll_interval, until=self.end_time
-        ) as watch:
-            async for status, final in watch:  # changes only, and the last check at the deadline
-                if isinstance(status, LinkMsgError):
-                    return self._event("error", message=str(status))
-                if isinstance(status, BaseException):
-                    raise status
+        hook = LinkedApiHook(self.linkedapi_conn_id)
+        last = None
+        try:
+            while True:
+                final = time.time() >= self.end_time
+                try:
+                    status = await hook.acheck_job(self.handle)
+                except LinkMsgError as exc:
+                    return self._event("error", message=str(exc))
                 if status.done:
                     outcome = {"completed": "success"}.get(status.state, status.state)
                     return self._event(outcome, job=status.to_dict())
                 if status.outside_working_hours and self.outside_working_hours == "fail":
                     return self._event("outside_working_hours", job=status.to_dict(), message=status.message)
-                if final:
-                    break
-                if status.outside_working_hours:
-                    self.log.warning(
-                        "Linked API job is held outside the account's working hours: %s", status.describe()
-                    )
-                else:
-                    self.log.info("Linked API job is %s", status.describe())
-        return self._event("timeout", job=status.to_dict())  # the check at the deadline: still not done
+                left = self.end_time - time.time()
+                if final or left <= 0:
+                    return self._event("timeout", job=status.to_dict())  # still not done at the deadline
+                if status != last:
+                    last = status
+                    if status.outside_working_hours:
+                        self.log.warning(
+                            "Linked API job is held outside the account's working hours: %s",
+                            status.describe(),
+                        )
+                    else:
+                        self.log.info("Linked API job is %s", status.describe())
+                await asyncio.sleep(min(self.poll_interval * random.uniform(0.9, 1.1), left))
+        finally:
+            await hook.aclose()
 
     async def on_kill(self) -> None:
         """The deferred task was marked or cleared by a user: cancel the job's unfinished workflows."""
         hook = LinkedApiHook(self.linkedapi_conn_id)
         try:
-            await asyncio.to_thread(hook.cancel_job, self.handle)
+            await hook.acancel_job(self.handle)
         except Exception as exc:  # best effort: the task is going away anyway
             self.log.warning("Could not cancel the Linked API job: %s", exc)
-
-
-def _check(handle: dict[str, Any], hook: LinkedApiHook) -> JobStatus:
-    """One check, in a poller thread (a status compares equal while nothing changes)."""
-    return hook.check_job(handle)
+        finally:
+            await hook.aclose()

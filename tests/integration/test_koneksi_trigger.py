@@ -163,3 +163,20 @@ def test_soft_fail_skips_a_failure_in_the_deferrable_first_look(koneksi_sandbox,
         sensor.execute({})
     with pytest.raises(AirflowFailException):
         KoneksiGenerationSensor(task_id="wait2", secure_request_id=SEED_001_ID, deferrable=True).execute({})
+
+
+async def test_the_trigger_starts_no_thread_of_ours(koneksi_sandbox):
+    import threading
+
+    request_id = KoneksiHook().request_message_generation(make_payload(koneksi_sandbox))
+    before = {t.ident for t in threading.enumerate()}
+    trigger = KoneksiGenerationTrigger(
+        secure_request_id=request_id, deadline=time.time() + 30, poll_interval=0.05
+    )
+    event = await first_event(trigger)
+    assert event.payload["status"] == "success"
+    assert koneksi_calls(koneksi_sandbox, RETRIEVE) >= 1  # it polled, on the event loop
+    new = [t for t in threading.enumerate() if t.ident not in before]
+    # the sandbox's webhook sender and Airflow's own connection lookup may start threads; nothing else may
+    others = ("koneksi-webhook", "asgiref", "ThreadPoolExecutor")
+    assert [t.name for t in new if not t.name.startswith(others)] == []

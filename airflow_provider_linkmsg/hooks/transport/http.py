@@ -146,6 +146,46 @@ def resolve_environment(session: requests.Session, base_url: str) -> None:
     session.trust_env = False
 
 
+def next_hop(
+    status: int,
+    current: str,
+    location: str,
+    method: str,
+    body: Any,
+    hop: int,
+    expected_origin: tuple[str, str, int],
+    where: Mapping[str, Any],
+) -> tuple[str, str, Any]:
+    """
+    The URL, method and body of the request that follows a redirect from ``current`` to ``location``
+    (307/308 keep method and body, the others become a bodiless GET); raises when ``location`` is odd
+    (checked before it is joined: a join may hide a backslash or user info), the target is off the origin,
+    or the hops run out. Shared by the sync and async paths.
+    """
+    what = f"a {status} redirect"
+    if suspicious(location) is not None:
+        check_origin(location, expected_origin, where, what)
+    target = urljoin(current, location)
+    check_origin(target, expected_origin, where, what)
+    if hop >= MAX_REDIRECTS:
+        raise LinkMsgVendorError(
+            f"more than {MAX_REDIRECTS} redirects (last to {describe_location(target)})",
+            status=status,
+            **where,
+        )
+    if status in (307, 308):
+        return target, method, body
+    return target, ("HEAD" if method == "HEAD" else "GET"), None
+
+
+def check_length(headers: Mapping[str, str], max_bytes: int, where: Mapping[str, Any]) -> None:
+    """Refuse a body whose declared (unencoded) length is past ``max_bytes`` before reading any of it."""
+    declared = headers.get("Content-Length")
+    encoded = headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+    if declared and declared.isdigit() and int(declared) > max_bytes and not encoded:
+        raise too_large(f"{int(declared)} bytes declared", max_bytes, where)
+
+
 def read_body(
     response: requests.Response, max_bytes: int, deadline: float, where: Mapping[str, Any]
 ) -> bytes:
@@ -153,10 +193,7 @@ def read_body(
     The decoded body, read streamed: past ``max_bytes`` (decoded) it stops with
     :class:`LinkMsgResponseTooLargeError`; past ``deadline`` (monotonic) with :class:`BodyDeadline`.
     """
-    declared = response.headers.get("Content-Length")
-    encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
-    if declared and declared.isdigit() and int(declared) > max_bytes and not encoded:
-        raise _too_large(f"{int(declared)} bytes declared", max_bytes, where)
+    check_length(response.headers, max_bytes, where)
     raw = response.raw
     parts: list[bytes] = []
     size = 0
@@ -175,12 +212,12 @@ def read_body(
             break
         size += len(chunk)
         if size > max_bytes:
-            raise _too_large("more", max_bytes, where)
+            raise too_large("more", max_bytes, where)
         parts.append(chunk)
     return b"".join(parts)
 
 
-def _too_large(what: str, max_bytes: int, where: Mapping[str, Any]) -> LinkMsgResponseTooLargeError:
+def too_large(what: str, max_bytes: int, where: Mapping[str, Any]) -> LinkMsgResponseTooLargeError:
     return LinkMsgResponseTooLargeError(
         f"the response body is larger than max_response_bytes ({max_bytes} bytes; {what}); it was not read "
         "on. Raise max_response_bytes in the connection's extra if the vendor really sends that much",
@@ -234,19 +271,9 @@ def _exchange(
         try:
             location = response.headers.get("Location")
             if response.status_code in (301, 302, 303, 307, 308) and location:
-                what = f"a {response.status_code} redirect"
-                if suspicious(location) is not None:
-                    check_origin(location, expected_origin, call.where, what)
-                target = urljoin(response.url, location)
-                check_origin(target, expected_origin, call.where, what)
-                if hop == MAX_REDIRECTS:
-                    raise LinkMsgVendorError(
-                        f"more than {MAX_REDIRECTS} redirects (last to {describe_location(target)})",
-                        status=response.status_code,
-                        **call.where,
-                    )
-                if response.status_code not in (307, 308):
-                    method, body = ("HEAD" if method == "HEAD" else "GET"), None
+                target, method, body = next_hop(
+                    response.status_code, response.url, location, method, body, hop, expected_origin, call.where
+                )
                 url, params = target, None
                 response.close()
                 continue

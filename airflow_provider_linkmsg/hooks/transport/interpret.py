@@ -82,6 +82,7 @@ def interpret(
     content: bytes,
     where: dict[str, Any],
     idempotent: bool,
+    limiter: Any = None,
 ) -> ApiResponse:
     """
     The :class:`ApiResponse` of a 2xx answer, else raise: a :class:`Transient` for what a retry may fix
@@ -112,7 +113,7 @@ def interpret(
     retry_after = hook.retry_after(headers, body)
     if error_type is LinkMsgRateLimitedError:
         if retry_after is not None:  # never past the cap: a longer wait fails this call instead
-            hook.limiter.pause(min(retry_after, hook.conn_params.max_retry_wait))
+            (limiter or hook.limiter).pause(min(retry_after, hook.conn_params.max_retry_wait))
         raise Transient(error, f"HTTP {status} {message}", retry_after)
     if error_type is LinkMsgVendorError and status >= 500 and idempotent:
         raise Transient(error, f"HTTP {status} {message}", retry_after)

@@ -247,3 +247,27 @@ def build_retrying(sleep: Callable[[float], None] | None = None) -> tenacity.Ret
         retry_error_callback=_give_up,
         sleep=sleep or tenacity.nap.sleep,
     )
+
+
+async def arun_attempt(call: Call) -> Any:
+    """The async twin of :func:`run_attempt`."""
+    try:
+        return await call.hook.asend_attempt(call)
+    except (Transient, LinkMsgError) as exc:
+        if call.on_lost_answer is not None and getattr(exc, "answer_lost", False):
+            call.on_lost_answer()
+        return _detached(exc)
+
+
+def build_async_retrying() -> tenacity.AsyncRetrying:
+    """The hook's :class:`tenacity.AsyncRetrying`: the same policy, sleeping on the event loop."""
+    import asyncio
+
+    return tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_result(_is_transient),
+        stop=_stop,
+        wait=_wait,
+        before_sleep=_before_sleep,
+        retry_error_callback=_give_up,
+        sleep=asyncio.sleep,
+    )
