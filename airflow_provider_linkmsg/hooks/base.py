@@ -42,6 +42,7 @@ from airflow_provider_linkmsg.exceptions import (
 )
 from airflow_provider_linkmsg.hooks.transport import interpret as _interpret
 from airflow_provider_linkmsg.hooks.transport.ahttp import aexchange, async_client
+from airflow_provider_linkmsg.hooks.transport.apool import LoopPool, Shared, content_hash, loop_pool
 from airflow_provider_linkmsg.hooks.transport.aratelimit import AsyncRateLimiter
 from airflow_provider_linkmsg.hooks.transport.deadline import DeadlineAdapter
 from airflow_provider_linkmsg.hooks.transport.http import (
@@ -130,6 +131,8 @@ class LinkMsgHook(BaseHook):
         self._max_retries_override = max_retries
         self._max_retry_wait_override = max_retry_wait
         self._stats_lock = threading.Lock()
+        self._shared: Shared | None = None
+        self._pool: LoopPool | None = None
         self.api_calls = 0
         self.http_requests = 0
         self.retries = 0
@@ -423,26 +426,54 @@ class LinkMsgHook(BaseHook):
 
     # ---- the async twin, for triggers -------------------------------------------------------------------
     async def aconnect(self) -> None:
-        """Look the connection up without blocking the event loop (once per hook; triggers call this)."""
+        """
+        Join this connection's shared client and rate limiter in the running event loop (see
+        :mod:`~airflow_provider_linkmsg.hooks.transport.apool`); the connection is looked up without blocking
+        the loop, once for the triggers that start together. Triggers call this; ``aclose()`` leaves.
+        """
+        if self._shared is not None:
+            return
+        pool = loop_pool()
         if "connection" not in self.__dict__:
-            self.__dict__["connection"] = self._checked(await self.aget_connection(self.conn_id))
+            conn = await pool.connection(self.conn_id, lambda: self.aget_connection(self.conn_id))
+            self.__dict__["connection"] = self._checked(conn)
+        overrides = (self._base_url_override, self._max_retries_override, self._max_retry_wait_override)
+        key = (self.vendor, self.conn_id, overrides, content_hash(self.connection))
+        self._shared, self._pool = pool.acquire(key, self._make_shared), pool
+        self.__dict__["conn_params"] = self._shared.params
 
-    @cached_property
-    def aclient(self) -> httpx.AsyncClient:
-        """The ``httpx.AsyncClient`` of the async path: same headers, environment resolved once."""
+    def _make_shared(self, pool: LoopPool, key: tuple[Any, ...]) -> Shared:
+        """The client, limiter, settings and retry engine every hook of this connection shares in one loop."""
         p = self.conn_params
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **self.auth_headers()}
-        return async_client(p.base_url, headers, p.max_in_flight)
+        return Shared(
+            key,
+            client=async_client(p.base_url, headers, p.max_in_flight, pool.ssl_context),
+            limiter=AsyncRateLimiter(p.requests_per_second, p.burst, p.max_in_flight),
+            params=p,
+            retrying=build_async_retrying(),
+        )
 
-    @cached_property
+    @property
+    def aclient(self) -> httpx.AsyncClient:
+        """The ``httpx.AsyncClient`` this hook shares with the other hooks of its connection in this loop."""
+        if self._shared is None:
+            raise RuntimeError("call (and await) aconnect() before using the async client")
+        return self._shared.client
+
+    @property
     def alimiter(self) -> AsyncRateLimiter:
-        """The async path's rate limiter (one per hook and event loop; no process-wide registry)."""
-        p = self.conn_params
-        return AsyncRateLimiter(p.requests_per_second, p.burst, p.max_in_flight)
+        """The asyncio rate limiter of this connection in this loop (shared like :attr:`aclient`)."""
+        if self._shared is None:
+            raise RuntimeError("call (and await) aconnect() before using the async limiter")
+        return self._shared.limiter
 
-    @cached_property
+    @property
     def _aretrying(self) -> tenacity.AsyncRetrying:
-        return build_async_retrying()
+        """The connection's :class:`tenacity.AsyncRetrying` in this loop (see :class:`.apool.Shared`)."""
+        if self._shared is None:
+            raise RuntimeError("call (and await) aconnect() before an async request")
+        return self._shared.retrying
 
     async def arequest(
         self,
@@ -463,6 +494,8 @@ class LinkMsgHook(BaseHook):
         )
         outcome = await self._aretrying(arun_attempt, call)
         if isinstance(outcome, BaseException):
+            if isinstance(outcome, LinkMsgAuthError) and self._pool is not None:
+                self._pool.forget(self.conn_id)  # the key may have been rotated: look it up again
             try:
                 raise outcome
             finally:
@@ -504,10 +537,10 @@ class LinkMsgHook(BaseHook):
         return _interpret.interpret(self, status, headers, content, where, idempotent, self.alimiter)
 
     async def aclose(self) -> None:
-        """Close the async client (a trigger calls this when it ends)."""
-        client = self.__dict__.pop("aclient", None)
-        if client is not None:
-            await client.aclose()
+        """Leave the shared client (a trigger calls this when it ends); the last hook out closes it."""
+        shared, self._shared = self._shared, None
+        if shared is not None and self._pool is not None:
+            await self._pool.release(shared)
 
     def retry_after(self, headers: Mapping[str, str], body: Any) -> float | None:
         """

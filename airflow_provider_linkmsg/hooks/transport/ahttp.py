@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -19,12 +19,17 @@ from airflow_provider_linkmsg.hooks.transport.http import (
 )
 
 
-def async_client(base_url: str, headers: Mapping[str, str], max_in_flight: int) -> httpx.AsyncClient:
+def async_client(
+    base_url: str,
+    headers: Mapping[str, str],
+    max_in_flight: int,
+    ssl_context: Callable[[str | None], ssl.SSLContext],
+) -> httpx.AsyncClient:
     """
-    An ``httpx.AsyncClient`` for one hook: the environment (proxies, CA bundle, netrc) resolved once,
-    redirects never followed by httpx (the exchange checks each hop).
+    An ``httpx.AsyncClient`` for one connection: the environment (proxies, CA bundle, netrc) resolved once,
+    the SSL context from ``ssl_context(bundle)`` (made once per bundle), redirects never followed by httpx
+    (the exchange checks each hop).
     """
-
     proxies = requests.utils.get_environ_proxies(base_url)
     proxy = proxies.get(base_url.split(":", 1)[0]) or proxies.get("all")
     bundle = (
@@ -32,12 +37,11 @@ def async_client(base_url: str, headers: Mapping[str, str], max_in_flight: int) 
         or os.environ.get("CURL_CA_BUNDLE")
         or os.environ.get("SSL_CERT_FILE")
     )
-    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=bundle) if bundle else True
     netrc = requests.utils.get_netrc_auth(base_url)
     return httpx.AsyncClient(
         headers=dict(headers),
         proxy=proxy,
-        verify=verify,
+        verify=ssl_context(bundle),
         auth=netrc,
         trust_env=False,
         follow_redirects=False,

@@ -1,0 +1,135 @@
+"""
+What the triggers of one connection share inside one event loop: one ``httpx.AsyncClient`` (one connection
+pool, one SSL context) and one asyncio rate limiter, so 10,000 triggers waiting on one connection make one
+client, not 10,000, and the connection's rate limit holds across all of them.
+
+Design, and why:
+
+* **Scoped to the running loop.** :func:`loop_pool` finds the pool of the running event loop in a
+  :class:`weakref.WeakKeyDictionary` keyed by the loop: a pool goes with its loop, and nothing made for one
+  loop (a client, a semaphore) is used on another. No thread is started, nothing runs between calls.
+* **Reference-counted entries.** An entry (client + limiter) is keyed by vendor, connection id, the hook's
+  base-URL override and a hash of the connection's content. A hook takes a reference on its first async call
+  (:meth:`LoopPool.acquire`) and gives it back in ``aclose()`` (:meth:`LoopPool.release`); the last one out
+  closes the client and drops the entry. Nothing outlives its users.
+* **A changed connection is a new entry.** A rotated key hashes differently: new triggers get a new client
+  with the new key while the old entry serves its remaining triggers and closes when they end.
+* **Connection lookups coalesced.** Triggers that start together share one lookup (one task awaited by all),
+  and a looked-up connection is reused for :data:`CONNECTION_TTL` seconds, so a burst of triggers is not a
+  burst of lookups through the triggerer's supervisor. A trigger started later than that looks again (so a
+  rotated key is picked up within the TTL), and an authentication failure forgets the cached connection at
+  once (:meth:`LoopPool.forget`).
+* **One SSL context per CA bundle and loop**: building one reads the whole bundle (~60 ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from airflow_provider_linkmsg.hooks.transport.aratelimit import AsyncRateLimiter
+
+#: seconds a looked-up connection is reused by triggers that start after it, at most
+CONNECTION_TTL = 5.0
+
+
+@dataclass
+class Shared:
+    """
+    One connection's client, limiter, settings and retry engine in one loop, and how many hooks use them.
+
+    The :class:`tenacity.AsyncRetrying` is shared too (instead of one per hook): its per-call state lives in
+    the call, and the policy's callbacks are plain functions, so one ``iter()`` of tenacity never yields to
+    the loop and two calls on one loop cannot interleave inside it.
+    """
+
+    key: tuple[Any, ...]
+    client: httpx.AsyncClient
+    limiter: AsyncRateLimiter
+    params: Any
+    retrying: Any
+    users: int = 0
+
+
+@dataclass
+class LoopPool:
+    """The shared entries, cached connections and SSL contexts of one event loop."""
+
+    entries: dict[tuple[Any, ...], Shared] = field(default_factory=dict)
+    connections: dict[str, tuple[Any, float]] = field(default_factory=dict)
+    lookups: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    ssl_contexts: dict[str | None, ssl.SSLContext] = field(default_factory=dict)
+
+    async def connection(self, conn_id: str, lookup: Callable[[], Awaitable[Any]]) -> Any:
+        """The connection ``conn_id``: cached if looked up less than :data:`CONNECTION_TTL` ago, else looked up
+        once for every caller waiting at the same time."""
+        cached = self.connections.get(conn_id)
+        if cached is not None and time.monotonic() - cached[1] < CONNECTION_TTL:
+            return cached[0]
+        pending = self.lookups.get(conn_id)
+        if pending is None:
+            pending = self.lookups[conn_id] = asyncio.ensure_future(self._look_up(conn_id, lookup))
+        return await asyncio.shield(pending)
+
+    async def _look_up(self, conn_id: str, lookup: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            conn = await lookup()
+            self.connections[conn_id] = (conn, time.monotonic())
+            return conn
+        finally:
+            del self.lookups[conn_id]
+
+    def forget(self, conn_id: str) -> None:
+        """Look ``conn_id`` up again next time (its key was refused: it may have been rotated)."""
+        self.connections.pop(conn_id, None)
+
+    def ssl_context(self, bundle: str | None) -> ssl.SSLContext:
+        context = self.ssl_contexts.get(bundle)
+        if context is None:
+            import certifi  # httpx's own default bundle
+
+            context = ssl.create_default_context(cafile=bundle or certifi.where())
+            self.ssl_contexts[bundle] = context
+        return context
+
+    def acquire(self, key: tuple[Any, ...], make: Callable[[LoopPool, tuple[Any, ...]], Shared]) -> Shared:
+        """The entry for ``key`` (made with ``make`` when there is none), with one more user."""
+        shared = self.entries.get(key)
+        if shared is None:
+            shared = self.entries[key] = make(self, key)
+        shared.users += 1
+        return shared
+
+    async def release(self, shared: Shared) -> None:
+        """One user fewer; the last one closes the client and drops the entry."""
+        shared.users -= 1
+        if shared.users <= 0:
+            if self.entries.get(shared.key) is shared:
+                del self.entries[shared.key]
+            await shared.client.aclose()
+
+
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopPool] = weakref.WeakKeyDictionary()
+
+
+def loop_pool() -> LoopPool:
+    """The pool of the running event loop (made on first use, gone with the loop)."""
+    loop = asyncio.get_running_loop()
+    pool = _POOLS.get(loop)
+    if pool is None:
+        pool = _POOLS[loop] = LoopPool()
+    return pool
+
+
+def content_hash(conn: Any) -> str:
+    """A short hash of everything in a connection that a hook reads (a rotated key changes it)."""
+    parts = (conn.conn_type, conn.host, conn.login, conn.password, conn.schema, conn.port, conn.extra)
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]

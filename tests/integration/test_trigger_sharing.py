@@ -1,0 +1,113 @@
+"""
+Triggers of one connection share one client and one rate limiter in the event loop (and nothing outlives
+them); a changed connection reaches the triggers that start after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+import pytest
+
+from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
+from airflow_provider_linkmsg.hooks.transport import apool
+from airflow_provider_linkmsg.sandbox.koneksi import SEED_001_ID
+from airflow_provider_linkmsg.triggers.koneksi import KoneksiGenerationTrigger
+from tests.fixtures.koneksi import RETRIEVE, koneksi_calls, set_koneksi_conn
+
+
+@pytest.fixture
+def lookups(monkeypatch):
+    """How many times Airflow was asked for a connection."""
+    seen: list[str] = []
+    original = KoneksiHook.aget_connection.__func__
+
+    async def counting(cls, conn_id):
+        seen.append(conn_id)
+        return await original(cls, conn_id)
+
+    monkeypatch.setattr(KoneksiHook, "aget_connection", classmethod(counting))
+    return seen
+
+
+async def test_many_triggers_share_one_client_and_leave_nothing_behind(shared_koneksi_sandbox, lookups):
+    now = time.time()
+    triggers = [
+        KoneksiGenerationTrigger(secure_request_id=SEED_001_ID, deadline=now + 2.0, poll_interval=0.3)
+        for _ in range(200)
+    ]
+    seen_entries: list[tuple[int, int]] = []
+
+    async def watch() -> None:
+        while True:
+            entries = list(apool.loop_pool().entries.values())
+            seen_entries.append((len(entries), max((e.users for e in entries), default=0)))
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch())
+    tasks = []
+    for trigger in triggers:  # as Airflow's TriggerRunner starts them
+        await asyncio.sleep(0)
+        tasks.append(asyncio.create_task(anext(trigger.run())))
+    events = await asyncio.gather(*tasks)
+    watcher.cancel()
+    assert {e.payload["status"] for e in events} == {"timeout"}
+    assert max(n for n, _ in seen_entries) == 1, "more than one client for one connection"
+    assert max(users for _, users in seen_entries) == 200
+    assert len(lookups) <= 2, f"{len(lookups)} connection lookups for 200 triggers"
+    assert koneksi_calls(shared_koneksi_sandbox, RETRIEVE) >= 300  # every trigger polled, more than once
+    assert apool.loop_pool().entries == {}  # the last trigger out closed the client
+
+
+async def test_the_connection_rate_limit_holds_across_triggers(shared_koneksi_sandbox, monkeypatch):
+    set_koneksi_conn(monkeypatch, shared_koneksi_sandbox, requests_per_second=20, burst=1)
+    now = time.time()
+    triggers = [  # a deadline already past: each trigger makes exactly one retrieval, then fires
+        KoneksiGenerationTrigger(secure_request_id=SEED_001_ID, deadline=now - 1, poll_interval=1)
+        for _ in range(30)
+    ]
+    started = time.monotonic()
+    events = await asyncio.gather(*(anext(t.run()) for t in triggers))
+    elapsed = time.monotonic() - started
+    assert {e.payload["status"] for e in events} == {"timeout"}
+    assert koneksi_calls(shared_koneksi_sandbox, RETRIEVE) == 30
+    # one bucket of 20 a second for all 30 (a bucket per trigger would let all 30 go at once)
+    assert elapsed >= 29 / 20 * 0.95
+
+
+async def test_a_changed_connection_reaches_new_triggers_and_the_old_client_serves_its_own(
+    shared_koneksi_sandbox, monkeypatch, lookups
+):
+    monkeypatch.setattr(apool, "CONNECTION_TTL", 0.0)
+    old = KoneksiHook()
+    await old.aconnect()
+    old_key = os.environ["AIRFLOW_CONN_KONEKSI_DEFAULT"]
+    conn = json.loads(old_key)
+    conn["password"] = "rotated-key-0123456789"
+    monkeypatch.setenv("AIRFLOW_CONN_KONEKSI_DEFAULT", json.dumps(conn))
+    new = KoneksiHook()
+    await new.aconnect()
+    try:
+        assert new.aclient is not old.aclient and len(apool.loop_pool().entries) == 2
+        assert "rotated-key-0123456789" in json.dumps(dict(new.aclient.headers))
+        assert "rotated-key-0123456789" not in json.dumps(dict(old.aclient.headers))
+        assert len(lookups) == 2
+        old_client = old.aclient
+        await old.aclose()  # the old connection's last user leaves: its client closes
+        assert old_client.is_closed and len(apool.loop_pool().entries) == 1 and not new.aclient.is_closed
+    finally:
+        await new.aclose()
+    assert apool.loop_pool().entries == {}
+
+
+async def test_a_refused_key_is_looked_up_again(shared_koneksi_sandbox, monkeypatch, lookups):
+    set_koneksi_conn(monkeypatch, shared_koneksi_sandbox, password="wrong-key-0123456789")
+    trigger = KoneksiGenerationTrigger(secure_request_id=SEED_001_ID, deadline=time.time() + 5)
+    assert (await anext(trigger.run())).payload["status"] == "error"
+    set_koneksi_conn(monkeypatch, shared_koneksi_sandbox)  # the key is fixed in the connection
+    trigger = KoneksiGenerationTrigger(secure_request_id=SEED_001_ID, deadline=time.time() - 1)
+    assert (await anext(trigger.run())).payload["status"] == "timeout"  # within the cache's TTL
+    assert len(lookups) == 2
