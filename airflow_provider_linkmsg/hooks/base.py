@@ -486,11 +486,12 @@ class LinkMsgHook(BaseHook):
         idempotent: bool = True,
         timeout: float | None = None,
         max_retries: int | None = None,
+        on_lost_answer: Callable[[], None] | None = None,
     ) -> ApiResponse:
         """The async twin of :meth:`request`: the same policy, interpretation and redaction, on httpx."""
         await self.aconnect()
         call = self._new_call(
-            method, endpoint, params, json_body, headers, idempotent, timeout, max_retries, None
+            method, endpoint, params, json_body, headers, idempotent, timeout, max_retries, on_lost_answer
         )
         outcome = await self._aretrying(arun_attempt, call)
         if isinstance(outcome, BaseException):
@@ -518,22 +519,24 @@ class LinkMsgHook(BaseHook):
                 )
             except LinkMsgResponseTooLargeError as exc:
                 raise lost(exc, "response body too large", False) from None
-            except (httpx.ConnectTimeout, httpx.ConnectError) as exc:  # never connected: nothing was done
-                reason = "connect timeout" if isinstance(exc, httpx.ConnectTimeout) else "connection refused"
-                raise Transient(LinkMsgVendorError(reason, **where), reason) from None
+            except (httpx.ConnectTimeout, httpx.ConnectError, httpx.PoolTimeout) as exc:  # nothing was sent
+                reason = {httpx.ConnectTimeout: "connect timeout", httpx.PoolTimeout: "no free connection"}
+                why = reason.get(type(exc), "connection refused")
+                raise Transient(LinkMsgVendorError(why, **where), why) from None
             except (httpx.TimeoutException, BodyDeadline):
                 error = LinkMsgVendorError(
                     f"no answer within the read timeout of {call.read_timeout:.0f} s", **where
                 )
                 raise lost(error, "read timeout", idempotent) from None
             except httpx.RemoteProtocolError as exc:
+                if "without sending a response" in str(exc):  # sent, then dropped: the answer is lost
+                    raise dropped(where, "closed without an answer", idempotent) from None
                 error = LinkMsgResponseError(
                     f"the response body was cut off or malformed ({type(exc).__name__})", **where
                 )
                 raise lost(error, "truncated response body", idempotent) from None
-            except httpx.TransportError as exc:
-                error = LinkMsgVendorError(f"connection failed ({type(exc).__name__})", **where)
-                raise lost(error, f"connection failed ({type(exc).__name__})", idempotent) from None
+            except httpx.TransportError as exc:  # reset or closed while sending or reading
+                raise dropped(where, type(exc).__name__, idempotent) from None
         return _interpret.interpret(self, status, headers, content, where, idempotent, self.alimiter)
 
     async def aclose(self) -> None:

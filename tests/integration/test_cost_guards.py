@@ -184,3 +184,47 @@ def test_a_connection_that_never_opened_is_retried_and_charges_nothing(linkup_at
         hook.action("send_message", {"text": "hi"}, account_id="acc_1", estimate=5, idempotent=False)
     assert not getattr(err.value, "answer_lost", False)
     assert hook.http_requests == 3 and hook.credits_used == 0
+
+
+async def test_the_async_path_counts_a_dropped_answer_and_does_not_send_it_again(charge_then_drop, linkup_at):
+    hook = LinkupHook(linkup_at(charge_then_drop))
+    losses: list[int] = []
+    try:
+        with pytest.raises(LinkMsgVendorError, match="connection dropped after the request was sent") as err:
+            await hook.arequest(
+                "POST",
+                "/messages",
+                json_body={"action": "send_message"},
+                idempotent=False,
+                on_lost_answer=lambda: losses.append(1),
+            )
+        assert err.value.answer_lost and losses == [1] and ChargeThenDrop.billed == 5
+        assert hook.http_requests == 1
+
+        # an idempotent call is retried, each lost answer counted, until the callback stops it
+        def stop_at_two() -> None:
+            losses.append(1)
+            if len(losses) == 3:
+                raise LinkMsgBudgetExceededError("budget", vendor="linkup")
+
+        with pytest.raises(LinkMsgBudgetExceededError):
+            await hook.arequest("POST", "/messages", json_body={}, on_lost_answer=stop_at_two)
+        assert ChargeThenDrop.billed == 15 and hook.http_requests == 3
+    finally:
+        await hook.aclose()
+
+
+async def test_the_async_path_retries_a_connection_that_never_opened(linkup_at):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    hook = LinkupHook(linkup_at(port), max_retries=2)
+    losses: list[int] = []
+    try:
+        with pytest.raises(LinkMsgVendorError, match=r"gave up after 3 attempt.*connection refused") as err:
+            await hook.arequest(
+                "POST", "/messages", json_body={}, idempotent=False, on_lost_answer=lambda: losses.append(1)
+            )
+    finally:
+        await hook.aclose()
+    assert not getattr(err.value, "answer_lost", False) and losses == [] and hook.http_requests == 3
