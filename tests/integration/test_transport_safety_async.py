@@ -1,0 +1,164 @@
+"""
+The async twins the triggers call (Koneksi ``aretrieve_messages``, Linked API ``acheck_job``) over real HTTP
+against a hostile server: no redirect or link to another origin is followed, bodies too large, inflating
+or trickling end within their limits as typed errors, and a wait past the cap fails at once without
+pausing the connection past it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+
+import pytest
+
+from airflow_provider_linkmsg.exceptions import (
+    LinkMsgForeignOriginError,
+    LinkMsgRateLimitedError,
+    LinkMsgResponseTooLargeError,
+    LinkMsgVendorError,
+)
+from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
+from airflow_provider_linkmsg.hooks.linkedapi import LinkedApiHook
+from airflow_provider_linkmsg.sandbox.koneksi import SEED_001_ID
+from tests.fixtures.hostile import endless, send, trickle
+
+HANDLE = {"kind": "workflows", "jobs": ["wf-1"], "outcomes": []}
+#: the hook class of each vendor, the async twin a trigger calls, and the route it reaches
+TWINS = {
+    "koneksi": (
+        KoneksiHook,
+        lambda hook: hook.aretrieve_messages(SEED_001_ID),
+        "/messages/retrieve_messages",
+    ),
+    "linkedapi": (LinkedApiHook, lambda hook: hook.acheck_job(HANDLE), "/workflows/wf-1"),
+}
+
+
+def _point_at(monkeypatch, vendor: str, url: str, **extra) -> None:
+    import os
+
+    conn = json.loads(os.environ[f"AIRFLOW_CONN_{vendor.upper()}_DEFAULT"])
+    conn["extra"].update({"base_url": url, **extra})
+    monkeypatch.setenv(f"AIRFLOW_CONN_{vendor.upper()}_DEFAULT", json.dumps(conn))
+
+
+@pytest.fixture
+def vendor_at(sandbox, hostile_factory, monkeypatch):
+    def make(vendor: str, **extra):
+        server = hostile_factory()
+        _point_at(monkeypatch, vendor, server.url + "/api", **extra)
+        return server
+
+    return make
+
+
+async def _twin(vendor: str, **hook_kwargs):
+    hook_class, twin, _ = TWINS[vendor]
+    hook = hook_class(**hook_kwargs)
+    try:
+        return await twin(hook)
+    finally:
+        await hook.aclose()
+
+
+@pytest.mark.parametrize("vendor", TWINS)
+@pytest.mark.parametrize("status", [302, 307])
+async def test_a_redirect_to_another_origin_sends_nothing_there(vendor, status, vendor_at, hostile_factory):
+    other = hostile_factory()
+    server = vendor_at(vendor)
+    server.answer = lambda seen, h: send(h, status, Location=f"{other.url}/steal?token=x")
+    with pytest.raises(LinkMsgForeignOriginError) as err:
+        await _twin(vendor, max_retries=2)
+    assert err.value.location == f"{other.url}/steal" and "token=x" not in str(err.value)
+    assert other.received == [] and len(server.received) == 1
+
+
+async def test_a_linked_api_result_link_on_another_host_is_never_fetched(sandbox, hostile_factory):
+    other = hostile_factory()
+    handle = {"kind": "result_links", "jobs": [f"{other.url}/account/results/h1"], "outcomes": []}
+    hook = LinkedApiHook()
+    try:
+        with pytest.raises(LinkMsgForeignOriginError, match="outside the connection's origin"):
+            await hook.acheck_job(handle)
+    finally:
+        await hook.aclose()
+    assert other.received == []
+
+
+async def test_a_koneksi_link_to_another_origin_is_refused(sandbox, hostile_factory):
+    other = hostile_factory()
+    hook = KoneksiHook()
+    try:
+        with pytest.raises(LinkMsgForeignOriginError):
+            await hook.arequest("GET", f"{other.url}/messages/retrieve_messages")
+    finally:
+        await hook.aclose()
+    assert other.received == []
+
+
+@pytest.mark.parametrize("vendor", TWINS)
+async def test_a_wait_past_the_cap_fails_at_once_and_the_next_call_proceeds_within_it(vendor, vendor_at):
+    server = vendor_at(vendor, max_retry_wait=3)
+    calls = []
+
+    def answer(seen, h):
+        calls.append(seen.path)
+        if len(calls) > 1:
+            return send(h, 200, b"{}", Content_Type="application/json")
+        send(h, 429, b'{"error": "slow down"}', Content_Type="application/json", Retry_After="3600")
+
+    server.answer = answer
+    hook_class, twin, route = TWINS[vendor]
+    first_hook, second_hook = hook_class(), hook_class()  # two triggers of one connection
+    started = time.monotonic()
+    try:
+        with pytest.raises(LinkMsgRateLimitedError, match="asked to wait 3600"):
+            await twin(first_hook)
+        first = time.monotonic() - started
+        assert (await second_hook.arequest("GET", route)).status == 200  # the shared limiter, paused <= 3 s
+        second = time.monotonic() - started - first
+    finally:
+        await first_hook.aclose()
+        await second_hook.aclose()
+    assert first < 2 and second < 3 + 2 and len(calls) == 2, (first, second)
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    """256 MiB of spaces, gzipped to about 250 KB."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b" " * (1 << 20)
+    return b"".join([*(packer.compress(block) for _ in range(256)), packer.flush()])
+
+
+@pytest.mark.parametrize("vendor", TWINS)
+async def test_a_gzip_bomb_stops_at_the_cap(vendor, vendor_at, gzip_bomb):
+    server = vendor_at(vendor, max_response_bytes=8 << 20)
+    server.answer = lambda seen, h: send(
+        h, 200, gzip_bomb, Content_Type="application/json", Content_Encoding="gzip"
+    )
+    with pytest.raises(LinkMsgResponseTooLargeError, match=f"max_response_bytes \\({8 << 20} bytes"):
+        await _twin(vendor)
+    assert len(server.received) == 1  # not retried
+
+
+@pytest.mark.parametrize("vendor", TWINS)
+async def test_an_oversized_body_stops_at_the_cap(vendor, vendor_at):
+    server = vendor_at(vendor, max_response_bytes=1 << 20)
+    server.answer = lambda seen, h: endless(h, limit=512 << 20)
+    started = time.monotonic()
+    with pytest.raises(LinkMsgResponseTooLargeError, match=f"max_response_bytes \\({1 << 20} bytes"):
+        await _twin(vendor)
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("vendor", TWINS)
+async def test_a_trickled_body_ends_within_the_read_timeout(vendor, vendor_at):
+    server = vendor_at(vendor, read_timeout=2)
+    server.answer = lambda seen, h: trickle(h, size=100, every=0.2)
+    started = time.monotonic()
+    with pytest.raises(LinkMsgVendorError, match="read timeout"):
+        await _twin(vendor, max_retries=0)
+    assert time.monotonic() - started < 3.5
