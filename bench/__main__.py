@@ -36,11 +36,15 @@ def _pct(value: float) -> str:
 
 
 def _overhead(r: dict) -> list[dict]:
+    def span(name: str, measure: str) -> str:
+        median, low, high = r[f"{name}_{measure}_s"]
+        return f"{median:.3f} s ({low:.3f}-{high:.3f})"
+
     figures = (
-        f"{r['calls']} calls, {r['conversations']} conversations: hook {r['hook_wall_s']:.3f} s "
-        f"({r['hook_cpu_ms_per_call']:.3f} ms CPU/call), bare requests {r['bare_wall_s']:.3f} s "
-        f"({r['bare_cpu_ms_per_call']:.3f} ms); operator with staging {r['operator_wall_s']:.3f} s "
-        f"({r['operator_wall_ratio']:.2f}x)"
+        f"{r['calls']} calls, {r['messages']} messages, {r['repetitions']} interleaved repetitions, median "
+        f"(range): operator wall {span('operator', 'wall')}, CPU {span('operator', 'cpu')}; plain loop wall "
+        f"{span('bare', 'wall')}, CPU {span('bare', 'cpu')}; hook alone {r['hook_wall_ratio']:.2f}x wall, "
+        f"{r['hook_cpu_ratio']:.2f}x CPU"
     )
     return [_row(r, figures, f"wall {r['wall_ratio']:.2f}x, CPU {r['cpu_ratio']:.2f}x")]
 
@@ -133,12 +137,16 @@ def _retrieval(rows: list[dict]) -> list[dict]:
 
 
 def _triggerer(r: dict) -> list[dict]:
-    figures = (
-        f"{r['succeeded']}/{r['triggers']} triggers: {r['wall_s']:.2f} s, ideal {r['ideal_s']:.2f} s; "
-        f"{r['full_gcs']} full GC(s) of the heap during the run"
-        + (f", longest {r['max_full_gc_ms']:.0f} ms" if r["full_gcs"] else "")
-    )
-    return [_row(r, figures, f"{r['ratio']:.2f}x ideal, stall {r['max_loop_stall_ms']:.0f} ms")]
+    rows = []
+    for row in r["rows"]:
+        figures = (
+            f"{row['what']}: {row['succeeded']}/{row['triggers']} fired, {row['wall_s']:.1f} s, ideal "
+            f"{row['ideal_s']:.1f} s; {row['full_gcs']} full GC(s) (control of bare triggers: "
+            f"{row['control_full_gcs']})"
+        )
+        measure = f"{row['ratio']:.2f}x ideal, stall {row['max_loop_stall_ms']:.0f} ms"
+        rows.append(_row(row, figures, measure))
+    return rows
 
 
 def _sandbox(r: dict) -> list[dict]:

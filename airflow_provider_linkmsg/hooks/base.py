@@ -12,7 +12,8 @@ A vendor hook sets its class attributes, implements :meth:`LinkMsgHook.auth_head
 bodies or codes need it, :meth:`LinkMsgHook.describe_error` and :meth:`LinkMsgHook.error_class`; it then
 calls :meth:`LinkMsgHook.request` for every route.
 
-The parts live in :mod:`airflow_provider_linkmsg.hooks.transport` (settings, rate limiting, retry policy,
+The parts live in :mod:`airflow_provider_linkmsg.hooks.transport` (settings, rate limiting, retry policy, the
+async twin for triggers and what it shares per event loop,
 interpretation of answers); this module wires them into the hook.
 """
 
@@ -26,12 +27,10 @@ from functools import cached_property
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-import httpx
 import requests
 import tenacity
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
-from airflow_provider_linkmsg import __version__
 from airflow_provider_linkmsg.exceptions import (
     LinkMsgAuthError,
     LinkMsgError,
@@ -41,9 +40,7 @@ from airflow_provider_linkmsg.exceptions import (
     LinkMsgVendorError,
 )
 from airflow_provider_linkmsg.hooks.transport import interpret as _interpret
-from airflow_provider_linkmsg.hooks.transport.ahttp import aexchange, async_client
-from airflow_provider_linkmsg.hooks.transport.apool import LoopPool, Shared, content_hash, loop_pool
-from airflow_provider_linkmsg.hooks.transport.aratelimit import AsyncRateLimiter
+from airflow_provider_linkmsg.hooks.transport.aio import USER_AGENT, AsyncTransport
 from airflow_provider_linkmsg.hooks.transport.deadline import DeadlineAdapter
 from airflow_provider_linkmsg.hooks.transport.http import (
     BodyDeadline,
@@ -66,8 +63,6 @@ from airflow_provider_linkmsg.hooks.transport.redact import Redactor, secret_val
 from airflow_provider_linkmsg.hooks.transport.retry import (
     Call,
     Transient,
-    arun_attempt,
-    build_async_retrying,
     build_retrying,
     dropped,
     lost,
@@ -89,14 +84,14 @@ __all__ = [
     "shared_limiter",
 ]
 
-USER_AGENT = f"airflow-provider-linkmsg/{__version__}"
+
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------------------------------------
 # The hook
 # --------------------------------------------------------------------------------------------------------
-class LinkMsgHook(BaseHook):
+class LinkMsgHook(AsyncTransport, BaseHook):
     """
     Shared transport of the vendor hooks; not used on its own.
 
@@ -131,8 +126,6 @@ class LinkMsgHook(BaseHook):
         self._max_retries_override = max_retries
         self._max_retry_wait_override = max_retry_wait
         self._stats_lock = threading.Lock()
-        self._shared: Shared | None = None
-        self._pool: LoopPool | None = None
         self.api_calls = 0
         self.http_requests = 0
         self.retries = 0
@@ -423,127 +416,6 @@ class LinkMsgHook(BaseHook):
                 )
                 raise lost(error, "truncated response body", idempotent) from exc
         return _interpret.interpret(self, status, headers, content, where, idempotent)
-
-    # ---- the async twin, for triggers -------------------------------------------------------------------
-    async def aconnect(self) -> None:
-        """
-        Join this connection's shared client and rate limiter in the running event loop (see
-        :mod:`~airflow_provider_linkmsg.hooks.transport.apool`); the connection is looked up without blocking
-        the loop, once for the triggers that start together. Triggers call this; ``aclose()`` leaves.
-        """
-        if self._shared is not None:
-            return
-        pool = loop_pool()
-        if "connection" not in self.__dict__:
-            conn = await pool.connection(self.conn_id, lambda: self.aget_connection(self.conn_id))
-            self.__dict__["connection"] = self._checked(conn)
-        overrides = (self._base_url_override, self._max_retries_override, self._max_retry_wait_override)
-        key = (self.vendor, self.conn_id, overrides, content_hash(self.connection))
-        self._shared, self._pool = pool.acquire(key, self._make_shared), pool
-        self.__dict__["conn_params"] = self._shared.params
-
-    def _make_shared(self, pool: LoopPool, key: tuple[Any, ...]) -> Shared:
-        """The client, limiter, settings and retry engine every hook of this connection shares in one loop."""
-        p = self.conn_params
-        headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **self.auth_headers()}
-        return Shared(
-            key,
-            client=async_client(p.base_url, headers, p.max_in_flight, pool.ssl_context),
-            limiter=AsyncRateLimiter(p.requests_per_second, p.burst, p.max_in_flight),
-            params=p,
-            retrying=build_async_retrying(),
-        )
-
-    @property
-    def aclient(self) -> httpx.AsyncClient:
-        """The ``httpx.AsyncClient`` this hook shares with the other hooks of its connection in this loop."""
-        if self._shared is None:
-            raise RuntimeError("call (and await) aconnect() before using the async client")
-        return self._shared.client
-
-    @property
-    def alimiter(self) -> AsyncRateLimiter:
-        """The asyncio rate limiter of this connection in this loop (shared like :attr:`aclient`)."""
-        if self._shared is None:
-            raise RuntimeError("call (and await) aconnect() before using the async limiter")
-        return self._shared.limiter
-
-    @property
-    def _aretrying(self) -> tenacity.AsyncRetrying:
-        """The connection's :class:`tenacity.AsyncRetrying` in this loop (see :class:`.apool.Shared`)."""
-        if self._shared is None:
-            raise RuntimeError("call (and await) aconnect() before an async request")
-        return self._shared.retrying
-
-    async def arequest(
-        self,
-        method: str,
-        endpoint: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json_body: Any = None,
-        headers: Mapping[str, str] | None = None,
-        idempotent: bool = True,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        on_lost_answer: Callable[[], None] | None = None,
-    ) -> ApiResponse:
-        """The async twin of :meth:`request`: the same policy, interpretation and redaction, on httpx."""
-        await self.aconnect()
-        call = self._new_call(
-            method, endpoint, params, json_body, headers, idempotent, timeout, max_retries, on_lost_answer
-        )
-        outcome = await self._aretrying(arun_attempt, call)
-        if isinstance(outcome, BaseException):
-            if isinstance(outcome, LinkMsgAuthError) and self._pool is not None:
-                self._pool.forget(self.conn_id)  # the key may have been rotated: look it up again
-            try:
-                raise outcome
-            finally:
-                del outcome
-        return outcome
-
-    async def asend_attempt(self, call: Call) -> ApiResponse:
-        """One async attempt of ``call`` (see :meth:`send_attempt`)."""
-        p, where, idempotent = self.conn_params, call.where, call.idempotent
-        async with self.alimiter:
-            with self._stats_lock:
-                self.http_requests += 1
-            try:
-                status, headers, content = await aexchange(
-                    self.aclient,
-                    call,
-                    expected_origin=self.origin,
-                    connect_timeout=p.connect_timeout,
-                    max_bytes=p.max_response_bytes,
-                )
-            except LinkMsgResponseTooLargeError as exc:
-                raise lost(exc, "response body too large", False) from None
-            except (httpx.ConnectTimeout, httpx.ConnectError, httpx.PoolTimeout) as exc:  # nothing was sent
-                reason = {httpx.ConnectTimeout: "connect timeout", httpx.PoolTimeout: "no free connection"}
-                why = reason.get(type(exc), "connection refused")
-                raise Transient(LinkMsgVendorError(why, **where), why) from None
-            except (httpx.TimeoutException, BodyDeadline):
-                error = LinkMsgVendorError(
-                    f"no answer within the read timeout of {call.read_timeout:.0f} s", **where
-                )
-                raise lost(error, "read timeout", idempotent) from None
-            except httpx.RemoteProtocolError as exc:
-                if "without sending a response" in str(exc):  # sent, then dropped: the answer is lost
-                    raise dropped(where, "closed without an answer", idempotent) from None
-                error = LinkMsgResponseError(
-                    f"the response body was cut off or malformed ({type(exc).__name__})", **where
-                )
-                raise lost(error, "truncated response body", idempotent) from None
-            except httpx.TransportError as exc:  # reset or closed while sending or reading
-                raise dropped(where, type(exc).__name__, idempotent) from None
-        return _interpret.interpret(self, status, headers, content, where, idempotent, self.alimiter)
-
-    async def aclose(self) -> None:
-        """Leave the shared client (a trigger calls this when it ends); the last hook out closes it."""
-        shared, self._shared = self._shared, None
-        if shared is not None and self._pool is not None:
-            await self._pool.release(shared)
 
     def retry_after(self, headers: Mapping[str, str], body: Any) -> float | None:
         """

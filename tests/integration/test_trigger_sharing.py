@@ -36,7 +36,7 @@ def lookups(monkeypatch):
 async def test_many_triggers_share_one_client_and_leave_nothing_behind(shared_koneksi_sandbox, lookups):
     now = time.time()
     triggers = [
-        KoneksiGenerationTrigger(secure_request_id=SEED_001_ID, deadline=now + 2.0, poll_interval=0.3)
+        KoneksiGenerationTrigger(secure_request_id=SEED_001_ID, deadline=now + 6.0, poll_interval=1.0)
         for _ in range(200)
     ]
     seen_entries: list[tuple[int, int]] = []

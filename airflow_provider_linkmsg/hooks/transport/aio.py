@@ -1,0 +1,167 @@
+"""
+The async twin of the transport, for triggers: :meth:`AsyncTransport.arequest` on ``httpx``, with the same
+call objects, retry policy (tenacity's ``AsyncRetrying``), interpretation, redaction and bounds as the sync
+path, and the client, limiter and settings shared by the hooks of one connection in one event loop
+(:mod:`~airflow_provider_linkmsg.hooks.transport.apool`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import tenacity
+
+from airflow_provider_linkmsg import __version__
+from airflow_provider_linkmsg.exceptions import (
+    LinkMsgAuthError,
+    LinkMsgResponseError,
+    LinkMsgResponseTooLargeError,
+    LinkMsgVendorError,
+)
+from airflow_provider_linkmsg.hooks.transport import interpret as _interpret
+from airflow_provider_linkmsg.hooks.transport.ahttp import aexchange, async_client
+from airflow_provider_linkmsg.hooks.transport.apool import LoopPool, Shared, content_hash, loop_pool
+from airflow_provider_linkmsg.hooks.transport.aratelimit import AsyncRateLimiter
+from airflow_provider_linkmsg.hooks.transport.http import BodyDeadline
+from airflow_provider_linkmsg.hooks.transport.retry import (
+    Call,
+    Transient,
+    arun_attempt,
+    build_async_retrying,
+    dropped,
+    lost,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_linkmsg.hooks.transport.interpret import ApiResponse
+
+USER_AGENT = f"airflow-provider-linkmsg/{__version__}"
+
+
+class AsyncTransport:
+    """The async methods of :class:`~airflow_provider_linkmsg.hooks.base.LinkMsgHook` (a mixin of it)."""
+
+    _shared: Shared | None = None
+    _pool: LoopPool | None = None
+
+    async def aconnect(self) -> None:
+        """
+        Join this connection's shared client and rate limiter in the running event loop (see
+        :mod:`~airflow_provider_linkmsg.hooks.transport.apool`); the connection is looked up without blocking
+        the loop, once for the triggers that start together. Triggers call this; ``aclose()`` leaves.
+        """
+        if self._shared is not None:
+            return
+        pool = loop_pool()
+        if "connection" not in self.__dict__:
+            conn = await pool.connection(self.conn_id, lambda: self.aget_connection(self.conn_id))
+            self.__dict__["connection"] = self._checked(conn)
+        overrides = (self._base_url_override, self._max_retries_override, self._max_retry_wait_override)
+        key = (self.vendor, self.conn_id, overrides, content_hash(self.connection))
+        self._shared, self._pool = pool.acquire(key, self._make_shared), pool
+        self.__dict__["conn_params"] = self._shared.params
+
+    def _make_shared(self, pool: LoopPool, key: tuple[Any, ...]) -> Shared:
+        """The client, limiter, settings and retry engine every hook of this connection shares in one loop."""
+        p = self.conn_params
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **self.auth_headers()}
+        return Shared(
+            key,
+            client=async_client(p.base_url, headers, p.max_in_flight, pool.ssl_context),
+            limiter=AsyncRateLimiter(p.requests_per_second, p.burst, p.max_in_flight),
+            params=p,
+            retrying=build_async_retrying(),
+        )
+
+    @property
+    def aclient(self) -> httpx.AsyncClient:
+        """The ``httpx.AsyncClient`` this hook shares with the other hooks of its connection in this loop."""
+        if self._shared is None:
+            raise RuntimeError("call (and await) aconnect() before using the async client")
+        return self._shared.client
+
+    @property
+    def alimiter(self) -> AsyncRateLimiter:
+        """The asyncio rate limiter of this connection in this loop (shared like :attr:`aclient`)."""
+        if self._shared is None:
+            raise RuntimeError("call (and await) aconnect() before using the async limiter")
+        return self._shared.limiter
+
+    @property
+    def _aretrying(self) -> tenacity.AsyncRetrying:
+        """The connection's :class:`tenacity.AsyncRetrying` in this loop (see :class:`.apool.Shared`)."""
+        if self._shared is None:
+            raise RuntimeError("call (and await) aconnect() before an async request")
+        return self._shared.retrying
+
+    async def arequest(
+        self,
+        method: str,
+        endpoint: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        on_lost_answer: Callable[[], None] | None = None,
+    ) -> ApiResponse:
+        """The async twin of :meth:`request`: the same policy, interpretation and redaction, on httpx."""
+        await self.aconnect()
+        call = self._new_call(
+            method, endpoint, params, json_body, headers, idempotent, timeout, max_retries, on_lost_answer
+        )
+        outcome = await self._aretrying(arun_attempt, call)
+        if isinstance(outcome, BaseException):
+            if isinstance(outcome, LinkMsgAuthError) and self._pool is not None:
+                self._pool.forget(self.conn_id)  # the key may have been rotated: look it up again
+            try:
+                raise outcome
+            finally:
+                del outcome
+        return outcome
+
+    async def asend_attempt(self, call: Call) -> ApiResponse:
+        """One async attempt of ``call`` (see :meth:`send_attempt`)."""
+        p, where, idempotent = self.conn_params, call.where, call.idempotent
+        async with self.alimiter:
+            with self._stats_lock:
+                self.http_requests += 1
+            try:
+                status, headers, content = await aexchange(
+                    self.aclient,
+                    call,
+                    expected_origin=self.origin,
+                    connect_timeout=p.connect_timeout,
+                    max_bytes=p.max_response_bytes,
+                )
+            except LinkMsgResponseTooLargeError as exc:
+                raise lost(exc, "response body too large", False) from None
+            except (httpx.ConnectTimeout, httpx.ConnectError, httpx.PoolTimeout) as exc:  # nothing was sent
+                reason = {httpx.ConnectTimeout: "connect timeout", httpx.PoolTimeout: "no free connection"}
+                why = reason.get(type(exc), "connection refused")
+                raise Transient(LinkMsgVendorError(why, **where), why) from None
+            except (httpx.TimeoutException, BodyDeadline):
+                error = LinkMsgVendorError(
+                    f"no answer within the read timeout of {call.read_timeout:.0f} s", **where
+                )
+                raise lost(error, "read timeout", idempotent) from None
+            except httpx.RemoteProtocolError as exc:
+                if "without sending a response" in str(exc):  # sent, then dropped: the answer is lost
+                    raise dropped(where, "closed without an answer", idempotent) from None
+                error = LinkMsgResponseError(
+                    f"the response body was cut off or malformed ({type(exc).__name__})", **where
+                )
+                raise lost(error, "truncated response body", idempotent) from None
+            except httpx.TransportError as exc:  # reset or closed while sending or reading
+                raise dropped(where, type(exc).__name__, idempotent) from None
+        return _interpret.interpret(self, status, headers, content, where, idempotent, self.alimiter)
+
+    async def aclose(self) -> None:
+        """Leave the shared client (a trigger calls this when it ends); the last hook out closes it."""
+        shared, self._shared = self._shared, None
+        if shared is not None and self._pool is not None:
+            await self._pool.release(shared)
