@@ -168,7 +168,9 @@ def run_linkedapi(n: int = 1_000, seconds: float = 30.0, poll_interval: float = 
         from airflow_provider_linkmsg.hooks.linkedapi import LinkedApiHook
         from airflow_provider_linkmsg.triggers.linkedapi import LinkedApiJobTrigger
 
-        persons = [{"person": p["person"], "channel": p["channel"]} for p in _truth(info)["persons"]]
+        world = _truth(info)
+        account = world["accounts"][world["default_account"]]
+        persons = [{"person": p["person"], "channel": p["channel"]} for p in account["persons"]]
         hook = LinkedApiHook()
         handles, started_at = [], []
         for i in range(n):
