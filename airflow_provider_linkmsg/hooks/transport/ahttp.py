@@ -70,7 +70,14 @@ async def aexchange(
             location = response.headers.get("Location")
             if response.status_code in (301, 302, 303, 307, 308) and location:
                 target, method, body = next_hop(
-                    response.status_code, str(response.url), location, method, body, hop, expected_origin, call.where
+                    response.status_code,
+                    str(response.url),
+                    location,
+                    method,
+                    body,
+                    hop,
+                    expected_origin,
+                    call.where,
                 )
                 url, params, hop = target, None, hop + 1
                 continue

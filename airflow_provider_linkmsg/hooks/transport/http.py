@@ -272,7 +272,14 @@ def _exchange(
             location = response.headers.get("Location")
             if response.status_code in (301, 302, 303, 307, 308) and location:
                 target, method, body = next_hop(
-                    response.status_code, response.url, location, method, body, hop, expected_origin, call.where
+                    response.status_code,
+                    response.url,
+                    location,
+                    method,
+                    body,
+                    hop,
+                    expected_origin,
+                    call.where,
                 )
                 url, params = target, None
                 response.close()
