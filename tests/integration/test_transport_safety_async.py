@@ -14,6 +14,7 @@ import zlib
 import pytest
 
 from airflow_provider_linkmsg.exceptions import (
+    LinkMsgError,
     LinkMsgForeignOriginError,
     LinkMsgRateLimitedError,
     LinkMsgResponseTooLargeError,
@@ -162,3 +163,43 @@ async def test_a_trickled_body_ends_within_the_read_timeout(vendor, vendor_at):
     with pytest.raises(LinkMsgVendorError, match="read timeout"):
         await _twin(vendor, max_retries=0)
     assert time.monotonic() - started < 3.5
+
+
+@pytest.mark.parametrize("vendor", TWINS)
+async def test_trickled_headers_end_within_the_read_timeout(vendor, vendor_at):
+    from tests.fixtures.hostile import trickle_head
+
+    server = vendor_at(vendor, read_timeout=2)
+    server.answer = lambda seen, h: trickle_head(h)
+    started = time.monotonic()
+    with pytest.raises(LinkMsgVendorError, match="read timeout"):
+        await _twin(vendor, max_retries=0)
+    assert time.monotonic() - started < 3.5
+
+
+async def test_redirect_hops_share_one_deadline(vendor_at):
+    server = vendor_at("koneksi", read_timeout=2)
+
+    def slow_hop(seen, h):
+        time.sleep(1.2)
+        send(h, 302, Location="/api/again")
+
+    server.answer = slow_hop
+    started = time.monotonic()
+    with pytest.raises(LinkMsgVendorError, match="read timeout"):
+        await _twin("koneksi", max_retries=0)
+    # with a deadline per hop, four hops answered (4.8 s), then "more than 3 redirects"
+    assert time.monotonic() - started < 4.5 and len(server.received) == 2
+
+
+async def test_a_netrc_never_adds_credentials(vendor_at, tmp_path, monkeypatch):
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login netrc-user password NETRC-SECRET\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("NETRC", raising=False)
+    server = vendor_at("koneksi")
+    server.answer = lambda seen, h: send(h, 404, b'{"message": "no"}', Content_Type="application/json")
+    with pytest.raises(LinkMsgError):
+        await _twin("koneksi", max_retries=0)
+    assert "Authorization" not in server.received[0].headers

@@ -21,7 +21,12 @@ from airflow_provider_linkmsg.exceptions import (
     LinkMsgVendorError,
 )
 from airflow_provider_linkmsg.hooks.transport import interpret as _interpret
-from airflow_provider_linkmsg.hooks.transport.ahttp import aexchange, async_client
+from airflow_provider_linkmsg.hooks.transport.ahttp import (
+    ACCEPT_ENCODING,
+    aexchange,
+    async_transport,
+    client_on,
+)
 from airflow_provider_linkmsg.hooks.transport.apool import LoopPool, Shared, content_hash, loop_pool
 from airflow_provider_linkmsg.hooks.transport.aratelimit import AsyncRateLimiter
 from airflow_provider_linkmsg.hooks.transport.http import BodyDeadline
@@ -66,10 +71,18 @@ class AsyncTransport:
     def _make_shared(self, pool: LoopPool, key: tuple[Any, ...]) -> Shared:
         """The client, limiter, settings and retry engine every hook of this connection shares in one loop."""
         p = self.conn_params
-        headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **self.auth_headers()}
+        headers = {
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,
+            **self.auth_headers(),
+        }
+        transport = async_transport(p.base_url, p.max_in_flight, pool.ssl_context)
         return Shared(
             key,
-            client=async_client(p.base_url, headers, p.max_in_flight, pool.ssl_context),
+            transport=transport,
+            headers=headers,
+            client=client_on(transport, headers),
             limiter=AsyncRateLimiter(p.requests_per_second, p.burst, p.max_in_flight),
             params=p,
             retrying=build_async_retrying(),
@@ -132,7 +145,8 @@ class AsyncTransport:
                 self.http_requests += 1
             try:
                 status, headers, content = await aexchange(
-                    self.aclient,
+                    self._shared.transport,
+                    self._shared.headers,
                     call,
                     expected_origin=self.origin,
                     connect_timeout=p.connect_timeout,

@@ -1,6 +1,7 @@
 """
-What the triggers of one connection share inside one event loop: one ``httpx.AsyncClient`` (one connection
-pool, one SSL context) and one asyncio rate limiter, so 10,000 triggers waiting on one connection make one
+What the triggers of one connection share inside one event loop: one ``httpx.AsyncHTTPTransport`` (one
+connection pool, one SSL context; :attr:`Shared.client` is an ``httpx.AsyncClient`` on it) and one asyncio rate
+limiter, so 10,000 triggers waiting on one connection make one
 client, not 10,000, and the connection's rate limit holds across all of them.
 
 Design, and why:
@@ -52,6 +53,8 @@ class Shared:
     """
 
     key: tuple[Any, ...]
+    transport: httpx.AsyncHTTPTransport
+    headers: dict[str, str]
     client: httpx.AsyncClient
     limiter: AsyncRateLimiter
     params: Any
