@@ -12,6 +12,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgRateLimitedError, LinkMsgVendorError
 from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
+from airflow_provider_linkmsg.triggers.pacing import first_poll
 
 
 def still_in_progress(secure_request_id: str, elapsed: float, summary: dict[str, Any] | None) -> str:
@@ -25,7 +26,8 @@ class KoneksiGenerationTrigger(BaseTrigger):
     Poll a Koneksi generation until it is complete or the deadline passes; fire one event.
 
     A plain async loop over :meth:`KoneksiHook.aretrieve_messages` (httpx, the transport's retries and
-    rate limit on the event loop): no threads. Transient failures (429, 5xx, resets past the transport's retries) are logged and
+    rate limit on the event loop): no threads. The first poll comes a random part of one interval after
+    the start (:func:`~airflow_provider_linkmsg.triggers.pacing.first_poll`). Transient failures (429, 5xx, resets past the transport's retries) are logged and
     polled through; anything else ends the wait. The event is a small JSON dict with ``status``:
 
     * ``success``: complete; ``summary`` holds the id and counts.
@@ -76,6 +78,7 @@ class KoneksiGenerationTrigger(BaseTrigger):
         summary: dict[str, Any] | None = None
         hook = KoneksiHook(self.koneksi_conn_id)
         try:
+            await first_poll(self.poll_interval, self.deadline)
             while True:
                 final = time.time() >= self.deadline
                 try:

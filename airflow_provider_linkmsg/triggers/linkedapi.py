@@ -12,6 +12,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_linkmsg.exceptions import LinkMsgError
 from airflow_provider_linkmsg.hooks.linkedapi import LinkedApiHook
+from airflow_provider_linkmsg.triggers.pacing import first_poll
 
 
 class LinkedApiJobTrigger(BaseTrigger):
@@ -19,7 +20,8 @@ class LinkedApiJobTrigger(BaseTrigger):
     Poll a Linked API job (seed result links or current-API workflows) until it is done or time runs out.
 
     A plain async loop over :meth:`LinkedApiHook.acheck_job` (httpx, the transport's retries and rate
-    limit on the event loop): no threads. Fires one event, a small JSON dict with ``status``:
+    limit on the event loop): no threads. The first check comes a random part of one interval after the
+    start (:func:`~airflow_provider_linkmsg.triggers.pacing.first_poll`). Fires one event, a small JSON dict with ``status``:
 
     * ``success``: the job completed; ``job`` holds the per-person outcomes.
     * ``failed`` / ``cancelled``: the vendor failed or cancelled it; ``job`` says why.
@@ -75,6 +77,7 @@ class LinkedApiJobTrigger(BaseTrigger):
         hook = LinkedApiHook(self.linkedapi_conn_id)
         last = None
         try:
+            await first_poll(self.poll_interval, self.end_time)
             while True:
                 final = time.time() >= self.end_time
                 try:

@@ -67,8 +67,10 @@ class _Clock:
     """
     The read deadline of one attempt: ``seconds`` from the moment its first request starts being sent
     (connecting is bounded by the connect timeout), for the status line, headers and body of every hop.
-    httpcore reports that moment through its ``trace`` extension; until it does, the deadline is the connect
-    timeout plus ``seconds`` from the start. Past the deadline the attempt is cancelled.
+    httpcore reports that moment through its ``trace`` extension (until then httpx's connect timeout
+    bounds the attempt). Past the deadline the attempt is cancelled. One timer per attempt: a cancelled
+    timer stays in the loop's heap until it would have fired, so each one made per request is memory the
+    collector has to walk.
     """
 
     __slots__ = ("scope", "seconds", "sent")
@@ -97,7 +99,7 @@ async def aexchange(
     Send ``call`` and return ``(status, headers, body)``, with the rules of :func:`.http.exchange`; past the
     attempt's read deadline (see :class:`_Clock`) it raises :class:`BodyDeadline`.
     """
-    scope = asyncio.timeout(connect_timeout + call.read_timeout)
+    scope = asyncio.timeout(None)
     try:
         async with scope:
             clock = _Clock(scope, call.read_timeout)

@@ -6,9 +6,9 @@ client, not 10,000, and the connection's rate limit holds across all of them.
 
 Design, and why:
 
-* **Scoped to the running loop.** :func:`loop_pool` finds the pool of the running event loop in a
-  :class:`weakref.WeakKeyDictionary` keyed by the loop: a pool goes with its loop, and nothing made for one
-  loop (a client, a semaphore) is used on another. No thread is started, nothing runs between calls.
+* **Scoped to the running loop.** :func:`loop_pool` keeps the pool of the running event loop on the loop
+  object itself: a pool goes with its loop, nothing made for one loop (a client, a semaphore) is used on
+  another, and the module holds no registry. No thread is started, nothing runs between calls.
 * **Reference-counted entries.** An entry (client + limiter) is keyed by vendor, connection id, the hook's
   base-URL override and a hash of the connection's content. A hook takes a reference on its first async call
   (:meth:`LoopPool.acquire`) and gives it back in ``aclose()`` (:meth:`LoopPool.release`); the last one out
@@ -26,10 +26,10 @@ Design, and why:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ssl
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,15 +120,22 @@ class LoopPool:
             await shared.client.aclose()
 
 
-_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopPool] = weakref.WeakKeyDictionary()
+#: the attribute of the running event loop that holds its pool
+_ON_LOOP = "_linkmsg_transport_pool"
 
 
 def loop_pool() -> LoopPool:
-    """The pool of the running event loop (made on first use, gone with the loop)."""
+    """
+    The pool of the running event loop, kept on the loop itself: made on first use, gone with the loop, and
+    no registry of ours in the module. A loop that takes no attributes (uvloop's) gives each caller a pool
+    of its own: nothing is shared there, and nothing is wrong either.
+    """
     loop = asyncio.get_running_loop()
-    pool = _POOLS.get(loop)
+    pool = getattr(loop, _ON_LOOP, None)
     if pool is None:
-        pool = _POOLS[loop] = LoopPool()
+        pool = LoopPool()
+        with contextlib.suppress(AttributeError):
+            setattr(loop, _ON_LOOP, pool)
     return pool
 
 

@@ -1,0 +1,16 @@
+"""When the triggers poll: shared by the Koneksi and Linked API triggers."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+
+async def first_poll(poll_interval: float, deadline: float) -> None:
+    """
+    Wait a random part of one interval before the first poll (never past ``deadline``): the sensor looked
+    just before deferring, and triggers that start together (a triggerer restarting with thousands) spread
+    their polls over the interval instead of queueing them all at once.
+    """
+    await asyncio.sleep(random.uniform(0, max(0.0, min(poll_interval, deadline - time.time()))))
