@@ -67,10 +67,12 @@ class _Clock:
     """
     The read deadline of one attempt: ``seconds`` from the moment its first request starts being sent
     (connecting is bounded by the connect timeout), for the status line, headers and body of every hop.
-    httpcore reports that moment through its ``trace`` extension (until then httpx's connect timeout
-    bounds the attempt). Past the deadline the attempt is cancelled. One timer per attempt: a cancelled
-    timer stays in the loop's heap until it would have fired, so each one made per request is memory the
-    collector has to walk.
+    httpcore reports that moment through its ``trace`` extension; until it does, the deadline is the connect
+    timeout plus ``seconds`` from the start. Past the deadline the attempt is cancelled.
+
+    This one deadline replaces httpx's per-read and per-write timeouts (each read would arm and cancel a
+    timer of its own, and a cancelled timer stays in the loop's heap until it would have fired: at
+    hundreds of requests a second, thousands of objects for the collector to walk). Two timers an attempt.
     """
 
     __slots__ = ("scope", "seconds", "sent")
@@ -99,7 +101,7 @@ async def aexchange(
     Send ``call`` and return ``(status, headers, body)``, with the rules of :func:`.http.exchange`; past the
     attempt's read deadline (see :class:`_Clock`) it raises :class:`BodyDeadline`.
     """
-    scope = asyncio.timeout(None)
+    scope = asyncio.timeout(connect_timeout + call.read_timeout)
     try:
         async with scope:
             clock = _Clock(scope, call.read_timeout)
@@ -123,8 +125,10 @@ async def _exchange(
 ) -> tuple[int, Mapping[str, str], bytes]:
     method, url, params, body = call.method, call.url, call.params or None, call.json_body
     headers = {**base_headers, **call.headers} if call.headers else base_headers
-    timeout = {"connect": connect_timeout, "read": call.read_timeout, "write": call.read_timeout}
-    extensions = {"timeout": {**timeout, "pool": call.read_timeout}, "trace": clock}
+    # reads and writes are bounded by the clock; a pool wait (none while the limiter caps requests in
+    # flight at the pool's size) and a connect by the connect timeout
+    timeout = {"connect": connect_timeout, "read": None, "write": None, "pool": connect_timeout}
+    extensions = {"timeout": timeout, "trace": clock}
     hop = 0
     while True:
         request = httpx.Request(method, url, params=params, json=body, headers=headers, extensions=extensions)
