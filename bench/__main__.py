@@ -140,11 +140,17 @@ def _triggerer(r: dict) -> list[dict]:
     rows = []
     for row in r["rows"]:
         figures = (
-            f"{row['what']}: {row['succeeded']}/{row['triggers']} fired, {row['wall_s']:.1f} s, ideal "
-            f"{row['ideal_s']:.1f} s; {row['full_gcs']} full GC(s) (control of bare triggers: "
-            f"{row['control_full_gcs']})"
+            f"{row['what']}: {row['succeeded']}/{row['triggers']} fired ({row['waiting_at_start']} still "
+            f"waiting at the start), {row['wall_s']:.1f} s, ideal {row['ideal_s']:.1f} s (strict "
+            f"{row['strict_ideal_s']:.1f} s); {row['polls']} polls, {row['polls_per_s']:.0f}/s (limit "
+            f"{row['rate_limit']:g}/s); {row['full_gcs']} full GC(s), longest {row['max_full_gc_ms']:.0f} ms; "
+            f"longest stall outside a full GC {row['max_stall_outside_gc_ms']:.0f} ms; control of bare "
+            f"triggers: {row['control_full_gcs']} full GC(s), stall {row['control_stall_ms']:.0f} ms"
         )
-        measure = f"{row['ratio']:.2f}x ideal, stall {row['max_loop_stall_ms']:.0f} ms"
+        measure = (
+            f"{row['ratio']:.2f}x ideal ({row['strict_ratio']:.2f}x strict), stall "
+            f"{row['max_loop_stall_ms']:.0f} ms"
+        )
         rows.append(_row(row, figures, measure))
     return rows
 

@@ -152,6 +152,7 @@ def _row(
         "ideal_s": ideal,
         "ratio": ratio,
         "strict_ratio": wall / strict,
+        "waiting_at_start": run["waiting"],
         "polls": run["polls"],
         "polls_per_s": run["polls"] / wall,
         "rate_limit": run["rate_limit"],
@@ -197,6 +198,11 @@ def _measure(info: dict[str, Any], vendor: str, route: str, triggers: list[Any])
     return wall, outcome
 
 
+def _waiting(done: list[float], started: float) -> int:
+    """How many jobs were not complete when the triggers started."""
+    return sum(1 for t in done if t > started)
+
+
 def _ideals(done: list[float], started: float, poll_interval: float, rate: float) -> tuple[float, float]:
     """
     The strict ideal (the last job's completion, from ``started``) and the one with the lag the rate limit
@@ -204,8 +210,7 @@ def _ideals(done: list[float], started: float, poll_interval: float, rate: float
     ``waiting / poll_interval`` requests a second; past ``rate`` each is polled every ``waiting / rate`` s.
     """
     strict = max(done) - started
-    waiting = sum(1 for t in done if t > started)
-    return strict, strict + max(0.0, waiting / rate - poll_interval)
+    return strict, strict + max(0.0, _waiting(done, started) / rate - poll_interval)
 
 
 def run_koneksi(n: int = 10_000, seconds: float = 60.0, poll_interval: float = 10.0) -> dict[str, Any]:
@@ -229,7 +234,9 @@ def run_koneksi(n: int = 10_000, seconds: float = 60.0, poll_interval: float = 1
         started = time.monotonic()
         wall, outcome = _measure(info, "koneksi", "retrieve", triggers)
         control = _control(requested_at, seconds, started)
-    ideals = _ideals([t + seconds for t in requested_at], started, poll_interval, outcome["rate_limit"])
+    done = [t + seconds for t in requested_at]
+    outcome["waiting"] = _waiting(done, started)
+    ideals = _ideals(done, started, poll_interval, outcome["rate_limit"])
     what = f"{n:,} Koneksi generation waits ({seconds:g} s each, polled every {poll_interval:g} s)"
     return _row("triggerer (Koneksi)", what, n, wall, ideals, outcome, control)
 
@@ -262,7 +269,9 @@ def run_linkedapi(n: int = 1_000, seconds: float = 30.0, poll_interval: float = 
         started = time.monotonic()
         wall, outcome = _measure(info, "linkedapi", "result", triggers)
         control = _control(started_at, seconds, started)
-    ideals = _ideals([t + seconds for t in started_at], started, poll_interval, outcome["rate_limit"])
+    done = [t + seconds for t in started_at]
+    outcome["waiting"] = _waiting(done, started)
+    ideals = _ideals(done, started, poll_interval, outcome["rate_limit"])
     what = f"{n:,} Linked API job waits ({seconds:g} s each, polled every {poll_interval:g} s)"
     return _row("triggerer (Linked API)", what, n, wall, ideals, outcome, control)
 

@@ -78,3 +78,17 @@ def test_bench_names_a_subset_and_refuses_unknown_ones(capsys):
     with pytest.raises(SystemExit):
         bench_main.main(["overhead", "nope"])
     assert "unknown benchmark(s) ['nope']" in capsys.readouterr().err
+
+
+def test_triggerer_rows_fire_every_trigger_and_count_its_polls():
+    from bench import bench_triggerer
+
+    rows = [
+        bench_triggerer.run_koneksi(n=12, seconds=2.0, poll_interval=0.5),
+        bench_triggerer.run_linkedapi(n=6, seconds=2.0, poll_interval=0.5),
+    ]
+    for row, n in zip(rows, (12, 6), strict=True):
+        assert row["succeeded"] == n and row["polls"] >= n  # at least one look each
+        assert row["ideal_s"] >= row["strict_ideal_s"] > 0
+    result = {"rows": rows, "met": False, "target": rows[0]["target"]}
+    assert len(bench_main.BENCHMARKS["triggerer"](result)) == 2
