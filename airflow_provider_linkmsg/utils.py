@@ -43,3 +43,16 @@ def task_run_id(context: Context | dict[str, Any]) -> str:
     if map_index is not None and map_index >= 0:
         parts.append(str(map_index))
     return "/".join(re.sub(r"[^A-Za-z0-9._=-]+", "_", str(p)) for p in parts)
+
+
+def resumed_with_an_earlier_try_event(context: Context | dict[str, Any], deferred_try: int | None) -> bool:
+    """
+    Whether a task resumed after deferral holds the trigger event of an earlier try, not its own.
+
+    Airflow 3.0 keeps a deferred task's ``next_method`` and ``next_kwargs`` when the try fails (2.x and 3.3
+    clear them), so its retry resumes with the event that failed the try before. The deferring try keeps its
+    number (in its state store, or in the resume kwargs, which the real triggerer keeps but 3.0's ``dag.test``
+    drops); a resume in another try starts afresh.
+    """
+    current = getattr(context["ti"], "try_number", None)
+    return deferred_try is not None and current is not None and int(deferred_try) != int(current)

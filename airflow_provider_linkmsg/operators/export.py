@@ -164,12 +164,12 @@ def _set_outlet_events(operator: BaseOperator, context: Context, extra: dict[str
 
 def _alias_event_extra(extra: dict[str, Any]) -> dict[str, Any]:
     """
-    An alias event's extra. Airflow 2 keys these events by ``frozenset(extra.items())``, so there nested
-    values (dicts, lists) travel as JSON text; Airflow 3 takes the extra as it is.
+    An alias event's extra. Airflow 2 and 3 before 3.2 key these events by ``frozenset(extra.items())``, so
+    there nested values (dicts, lists) travel as JSON text; later lines take the extra as it is.
     """
-    from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_0_PLUS
+    from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_2_PLUS
 
-    if AIRFLOW_V_3_0_PLUS:
+    if AIRFLOW_V_3_2_PLUS:
         return dict(extra)
     return {k: json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v for k, v in extra.items()}
 

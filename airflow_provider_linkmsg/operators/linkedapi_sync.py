@@ -36,6 +36,8 @@ SETTLED = ("synced", "not_found")
 HANDLE_KEY = "linkedapi_sync_job"
 #: set just before a paid start call, so a try that never hears back tells the next one
 INTENT_KEY = "linkedapi_sync_starting"
+#: the try that deferred last; a resume in another try holds a stale event (Airflow 3.0 keeps it for the retry)
+DEFERRED_TRY_KEY = "linkedapi_sync_deferred_try"
 _WORKING_HOURS_POLICIES = ("wait", "fail")
 
 
@@ -322,6 +324,7 @@ class LinkedApiSyncConversationsOperator(MapLabel, LineageMixin, BaseOperator):
         if handle.get("kind") == "done":
             return self._finish(context, self.hook.check_job(handle))
         if self.deferrable:
+            self._state(context, DEFERRED_TRY_KEY, context["ti"].try_number)
             self.defer(
                 trigger=LinkedApiJobTrigger(
                     linkedapi_conn_id=self.linkedapi_conn_id,
@@ -343,7 +346,14 @@ class LinkedApiSyncConversationsOperator(MapLabel, LineageMixin, BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger fired: finish on success, else raise with what the job reported."""
         from airflow_provider_linkmsg.hooks.linkedapi import JobStatus
+        from airflow_provider_linkmsg.utils import resumed_with_an_earlier_try_event
 
+        deferred_try = self._state(context, DEFERRED_TRY_KEY)
+        if resumed_with_an_earlier_try_event(context, deferred_try):
+            self.log.info(
+                "Resumed with the trigger event of try %s: this retry reconnects afresh", deferred_try
+            )
+            return self.execute(context)
         if not isinstance(event, dict) or "status" not in event:
             raise LinkMsgVendorError(f"the Linked API trigger sent no usable event: {event!r}", vendor=VENDOR)
         self._handle = event.get("handle")

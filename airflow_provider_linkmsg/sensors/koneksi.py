@@ -77,6 +77,7 @@ class KoneksiGenerationSensor(BaseSensorOperator):
         self.accept_partial_on_timeout = accept_partial_on_timeout
         self.max_failed_share = max_failed_share
         self._started_at: float | None = None
+        self._first_reschedule_as_text = False
 
     @cached_property
     def hook(self) -> KoneksiHook:
@@ -99,6 +100,10 @@ class KoneksiGenerationSensor(BaseSensorOperator):
             )
         self._started_at = self._wait_started(context)
         if not self.deferrable:
+            if self._first_reschedule_as_text:
+                # Airflow 3.0's own sensor loop subtracts that text from a datetime and fails; from this try's
+                # start it only paces the pokes: the timeout is ours, counted in poke() from _started_at
+                context = {**context, "task_reschedule_count": 0}
             return super().execute(context)
         try:
             done = self.poke(context)
@@ -124,6 +129,7 @@ class KoneksiGenerationSensor(BaseSensorOperator):
                 started_at=self._started_at,
             ),
             method_name="execute_complete",
+            kwargs={"deferred_try": context["ti"].try_number},
             # a backstop only: the trigger itself fires a timeout event at the deadline
             timeout=timedelta(seconds=max(0.0, deadline - time.time()) + max(60.0, 2 * self.poke_interval)),
         )
@@ -132,6 +138,7 @@ class KoneksiGenerationSensor(BaseSensorOperator):
         """When the wait began: the first try of a rescheduled sensor, else now."""
         if self.reschedule and not self.deferrable:
             first = _first_reschedule_date(context, self.retries or 0)
+            self._first_reschedule_as_text = isinstance(first, str)
             if isinstance(first, str):  # Airflow 3.0's task SDK answers with the ISO text
                 first = datetime.fromisoformat(first)
             if first is not None:
@@ -162,8 +169,15 @@ class KoneksiGenerationSensor(BaseSensorOperator):
             self.log.info("Koneksi generation %s: %s", self.secure_request_id, result.progress())
         return False
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, deferred_try: int | None = None
+    ) -> dict[str, Any]:
         """Resume after the trigger fired: check the event and apply the same rules as a poke."""
+        from airflow_provider_linkmsg.utils import resumed_with_an_earlier_try_event
+
+        if resumed_with_an_earlier_try_event(context, deferred_try):
+            self.log.info("Resumed with the trigger event of try %s: this retry waits afresh", deferred_try)
+            return self.execute(context)
         status = event.get("status") if isinstance(event, dict) else None
         if status == "success" and isinstance(event.get("summary"), dict):
             return self._on_complete(event["summary"])
