@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.compat import requires_airflow
+from tests.compat import AIRFLOW_V_3_3_PLUS, requires_airflow
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "airflow_local.py"
@@ -157,7 +157,8 @@ def test_make_airflow_twice_keeps_state_and_leaves_no_process(tmp_path):
         assert first.port == chosen, "PORT= / --port is honoured"
         assert len(first.tree) >= 4, [" ".join(_cmdline(p)) for p in first.tree]
         workers = [p for p in first.tree if "LocalExecutor" in " ".join(_cmdline(p))]
-        assert 1 <= len(workers) <= 8, (
+        # Airflow 3.3 forks every LocalExecutor worker at start; 3.0 forks one when a task is queued
+        assert (1 if AIRFLOW_V_3_3_PLUS else 0) <= len(workers) <= 8, (
             f"{len(workers)} LocalExecutor workers on a {os.cpu_count()}-core machine"
         )
         password = _password(state)

@@ -104,8 +104,9 @@ def test_request_wait_retrieve_stages_exactly_the_ground_truth(
     koneksi_sandbox, koneksi_run_dag, tmp_path, mode, caplog, capfd
 ):
     sandbox = koneksi_sandbox
-    # slow enough that the first check sees a 202: the sensor must wait, not take partial data
-    sandbox.configure({"vendors": {"koneksi": {"seconds_per_message": 0.1}}})
+    # complete on the 4th retrieve (by count, not time): the request's check and the sensor's first check see
+    # a 202, so the sensor must wait (poke, reschedule or defer), not take partial data
+    sandbox.configure({"vendors": {"koneksi": {"polls_until_complete": 4}}})
     dag_run = koneksi_run_dag(build_dag(sandbox, tmp_path, mode=mode))
     assert states(dag_run) == {"request": ("success", 1), "wait": ("success", 1), "retrieve": ("success", 1)}
     assert (

@@ -31,7 +31,7 @@ from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
 from airflow_provider_linkmsg.hooks.linkup import LinkupHook
 from airflow_provider_linkmsg.operators.koneksi import KoneksiRequestMessageGenerationOperator
 from airflow_provider_linkmsg.plugins.receiver import MAX_BODY
-from tests.compat import requires_airflow
+from tests.compat import dag_bag, requires_airflow, sync_bundles, sync_dag_to_db
 from tests.fixtures.koneksi import KONEKSI_SIZES, make_campaign
 
 pytestmark = [
@@ -116,20 +116,15 @@ def events(uri: str) -> list[dict[str, Any]]:
 
 def deploy(dag=None, *, path: Path | None = None) -> str:
     """Serialize ``dag`` (or the DAG file ``path``) into the metadata DB, as the DAG processor would; unpause it."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
     from airflow.models.dag import DagModel
     from airflow.utils.session import create_session
 
-    DagBundlesManager().sync_bundles_to_db()
+    sync_bundles()
     if path is not None:
-        bag = DagBag(dag_folder=str(path))
+        bag = dag_bag(dag_folder=str(path))
         assert bag.import_errors == {} and len(bag.dags) == 1
         dag = next(iter(bag.dags.values()))
-    else:
-        bag = DagBag(dag_folder="/nonexistent", collect_dags=False)
-        bag.bag_dag(dag)
-    sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
+    sync_dag_to_db(dag)
     with create_session() as session:
         session.query(DagModel).filter(DagModel.dag_id == dag.dag_id).update({"is_paused": False})
     return dag.dag_id
