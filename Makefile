@@ -34,9 +34,13 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The suite on PYTEST_WORKERS pytest-xdist workers (2: this 2-core machine; 0 runs it in one process), each with
+# its own AIRFLOW_HOME, metadata DB, sandboxes and PostgreSQL (tests/conftest.py); a module's tests stay on one
+# worker (--dist loadfile), so module-scoped servers start once and its timing-sensitive tests run in order.
+PYTEST_WORKERS ?= 2
 test: venv
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The model-based suite with at least 100 random examples per inbox vendor (docs/reliability.md).
 soak: venv

@@ -3,8 +3,10 @@ Test set-up shared by every suite.
 
 Airflow reads its configuration once, at first import, so the environment is fixed here before anything
 imports ``airflow``: a throw-away ``AIRFLOW_HOME`` with the embedded SQLite metadata database, no example
-DAGs, and a DAGs folder of our own. Fixture modules in ``tests/fixtures/`` are loaded as plugins, one per
-concern (sandbox, Airflow database, PostgreSQL ...), so suites can add fixtures without editing this file.
+DAGs, and a DAGs folder of our own. Each pytest-xdist worker (``make test`` runs two) imports this file in
+its own process, so each has its own home and metadata database. Fixture modules in ``tests/fixtures/`` are
+loaded as plugins, one per concern (sandbox, Airflow database, PostgreSQL ...), so suites can add fixtures
+without editing this file.
 """
 
 from __future__ import annotations
