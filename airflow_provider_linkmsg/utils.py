@@ -54,5 +54,10 @@ def resumed_with_an_earlier_try_event(context: Context | dict[str, Any], deferre
     number (in its state store, or in the resume kwargs, which the real triggerer keeps but 3.0's ``dag.test``
     drops); a resume in another try starts afresh.
     """
-    current = getattr(context["ti"], "try_number", None)
+    current = try_number(context)
     return deferred_try is not None and current is not None and int(deferred_try) != int(current)
+
+
+def try_number(context: Context | dict[str, Any]) -> int | None:
+    """The running try's number (``None`` without a task instance in the context)."""
+    return getattr(context.get("ti"), "try_number", None)

@@ -320,11 +320,12 @@ class LinkedApiSyncConversationsOperator(MapLabel, LineageMixin, BaseOperator):
 
     def _wait(self, context: Context, handle: dict[str, Any]) -> dict[str, Any]:
         from airflow_provider_linkmsg.triggers.linkedapi import LinkedApiJobTrigger
+        from airflow_provider_linkmsg.utils import try_number
 
         if handle.get("kind") == "done":
             return self._finish(context, self.hook.check_job(handle))
         if self.deferrable:
-            self._state(context, DEFERRED_TRY_KEY, context["ti"].try_number)
+            self._state(context, DEFERRED_TRY_KEY, try_number(context))
             self.defer(
                 trigger=LinkedApiJobTrigger(
                     linkedapi_conn_id=self.linkedapi_conn_id,

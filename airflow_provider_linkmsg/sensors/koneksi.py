@@ -88,6 +88,7 @@ class KoneksiGenerationSensor(BaseSensorOperator):
     # ---- modes ------------------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
         from airflow_provider_linkmsg.triggers.koneksi import KoneksiGenerationTrigger
+        from airflow_provider_linkmsg.utils import try_number
         from airflow_provider_linkmsg.validation import check_bools
 
         check_bools(self, "deferrable", "accept_partial_on_timeout", vendor="koneksi")
@@ -129,7 +130,7 @@ class KoneksiGenerationSensor(BaseSensorOperator):
                 started_at=self._started_at,
             ),
             method_name="execute_complete",
-            kwargs={"deferred_try": context["ti"].try_number},
+            kwargs={"deferred_try": try_number(context)},
             # a backstop only: the trigger itself fires a timeout event at the deadline
             timeout=timedelta(seconds=max(0.0, deadline - time.time()) + max(60.0, 2 * self.poke_interval)),
         )

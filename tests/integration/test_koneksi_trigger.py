@@ -182,3 +182,20 @@ async def test_the_trigger_starts_no_thread_of_ours(koneksi_sandbox):
     others = ("koneksi-webhook", "asgiref", "ThreadPoolExecutor")
     sandbox = "(process_request_thread)"
     assert [t.name for t in new if not t.name.startswith(others) and not t.name.endswith(sandbox)] == []
+
+
+def test_a_retry_resumed_with_the_failed_try_event_waits_afresh(shared_koneksi_sandbox):
+    """Airflow 3.0 resumes a retry with the trigger event that failed the try before: it must wait again."""
+    from types import SimpleNamespace
+
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    sensor = KoneksiGenerationSensor(task_id="wait", secure_request_id=SEED_001_ID, deferrable=True)
+    stale = {"status": "error", "message": "koneksi GET ... -> HTTP 503"}
+    retry = {"ti": SimpleNamespace(try_number=2)}
+    with pytest.raises(TaskDeferred) as deferred:  # checked the generation (still in progress) and deferred
+        sensor.execute_complete(retry, stale, deferred_try=1)
+    assert deferred.value.kwargs == {"deferred_try": 2}
+    assert koneksi_calls(shared_koneksi_sandbox, RETRIEVE) == 1
+    with pytest.raises(AirflowFailException, match="HTTP 503"):  # its own try's event still counts
+        sensor.execute_complete(retry, stale, deferred_try=2)
