@@ -20,6 +20,7 @@ from packaging.version import Version
 AIRFLOW_VERSION = Version(Version(version("apache-airflow")).base_version)
 AIRFLOW_V_3_0_PLUS = Version("3.0.0") <= AIRFLOW_VERSION
 AIRFLOW_V_3_1_PLUS = Version("3.1.0") <= AIRFLOW_VERSION
+AIRFLOW_V_3_2_PLUS = Version("3.2.0") <= AIRFLOW_VERSION
 AIRFLOW_V_3_3_PLUS = Version("3.3.0") <= AIRFLOW_VERSION
 AIRFLOW_LINE = f"{AIRFLOW_VERSION.major}.{AIRFLOW_VERSION.minor}"
 
@@ -210,18 +211,18 @@ def alias_events(accessor) -> list[tuple[str, dict[str, Any]]]:
     ``asset_alias_events`` on Airflow 3, ``dataset_alias_events`` (dicts) on 2; extras as in :func:`alias_extra`.
     """
     if AIRFLOW_V_3_0_PLUS:
-        return [(e.dest_asset_key.uri, e.extra) for e in accessor.asset_alias_events]
+        return [(e.dest_asset_key.uri, alias_extra(e.extra)) for e in accessor.asset_alias_events]
     return [(e["dest_dataset_uri"], alias_extra(e["extra"])) for e in accessor.dataset_alias_events]
 
 
 def alias_extra(extra: dict[str, Any]) -> dict[str, Any]:
     """
-    An alias event's extra as its consumer reads it: on Airflow 2 the provider sends nested values (dicts,
-    lists) as JSON text, since 2.x keys alias events by their hashable extra; Airflow 3 keeps them as they are.
+    An alias event's extra as its consumer reads it: before Airflow 3.2 the provider sends nested values
+    (dicts, lists) as JSON text, since 2.x and 3.0 key alias events by their hashable extra; 3.2+ keep them.
     """
     import json
 
-    if AIRFLOW_V_3_0_PLUS:
+    if AIRFLOW_V_3_2_PLUS:
         return extra
     return {k: json.loads(v) if isinstance(v, str) and v[:1] in ("{", "[") else v for k, v in extra.items()}
 

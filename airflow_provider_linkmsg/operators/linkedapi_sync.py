@@ -225,6 +225,7 @@ class LinkedApiSyncConversationsOperator(MapLabel, LineageMixin, BaseOperator):
     def _clear_handle(self, context: Context) -> None:
         self._handle = None
         self._state(context, HANDLE_KEY, delete=True)
+        self._state(context, DEFERRED_TRY_KEY, delete=True)
 
     # ---- execution -------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
