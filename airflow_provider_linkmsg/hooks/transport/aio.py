@@ -61,7 +61,13 @@ class AsyncTransport:
             return
         pool = loop_pool()
         if "connection" not in self.__dict__:
-            conn = await pool.connection(self.conn_id, lambda: self.aget_connection(self.conn_id))
+            if hasattr(self, "aget_connection"):
+                lookup = lambda: self.aget_connection(self.conn_id)  # noqa: E731
+            else:  # Airflow 2.11 / 3.0 hooks have no async lookup: the blocking one, off the loop
+                import asyncio
+
+                lookup = lambda: asyncio.to_thread(self.get_connection, self.conn_id)  # noqa: E731
+            conn = await pool.connection(self.conn_id, lookup)
             self.__dict__["connection"] = self._checked(conn)
         overrides = (self._base_url_override, self._max_retries_override, self._max_retry_wait_override)
         key = (self.vendor, self.conn_id, overrides, content_hash(self.connection))
