@@ -1,10 +1,19 @@
 """
-Overhead of what users run: the ConnectSafely **retrieve operator** (its work phase: ``execute()`` with one
-worker and a full refresh, so it lists, reads, normalizes and stages every message) beside a plain
-``requests.Session`` loop that makes exactly the same HTTP calls (same URLs, query parameters and headers;
-the sandbox's call counters are compared) and writes the messages it reads to a JSON Lines file, as a
-user's own script would. The hook alone (its paginating generators, nothing staged) is measured beside
-them for information.
+Overhead of what users run: the ConnectSafely **retrieve operator** beside a plain ``requests`` loop that
+does the same work, as a user's own script would.
+
+- **operator**: ``execute()`` with one worker and a full refresh. It lists the conversations, reads every
+  message (``since=0``), checks each answer (schema, pagination guards, origin), normalizes each message
+  into a :class:`~airflow_provider_linkmsg.records.Message`, stages them as JSON Lines (a hidden temporary
+  file, fsync, rename) with a manifest, updates the watermarks and the index of staged ids, and returns
+  its XCom dict.
+- **plain loop**: one ``requests.Session`` making exactly the same HTTP calls (same URLs, query
+  parameters and headers: the sandbox's call counters are compared), ``raise_for_status()`` and
+  ``response.json()`` on each answer, each message turned into the same record by plain code (a dict, the
+  timestamp formatted with ``strftime``) and written with ``json.dumps`` to one JSON Lines file (opened,
+  written, closed; no fsync, no manifest, no state). Its file is checked to hold the very lines the
+  operator staged, so both do the same work and the difference is what the operator adds.
+- **hook**: the hook's paginating generators alone (nothing normalized or staged), for information.
 
 All read sequentially from a sandbox in another process, in interleaved repetitions (the order reversed
 every other one), after one warm-up each; the medians of wall time and of this process's CPU time
@@ -51,24 +60,35 @@ def _hook_read(account_id: str, page_size: int) -> int:
     return read
 
 
-def _operator_read(root: str, run: list[int], page_size: int) -> int:
-    """The same calls through the retrieve operator (one worker, full refresh): normalized and staged."""
+def _operator_read(root: str, run: list[int], page_size: int, staged: list[str]) -> int:
+    """
+    The same calls through the retrieve operator (one worker, full refresh): normalized and staged; the
+    manifest's path goes into ``staged``.
+    """
     from airflow_provider_linkmsg.operators.connectsafely import ConnectSafelyRetrieveMessagesOperator
 
     run[0] += 1
     operator = ConnectSafelyRetrieveMessagesOperator(
         task_id="retrieve", max_workers=1, full_refresh=True, page_size=page_size, staging_path=root
     )
-    return operator.execute(task_context(f"run-{run[0]}"))["records"]
+    result = operator.execute(task_context(f"run-{run[0]}"))
+    staged[:] = [result["manifest"]]
+    return result["records"]
+
+
+def _plain_path(root: str) -> str:
+    import os
+
+    return os.path.join(root, "plain.jsonl")
 
 
 def _bare_read(base_url: str, api_key: str, account_id: str, page_size: int, root: str) -> int:
     """
     The same calls with ``requests`` alone (same headers, parameters and end-of-list rules), each message
-    written to a JSON Lines file.
+    normalized by plain code into the record the operator stages and written to a JSON Lines file.
     """
     import json
-    import os
+    from datetime import UTC, datetime
 
     from airflow_provider_linkmsg.hooks.base import USER_AGENT
 
@@ -79,14 +99,16 @@ def _bare_read(base_url: str, api_key: str, account_id: str, page_size: int, roo
     timeout = (10.0, 60.0)
     read = 0
     cursor = None
-    out = open(os.path.join(root, "plain.jsonl"), "w", encoding="utf-8")  # noqa: SIM115
+    out = open(_plain_path(root), "w", encoding="utf-8")  # noqa: SIM115
     while True:
         params = {"count": 100, "accountId": account_id, "nextCursor": cursor}
         response = session.get(f"{base_url}/conversations", params=params, timeout=timeout)
         response.raise_for_status()
         listing = response.json()
         for conversation in listing["conversations"]:
-            endpoint = f"{base_url}/conversations/{quote(conversation['conversationUrn'], safe='')}/messages"
+            urn = conversation["conversationUrn"]
+            channel = "sales_navigator" if urn.startswith("urn:li:salesNav_thread:") else "standard"
+            endpoint = f"{base_url}/conversations/{quote(urn, safe='')}/messages"
             message_cursor = None
             while True:
                 params = {"accountId": account_id, "count": page_size, "since": 0, "cursor": message_cursor}
@@ -95,7 +117,23 @@ def _bare_read(base_url: str, api_key: str, account_id: str, page_size: int, roo
                 page = response.json()
                 read += len(page["messages"])
                 for message in page["messages"]:
-                    out.write(json.dumps(message) + "\n")
+                    sent_at = datetime.fromtimestamp(message["sentAt"] / 1000, tz=UTC)
+                    record = {
+                        "key": f"connectsafely:{account_id}:{message['messageUrn']}",
+                        "vendor": "connectsafely",
+                        "account_id": account_id,
+                        "conversation_id": urn,
+                        "message_id": message["messageUrn"],
+                        "sent_at": sent_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                        "direction": "outbound" if message.get("isSentByOwner") else "inbound",
+                        "sender_id": message.get("senderProfileId"),
+                        "sender_name": message.get("senderName"),
+                        "text": message.get("text") or "",
+                        "message_type": message.get("type") or "TEXT",
+                        "has_attachments": bool(message.get("hasAttachment") or message.get("attachments")),
+                        "channel": channel,
+                    }
+                    out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
                 message_cursor = page.get("cursor")
                 if not page["messages"] or page.get("hasMore") is False or not message_cursor:
                     break
@@ -105,6 +143,26 @@ def _bare_read(base_url: str, api_key: str, account_id: str, page_size: int, roo
     out.close()
     session.close()
     return read
+
+
+def _same_lines(manifest_path: str, root: str) -> None:
+    """Raise unless the plain loop's file holds the lines the operator staged (in any order)."""
+    from airflow_provider_linkmsg.io.staging import Manifest, iter_part_lines
+
+    manifest = Manifest.load(manifest_path)
+    staged = sorted(
+        line.decode() for index in range(len(manifest.files)) for line in iter_part_lines(manifest, index)
+    )
+    with open(_plain_path(root), encoding="utf-8") as f:
+        plain = sorted(f)
+    if staged != plain:
+        from itertools import zip_longest
+
+        difference = next((a, b) for a, b in zip_longest(staged, plain) if a != b)
+        raise RuntimeError(
+            f"the plain loop did not write the records the operator staged ({len(plain)} lines, "
+            f"{len(staged)} staged); first difference (staged, plain): {difference}"
+        )
 
 
 def _measure(read: Callable[[], int], info: dict[str, Any]) -> dict[str, Any]:
@@ -133,14 +191,15 @@ def run(conversations: int = 200, messages: int = 20, page_size: int = 10, repet
         conn = connection(info, VENDOR)
         account_id = conn["extra"]["account_id"]
         base_url, api_key = conn["extra"]["base_url"], conn["password"]
-        operator_runs = [0]
+        operator_runs, staged = [0], [""]
         clients: dict[str, Callable[[], int]] = {
-            "operator": lambda: _operator_read(root, operator_runs, page_size),
+            "operator": lambda: _operator_read(root, operator_runs, page_size, staged),
             "bare": lambda: _bare_read(base_url, api_key, account_id, page_size, root),
             "hook": lambda: _hook_read(account_id, page_size),
         }
         for read in clients.values():  # warm-up: imports, connection lookup, first sockets
             _measure(read, info)
+        _same_lines(staged[0], root)  # the same records, byte for byte
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in clients}
         for rep in range(repetitions):
             names = list(clients) if rep % 2 == 0 else list(reversed(clients))
