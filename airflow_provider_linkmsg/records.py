@@ -13,12 +13,24 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal, Self
 
 Direction = Literal["inbound", "outbound"]
 Channel = Literal["standard", "sales_navigator"]
 GenerationStatus = Literal["generated", "pending", "failed"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+#: the JSON Lines encoder of staging (one, reused: ``json.dumps`` with options builds one per call)
+_JSON_LINE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _format_utc(dt: datetime) -> str:
+    """An aware UTC datetime as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (``isoformat``: a C call, no strftime)."""
+    if dt.year < 1000:  # strftime's %Y does not pad years before 1000: keep its form there
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{dt.replace(tzinfo=None).isoformat(timespec='microseconds')}Z"
 
 
 def to_utc_iso(value: datetime | int | float | str) -> str:
@@ -30,6 +42,13 @@ def to_utc_iso(value: datetime | int | float | str) -> str:
     """
     if isinstance(value, bool):
         raise TypeError(f"not a timestamp: {value!r}")
+    if type(value) is str and len(value) == 27 and value[-1] == "Z" and value[10] == "T" and value[19] == ".":
+        try:  # already in this form (what we write): parsed only to check it
+            naive = datetime.fromisoformat(value[:-1])
+        except ValueError:
+            naive = None  # not a date after all: the general path says why
+        if naive is not None and naive.tzinfo is None:
+            return _format_utc(naive.replace(tzinfo=UTC))
     if isinstance(value, int | float):
         dt = datetime.fromtimestamp(value / 1000, tz=UTC)
     elif isinstance(value, str):
@@ -44,40 +63,48 @@ def to_utc_iso(value: datetime | int | float | str) -> str:
         raise TypeError(f"not a timestamp: {value!r}")
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _format_utc(dt.astimezone(UTC))
 
 
 def parse_utc(value: str) -> datetime:
     """Parse a timestamp written by :func:`to_utc_iso` (or any ISO-8601 string) into an aware datetime."""
-    return datetime.fromisoformat(to_utc_iso(value).replace("Z", "+00:00"))
+    return datetime.fromisoformat(to_utc_iso(value)[:-1]).replace(tzinfo=UTC)
 
 
-def utc_to_epoch_ms(value: str) -> int:
-    """Epoch milliseconds of an ISO-8601 timestamp (for vendors whose cursors are epoch ms)."""
-    dt = parse_utc(value)
-    return int(dt.timestamp() * 1000)
+def utc_to_epoch_ms(value: str | int | float) -> int:
+    """
+    Epoch milliseconds of a timestamp (for vendors whose cursors are epoch ms), exact: counted in whole
+    milliseconds of the datetime, not through a float (which lands one below for some values). An int is
+    already epoch ms (:func:`to_utc_iso` reads it so).
+    """
+    if type(value) is int:
+        return value
+    return (parse_utc(value) - _EPOCH) // _MS
 
 
 @dataclass(frozen=True, slots=True)
 class _Record:
     record_type: ClassVar[str]
 
+    #: the field names, in order (set per class below: ``dataclasses.fields`` per record is costly)
+    _names: ClassVar[tuple[str, ...]] = ()
+
     def to_dict(self, *, include_raw: bool = True) -> dict[str, Any]:
         """A plain dict with ``key`` first; ``raw`` is dropped when ``include_raw`` is false or unset."""
         data = {"key": self.key}
-        for f in dataclasses.fields(self):
-            data[f.name] = getattr(self, f.name)
+        for name in self._names:
+            data[name] = getattr(self, name)
         if not include_raw or data.get("raw") is None:
             data.pop("raw", None)
         return data
 
     def to_json(self, *, include_raw: bool = True) -> str:
         """One line of JSON (no newline), keys in field order: the JSON Lines form of staging."""
-        return json.dumps(self.to_dict(include_raw=include_raw), ensure_ascii=False, separators=(",", ":"))
+        return _JSON_LINE.encode(self.to_dict(include_raw=include_raw))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = cls._names
         return cls(**{k: v for k, v in data.items() if k in names})
 
     @classmethod
@@ -171,6 +198,10 @@ class GeneratedMessage(_Record):
         """``koneksi:request_id:lead_id:message_type``."""
         return f"{self.vendor}:{self.request_id}:{self.lead_id}:{self.message_type}"
 
+
+for _cls in (Message, GeneratedMessage):
+    _cls._names = tuple(f.name for f in dataclasses.fields(_cls))
+del _cls
 
 RECORD_TYPES: dict[str, type[Message] | type[GeneratedMessage]] = {
     Message.record_type: Message,
