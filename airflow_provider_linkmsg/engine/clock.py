@@ -57,7 +57,11 @@ class RunClock:
 
     def ahead(self, value: str | None) -> bool:
         """Whether ``value`` (UTC ISO-8601, as :func:`to_utc_iso` writes it) is from the future."""
-        return bool(value) and parse_utc(value) > parse_utc(self.horizon())
+        if not value:
+            return False
+        now = self._now()
+        latest = (now if now > self._start else self._start) + self.slack
+        return parse_utc(value) > (latest if latest.tzinfo is not None else latest.replace(tzinfo=UTC))
 
     def clamp(self, value: str | None) -> str | None:
         """``value``, or the run's start when it is from the future."""

@@ -55,8 +55,12 @@ def total_slack(total: int) -> int:
     return max(10, total // 10)
 
 
+#: one encoder for every fingerprint (``json.dumps`` with options builds one per call)
+_CANONICAL = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":"))
+
+
 def _fingerprint(item: Any) -> str:
-    text = json.dumps(item, sort_keys=True, default=str, separators=(",", ":"))
+    text = _CANONICAL.encode(item)
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 

@@ -62,5 +62,7 @@ def test_odd_urls_on_the_origin_prefix_are_still_refused(url: str) -> None:
 
 def test_plain_urls_pass() -> None:
     expected = origin("https://api.example.com")
-    check_origin("https://api.example.com/conversations/urn%3Ali%3Ax/messages?cursor=a", expected, _WHERE, "x")
+    check_origin(
+        "https://api.example.com/conversations/urn%3Ali%3Ax/messages?cursor=a", expected, _WHERE, "x"
+    )
     check_origin("https://api.example.com:443/x", expected, _WHERE, "x")
