@@ -34,10 +34,10 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The suite on PYTEST_WORKERS pytest-xdist workers (2: this 2-core machine; 0 runs it in one process), each with
+# The suite in one process by default (PYTEST_WORKERS=0); PYTEST_WORKERS=2 runs it on pytest-xdist workers, each with
 # its own AIRFLOW_HOME, metadata DB, sandboxes and PostgreSQL (tests/conftest.py); a module's tests stay on one
 # worker (--dist loadfile), so module-scoped servers start once and its timing-sensitive tests run in order.
-PYTEST_WORKERS ?= 2
+PYTEST_WORKERS ?= 0
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
