@@ -151,24 +151,39 @@ class LinkMsgHook(AsyncTransport, BaseHook):
             )
         return conn
 
+    @cached_property
+    def connection_extra(self) -> dict[str, Any]:
+        """
+        The connection's extra, read once per hook (``extra_dejson`` registers its secrets with Airflow's
+        masker, which on some lines cannot run on an event loop: the async path sets this without it).
+        """
+        return self.connection.extra_dejson
+
     def extra(self, key: str, default: Any = None) -> Any:
         """A value from the connection's extra (plain or ``extra__<type>__`` key), or ``default``."""
-        value = extra_value(self.connection.extra_dejson, self.conn_type, key)
+        value = extra_value(self.connection_extra, self.conn_type, key)
         return default if value is None else value
+
+    def api_key_of(self, conn: Any, extra: Mapping[str, Any]) -> str:
+        """The API key of ``conn`` (its password, else the ``api_key`` extra), or ``""``."""
+        return conn.password or extra_value(extra, self.conn_type, "api_key") or ""
 
     @cached_property
     def conn_params(self) -> ConnParams:
         """Connection settings with defaults; the API key is registered with Airflow's secret masker."""
-        conn = self.connection
+        params = self.params_from(self.connection, self.connection_extra)
+        mask_secret(params.api_key)
+        return params
+
+    def params_from(self, conn: Any, extra: Mapping[str, Any]) -> ConnParams:
+        """The settings of ``conn`` (whose extra is ``extra``) with defaults; nothing is masked here."""
         info = self.vendor_info()
-        extra = conn.extra_dejson
-        api_key = conn.password or extra_value(extra, self.conn_type, "api_key") or ""
+        api_key = self.api_key_of(conn, extra)
         if not api_key:
             raise LinkMsgAuthError(
                 f"connection {self.conn_id!r} has no API key: put the key in the connection's password field",
                 vendor=self.vendor,
             )
-        mask_secret(api_key)
         host = conn.host or ""
         base_url = (
             self._base_url_override

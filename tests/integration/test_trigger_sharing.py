@@ -13,7 +13,7 @@ import time
 import pytest
 
 from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
-from airflow_provider_linkmsg.hooks.transport import apool
+from airflow_provider_linkmsg.hooks.transport import alookup, apool
 from airflow_provider_linkmsg.sandbox.koneksi import SEED_001_ID
 from airflow_provider_linkmsg.triggers.koneksi import KoneksiGenerationTrigger
 from tests.fixtures.koneksi import RETRIEVE, koneksi_calls, set_koneksi_conn
@@ -23,13 +23,13 @@ from tests.fixtures.koneksi import RETRIEVE, koneksi_calls, set_koneksi_conn
 def lookups(monkeypatch):
     """How many times Airflow was asked for a connection."""
     seen: list[str] = []
-    original = KoneksiHook.aget_connection.__func__
+    original = alookup.get_async_connection  # Airflow's own lookup, on every line
 
-    async def counting(cls, conn_id):
+    async def counting(conn_id, hook=None):
         seen.append(conn_id)
-        return await original(cls, conn_id)
+        return await original(conn_id, hook=hook)
 
-    monkeypatch.setattr(KoneksiHook, "aget_connection", classmethod(counting))
+    monkeypatch.setattr(alookup, "get_async_connection", counting)
     return seen
 
 

@@ -27,6 +27,7 @@ from airflow_provider_linkmsg.hooks.transport.ahttp import (
     async_transport,
     client_on,
 )
+from airflow_provider_linkmsg.hooks.transport.alookup import alook_up
 from airflow_provider_linkmsg.hooks.transport.apool import LoopPool, Shared, content_hash, loop_pool
 from airflow_provider_linkmsg.hooks.transport.aratelimit import AsyncRateLimiter
 from airflow_provider_linkmsg.hooks.transport.http import BodyDeadline
@@ -60,15 +61,10 @@ class AsyncTransport:
         if self._shared is not None:
             return
         pool = loop_pool()
-        if "connection" not in self.__dict__:
-            if hasattr(self, "aget_connection"):
-                lookup = lambda: self.aget_connection(self.conn_id)  # noqa: E731
-            else:  # Airflow 2.11 / 3.0 hooks have no async lookup: the blocking one, off the loop
-                import asyncio
-
-                lookup = lambda: asyncio.to_thread(self.get_connection, self.conn_id)  # noqa: E731
-            conn = await pool.connection(self.conn_id, lookup)
+        if "connection" not in self.__dict__ or "connection_extra" not in self.__dict__:
+            conn, extra = await pool.connection(self.conn_id, lambda: alook_up(self))
             self.__dict__["connection"] = self._checked(conn)
+            self.__dict__["connection_extra"] = extra
         overrides = (self._base_url_override, self._max_retries_override, self._max_retry_wait_override)
         key = (self.vendor, self.conn_id, overrides, content_hash(self.connection))
         self._shared, self._pool = pool.acquire(key, self._make_shared), pool
@@ -76,7 +72,8 @@ class AsyncTransport:
 
     def _make_shared(self, pool: LoopPool, key: tuple[Any, ...]) -> Shared:
         """The client, limiter, settings and retry engine every hook of this connection shares in one loop."""
-        p = self.conn_params
+        # the key was masked by the lookup: nothing here may call the synchronous masker on the loop
+        p = self.__dict__["conn_params"] = self.params_from(self.connection, self.connection_extra)
         headers = {
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
