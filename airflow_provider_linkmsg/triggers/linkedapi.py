@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpcore  # noqa: F401 - loaded with the trigger class, not on the event loop at the first poll (~0.3 s)
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_linkmsg.exceptions import LinkMsgError
