@@ -1,0 +1,223 @@
+"""
+Cheap async looks at an inbox, for the activity watchers: one listing page (ConnectSafely, LinkupAPI) or one
+``since`` read of given persons (Linked API), over the hooks' async transport (``arequest``: the connection's
+shared client, retries and rate limiter in the running event loop).
+
+Each look returns :class:`Sighting` values: a conversation (or a message, for Linked API) and an opaque
+marker of what was seen, so a watcher can tell a change of the set seen from a repeat of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_linkmsg.engine.windows import listing_marker
+from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgResponseError
+from airflow_provider_linkmsg.hooks.pagination import CreditBudget, check_count, per_ten
+from airflow_provider_linkmsg.records import to_utc_iso
+from airflow_provider_linkmsg.schemas import parse
+
+if TYPE_CHECKING:
+    from airflow_provider_linkmsg.hooks.connectsafely import ConnectSafelyHook
+    from airflow_provider_linkmsg.hooks.linkedapi import LinkedApiHook, Person, PersonMessages
+    from airflow_provider_linkmsg.hooks.linkup import LinkupHook
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """
+    One thing a look saw.
+
+    :param conversation: the record's conversation id.
+    :param key: what is tracked (the conversation id; ``conversation|message id`` for Linked API).
+    :param marker: what the look showed of it (a listing marker; a message's time).
+    :param at: its activity time (ISO-8601 UTC), when known.
+    """
+
+    conversation: str
+    key: str
+    marker: str
+    at: str | None
+
+
+def _iso(value: Any) -> str | None:
+    return to_utc_iso(value) if value not in (None, "") else None
+
+
+# ---- ConnectSafely ----------------------------------------------------------------------------------------
+async def connectsafely_first_page(hook: ConnectSafelyHook, account_id: str, count: int) -> list[Sighting]:
+    """
+    The first page of ``GET /conversations`` (most recent activity first, as the listing is served).
+
+    :param hook: the vendor hook (its async transport).
+    :param account_id: 24-hex account id.
+    :param count: conversations on the page, 1 to 100.
+    """
+    from airflow_provider_linkmsg.hooks.connectsafely import MAX_COUNT
+    from airflow_provider_linkmsg.schemas import connectsafely as schema
+
+    hook.check_account_id(account_id)
+    check_count(count, maximum=MAX_COUNT, vendor=hook.vendor)
+    response = await hook.arequest("GET", "/conversations", params={"accountId": account_id, "count": count})
+    data = response.data
+    parse(schema.ConversationsPage, data, vendor=hook.vendor, route="GET /conversations")
+    out = []
+    for item in data.get("conversations") or []:
+        latest = item.get("latestMessage") or {}
+        activity = item.get("lastActivityAt") or latest.get("sentAt")
+        marker = listing_marker(activity, latest.get("sentAt"), latest.get("text"), latest.get("senderName"))
+        urn = item["conversationUrn"]
+        out.append(Sighting(urn, urn, marker, _iso(activity)))
+    return out
+
+
+# ---- LinkupAPI ----------------------------------------------------------------------------------------------
+async def linkup_first_page(
+    hook: LinkupHook, account_id: str, count: int, budget: CreditBudget
+) -> list[Sighting]:
+    """
+    The first page of ``list_inbox``: ceil(count / 10) credits, reserved in ``budget`` before it is sent
+    (a call that does not fit raises :class:`~airflow_provider_linkmsg.exceptions.LinkMsgBudgetExceededError`
+    unsent); what the vendor reports, or the estimate when the answer is lost, is settled in it.
+
+    :param hook: the vendor hook (its async transport).
+    :param account_id: ``acc_...``.
+    :param count: conversations on the page, 1 to 100.
+    :param budget: the credits this call may take.
+    """
+    from airflow_provider_linkmsg.hooks.linkup import MAX_COUNT
+    from airflow_provider_linkmsg.schemas import linkup as schema
+
+    hook.check_account_id(account_id)
+    check_count(count, maximum=MAX_COUNT, vendor=hook.vendor)
+    estimate, what, route = per_ten(count), f"list_inbox on {account_id}", "POST /messages list_inbox"
+    body = {"account_id": account_id, "action": "list_inbox", "params": {"count": count}}
+    budget.reserve(estimate, what)
+    credits: float = 0
+    try:
+        response = await hook.arequest(
+            "POST", "/messages", json_body=body, on_lost_answer=lambda: budget.charge_lost(estimate, what)
+        )
+        envelope = response.data if isinstance(response.data, dict) else {}
+        if envelope.get("success") is not True:
+            message, code = hook.describe_error(response.status, envelope, "")
+            raise hook.error_class(response.status, code)(
+                f"list_inbox: {hook.redact(message)}", vendor=hook.vendor, endpoint="/messages", code=code
+            )
+        try:
+            parse(schema.Envelope, envelope, vendor=hook.vendor, route=route)
+            parse(schema.InboxData, envelope.get("data"), vendor=hook.vendor, route=route, prefix="data")
+        except LinkMsgResponseError:
+            credits = estimate  # the vendor may have charged: count the most it could
+            raise
+        credits = (envelope.get("metadata") or {}).get("credits_consumed") or 0
+        data = envelope["data"]
+    finally:
+        budget.settle(estimate, credits)
+    out = []
+    for item in data.get("conversations") or []:
+        last = item.get("last_message") or {}
+        time = last.get("time")
+        sender = (last.get("sender") or {}).get("profile_url")
+        marker = listing_marker(time, last.get("text"), sender) if last else "empty"
+        conversation = item["conversation_id"]
+        out.append(Sighting(conversation, conversation, marker, _iso(time)))
+    return out
+
+
+# ---- Linked API ---------------------------------------------------------------------------------------------
+async def linkedapi_since(
+    hook: LinkedApiHook, persons: Sequence[tuple[Person, str | None]]
+) -> list[PersonMessages]:
+    """
+    Messages of synchronized conversations since a time each (free calls): one ``/conversations/poll``
+    (current API) or ``conversations.get`` in ``long`` result handling (seed API) for all ``persons``. On
+    the current API, persons named in a ``conversationsNotSynced`` error are set aside and the rest read
+    again; when none is named, each is read alone.
+
+    :param hook: the vendor hook (its async transport).
+    :param persons: ``(person, since)`` pairs, ``since`` ISO-8601 or ``None`` (the whole history).
+    """
+    from airflow_provider_linkmsg.hooks.linkedapi import _since_param
+
+    pairs = [(p, _since_param(s)) for p, s in persons]
+    await hook.aconnect()
+    if hook.api == "seed":
+        return await _seed_get(hook, pairs)
+    return await _poll(hook, pairs)
+
+
+async def _seed_get(hook: LinkedApiHook, pairs: list[tuple[Person, str | None]]) -> list[PersonMessages]:
+    from airflow_provider_linkmsg.hooks.linkedapi import PersonMessages
+
+    since = dict(pairs)
+    endpoint = "/account/conversations.get"
+    response = await hook.arequest(
+        "POST",
+        endpoint,
+        json_body=hook._seed_body(since, since),
+        headers={"result-handling": "long"},
+        timeout=max(hook.conn_params.read_timeout, hook.long_poll_timeout),
+    )
+    data = response.data or {}
+    if data.get("status") != "complete":
+        if data.get("status") == "error":
+            raise hook._seed_failure(data, endpoint)
+        raise LinkMsgResponseError(
+            f"conversations.get answered {str(data.get('status'))[:40]!r}, not complete, in long result "
+            "handling",
+            vendor=hook.vendor,
+            endpoint=endpoint,
+        )
+    answered = dict(hook._seed_items(data.get("completion") or {}))
+    out = []
+    for person, after in pairs:
+        result = answered.get(person)
+        if result is None:
+            out.append(PersonMessages(person, after, error="missing", message="not in the answer"))
+        elif result.get("success"):
+            out.append(PersonMessages(person, after, list((result.get("data") or {}).get("messages") or [])))
+        else:
+            err = result.get("error") or {}
+            code = err.get("errorType") or err.get("type") or "unknown"
+            out.append(PersonMessages(person, after, error=code, message=err.get("message")))
+    return out
+
+
+async def _poll(hook: LinkedApiHook, pairs: list[tuple[Person, str | None]]) -> list[PersonMessages]:
+    from airflow_provider_linkmsg.hooks.linkedapi import NOT_SYNCED_ERRORS, PersonMessages
+    from airflow_provider_linkmsg.schemas import linkedapi as schema
+
+    body = [{"personUrl": p.url, "type": p.channel, **({"since": s} if s else {})} for p, s in pairs]
+    try:
+        data = (await hook.arequest("POST", "/conversations/poll", json_body=body)).data or {}
+        result = parse(schema.PollAnswer, data, vendor=hook.vendor, route="POST /conversations/poll")
+    except LinkMsgError as exc:
+        if exc.code not in NOT_SYNCED_ERRORS:
+            raise
+        if len(pairs) == 1:
+            return [PersonMessages(pairs[0][0], pairs[0][1], error=exc.code, message=exc.detail)]
+        named = [(p, s) for p, s in pairs if p.url in (exc.detail or "")]
+        rest = [(p, s) for p, s in pairs if (p, s) not in named]
+        unsynced = [PersonMessages(p, s, error=exc.code, message="conversation not synced") for p, s in named]
+        if named and rest:
+            return unsynced + await _poll(hook, rest)
+        if named:
+            return unsynced
+        return [m for pair in pairs for m in await _poll(hook, [pair])]
+    from airflow_provider_linkmsg.hooks.linkedapi import Person, normalize_person_url
+
+    answered = {
+        Person(normalize_person_url(item["personUrl"]), item.get("type", "st")): item
+        for item in result.get("result") or []
+    }
+    out = []
+    for person, after in pairs:
+        item = answered.get(person)
+        if item is None:
+            out.append(PersonMessages(person, after, error="missing", message="not in the answer"))
+        else:
+            out.append(PersonMessages(person, after, list(item.get("messages") or [])))
+    return out

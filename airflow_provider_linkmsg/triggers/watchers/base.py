@@ -1,0 +1,201 @@
+"""
+The loop every inbox activity watcher runs: look, compare with what it has seen, persist, fire, sleep.
+
+Order of a look that finds new activity: the new state is written first, then the event is yielded. A
+watcher re-created from its kwargs (a triggerer restart, an asset watcher moved to another triggerer) reads
+the state back and never fires again for what it already fired for. The one window left is Airflow's own:
+an event yielded but not yet committed by the triggerer when it dies is lost, like any trigger event; the
+incremental retrieve of the next run (next activity, or a slow fallback schedule) still reads it, since
+the watcher only starts runs and never decides what they read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from airflow.providers.common.compat.triggers import BaseEventTrigger
+from airflow.triggers.base import TriggerEvent
+
+from airflow_provider_linkmsg.exceptions import LinkMsgAuthError, LinkMsgError, LinkMsgValidationError
+from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
+
+#: conversation ids named in one event at most (``changed`` gives the full count)
+MAX_LISTED = 100
+#: the longest wait after failed looks (seconds)
+MAX_BACKOFF = 3600.0
+
+
+@dataclass
+class Observation:
+    """
+    What one look found.
+
+    :param changed: conversations with new activity, most recently active first.
+    :param newest: the newest activity time among them (ISO-8601 UTC).
+    :param state: the watcher's whole state after this look (persisted when it differs).
+    :param extra: more for the event (e.g. the credits of a LinkupAPI watcher).
+    :param wait: seconds until the next look, when not the poll interval (a spent budget).
+    :param looked: false when no look was made (a spent budget): the watcher is still new after it.
+    """
+
+    changed: list[str]
+    newest: str | None
+    state: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+    wait: float | None = None
+    looked: bool = True
+
+
+class InboxActivityTrigger(BaseEventTrigger):
+    """
+    Base of the inbox activity watchers (one per vendor): fires a ``TriggerEvent`` whenever a look at
+    the account shows activity it has not fired for.
+
+    The event's payload: ``vendor``, ``conn_id``, ``account``, ``conversations`` (at most 100 ids, most
+    recently active first), ``changed`` (how many), ``newest_activity`` (ISO-8601 UTC), ``first_look``,
+    ``watcher`` (the state key) and vendor extras.
+
+    :param poll_interval: seconds between looks (jittered by 10%); the connection's rate limiter, shared by
+        every watcher and trigger of the connection in the triggerer, spaces the calls further when needed.
+    :param fire_on_start: when the watcher has no state yet (first look ever, or a new ``state_key``), fire
+        for the activity the first look shows (default: the DAG makes its first retrieve); ``False``: only
+        remember it and fire for what comes after.
+    :param state_key: names the persisted state; by default a digest of every other argument, so two
+        watchers that differ in anything never share state. Set it to keep the state across a change of
+        arguments (a new ``poll_interval``).
+    :param staging_path: root of the state (default ``[linkmsg] staging_path``); shared by every triggerer
+        that may run the watcher (a URL such as ``s3://bucket/linkmsg`` with ``staging_conn_id``).
+    :param staging_conn_id: connection of the staging store.
+    """
+
+    vendor: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        poll_interval: float = 300.0,
+        fire_on_start: bool = True,
+        state_key: str | None = None,
+        staging_path: str | None = None,
+        staging_conn_id: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.poll_interval = poll_interval
+        self.fire_on_start = fire_on_start
+        self.state_key = state_key
+        self.staging_path = staging_path
+        self.staging_conn_id = staging_conn_id
+
+    # ---- what a vendor watcher provides ----------------------------------------------------------------
+    def vendor_kwargs(self) -> dict[str, Any]:
+        """The vendor watcher's own arguments (serialized with the common ones)."""
+        raise NotImplementedError
+
+    def make_hook(self) -> Any:
+        """The vendor hook the looks go through."""
+        raise NotImplementedError
+
+    def account(self, hook: Any) -> str:
+        """The account watched, for the event and the logs."""
+        raise NotImplementedError
+
+    async def observe(self, hook: Any, state: dict[str, Any], store: WatcherStore) -> Observation:
+        """One look: what is new since ``state``, and the state after it."""
+        raise NotImplementedError
+
+    # ---- the common part --------------------------------------------------------------------------------
+    def common_kwargs(self) -> dict[str, Any]:
+        return {
+            "poll_interval": self.poll_interval,
+            "fire_on_start": self.fire_on_start,
+            "state_key": self.state_key,
+            "staging_path": self.staging_path,
+            "staging_conn_id": self.staging_conn_id,
+        }
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return f"{type(self).__module__}.{type(self).__qualname__}", {
+            **self.vendor_kwargs(),
+            **self.common_kwargs(),
+        }
+
+    def resolved_state_key(self) -> str:
+        """``state_key``, or ``{vendor}-{digest of every other argument}``."""
+        if self.state_key:
+            return self.state_key
+        classpath, kwargs = self.serialize()
+        kwargs = {k: v for k, v in kwargs.items() if k != "state_key"}
+        text = json.dumps([classpath, kwargs], sort_keys=True, default=str)
+        return f"{self.vendor}-{hashlib.sha256(text.encode()).hexdigest()[:20]}"
+
+    def check_arguments(self) -> None:
+        """Raise :class:`LinkMsgValidationError` for arguments no look can work with (before any call)."""
+        interval = self.poll_interval
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
+            raise LinkMsgValidationError(
+                f"poll_interval must be a number of seconds above 0, got {interval!r}",
+                field="poll_interval",
+                vendor=self.vendor,
+            )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        self.check_arguments()
+        key = self.resolved_state_key()
+        store = WatcherStore(self.staging_path, self.staging_conn_id, vendor=self.vendor, key=key)
+        hook = self.make_hook()
+        failures = 0
+        try:
+            state = await store.load()
+            while True:
+                wait = self.poll_interval * random.uniform(0.9, 1.1)
+                try:
+                    found = await self.observe(hook, state, store)
+                except LinkMsgValidationError:
+                    raise  # the watcher's arguments cannot work: a retry cannot fix them
+                except LinkMsgError as exc:
+                    failures += 1
+                    wait = min(
+                        self.poll_interval * 2 ** min(failures, 10), max(MAX_BACKOFF, self.poll_interval)
+                    )
+                    level = self.log.error if isinstance(exc, LinkMsgAuthError) else self.log.warning
+                    level("%s watcher %s: look failed (%s); next look in %.0f s", self.vendor, key, exc, wait)
+                    await asyncio.sleep(wait)
+                    continue
+                failures = 0
+                first = not state.get("initialized")
+                new_state = {**found.state, "initialized": True} if found.looked else found.state
+                if new_state != state:
+                    await store.save(new_state)  # before the event: a restart never fires it again
+                    state = new_state
+                if found.changed and (self.fire_on_start or not first):
+                    self.log.info(
+                        "%s watcher %s: %d conversation(s) with new activity on %s (newest %s)",
+                        self.vendor,
+                        key,
+                        len(found.changed),
+                        self.account(hook),
+                        found.newest,
+                    )
+                    yield TriggerEvent(self._payload(hook, key, found, first))
+                await asyncio.sleep(found.wait if found.wait is not None else wait)
+        finally:
+            await hook.aclose()
+
+    def _payload(self, hook: Any, key: str, found: Observation, first: bool) -> dict[str, Any]:
+        return {
+            "vendor": self.vendor,
+            "conn_id": hook.conn_id,
+            "account": self.account(hook),
+            "conversations": found.changed[:MAX_LISTED],
+            "changed": len(found.changed),
+            "newest_activity": found.newest,
+            "first_look": first,
+            "watcher": key,
+            **found.extra,
+        }

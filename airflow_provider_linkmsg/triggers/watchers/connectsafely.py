@@ -1,0 +1,70 @@
+"""ConnectSafely inbox activity watcher: the first page of the account's conversation listing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_linkmsg.hooks.inbox.firstpage import connectsafely_first_page
+from airflow_provider_linkmsg.triggers.watchers.base import InboxActivityTrigger, Observation
+from airflow_provider_linkmsg.triggers.watchers.ledger import (
+    MIN_KEEP,
+    changed_conversations,
+    new_sightings,
+    newest,
+    remember,
+)
+from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
+
+
+class ConnectSafelyInboxActivityTrigger(InboxActivityTrigger):
+    """
+    Watch a ConnectSafely account: one ``GET /conversations`` call (free; it counts against the
+    connection's rate limit) per look, firing for every conversation on the first page whose listing
+    (activity time, latest message) differs from what the watcher has seen.
+
+    Its bound: activity in a conversation that the vendor does not list on the first page is seen when it
+    reaches the first page. The vendor lists the most recently active first, so new activity does; raise
+    ``page_size`` (up to 100, still one call) for accounts whose listing order you do not trust.
+
+    :param account_id: 24-hex account id.
+    :param connectsafely_conn_id: Airflow connection of type ``connectsafely``.
+    :param page_size: conversations per look, 1 to 100.
+    :param kwargs: the common watcher arguments (see :class:`InboxActivityTrigger`).
+    """
+
+    vendor = "connectsafely"
+
+    def __init__(
+        self,
+        *,
+        account_id: str,
+        connectsafely_conn_id: str = "connectsafely_default",
+        page_size: int = 20,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.account_id = account_id
+        self.connectsafely_conn_id = connectsafely_conn_id
+        self.page_size = page_size
+
+    def vendor_kwargs(self) -> dict[str, Any]:
+        return {
+            "account_id": self.account_id,
+            "connectsafely_conn_id": self.connectsafely_conn_id,
+            "page_size": self.page_size,
+        }
+
+    def make_hook(self) -> Any:
+        from airflow_provider_linkmsg.hooks.connectsafely import ConnectSafelyHook
+
+        return ConnectSafelyHook(self.connectsafely_conn_id)
+
+    def account(self, hook: Any) -> str:
+        return self.account_id
+
+    async def observe(self, hook: Any, state: dict[str, Any], store: WatcherStore) -> Observation:
+        sightings = await connectsafely_first_page(hook, self.account_id, self.page_size)
+        ledger = state.get("seen") or {}
+        new = new_sightings(ledger, sightings)
+        seen = remember(ledger, sightings, keep=max(MIN_KEEP, 10 * self.page_size))
+        return Observation(changed_conversations(new), newest(new), {**state, "seen": seen})

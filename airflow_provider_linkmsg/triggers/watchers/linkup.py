@@ -1,0 +1,142 @@
+"""LinkupAPI inbox activity watcher: the first ``list_inbox`` page, within a daily credit budget."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgValidationError
+from airflow_provider_linkmsg.hooks.inbox.firstpage import linkup_first_page
+from airflow_provider_linkmsg.hooks.pagination import CreditBudget, per_ten
+from airflow_provider_linkmsg.triggers.watchers.base import InboxActivityTrigger, Observation
+from airflow_provider_linkmsg.triggers.watchers.ledger import (
+    MIN_KEEP,
+    changed_conversations,
+    new_sightings,
+    newest,
+    remember,
+)
+from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
+
+
+class LinkupInboxActivityTrigger(InboxActivityTrigger):
+    """
+    Watch a LinkupAPI account: one ``list_inbox`` call per look (ceil(page_size / 10) credits), firing for
+    every conversation on the first page whose last message differs from what the watcher has seen.
+
+    Credits: the watcher spends at most ``daily_credit_budget`` per UTC day. Each look's most possible cost
+    is counted (and persisted) before it is sent and corrected to what the vendor reports after, so a
+    restart neither resets nor overruns the day's spend. When the next look does not fit, the watcher logs
+    a warning saying so and looks again after midnight UTC; every event carries ``credits``
+    (``daily_budget``, ``spent_today``, ``day``, ``exhausted``: no look fits any more today).
+
+    Its bound: as :class:`ConnectSafelyInboxActivityTrigger`, activity is seen once its conversation is on
+    the first page (the vendor lists the most recent first).
+
+    :param account_id: ``acc_...``.
+    :param daily_credit_budget: credits the watcher may spend per UTC day (e.g. 288 for a look every five
+        minutes with ``page_size`` 10).
+    :param linkup_conn_id: Airflow connection of type ``linkup``.
+    :param page_size: conversations per look, 1 to 100 (10 costs 1 credit a look).
+    :param kwargs: the common watcher arguments (see :class:`InboxActivityTrigger`).
+    """
+
+    vendor = "linkup"
+
+    def __init__(
+        self,
+        *,
+        account_id: str,
+        daily_credit_budget: float,
+        linkup_conn_id: str = "linkup_default",
+        page_size: int = 10,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.account_id = account_id
+        self.daily_credit_budget = daily_credit_budget
+        self.linkup_conn_id = linkup_conn_id
+        self.page_size = page_size
+
+    def vendor_kwargs(self) -> dict[str, Any]:
+        return {
+            "account_id": self.account_id,
+            "daily_credit_budget": self.daily_credit_budget,
+            "linkup_conn_id": self.linkup_conn_id,
+            "page_size": self.page_size,
+        }
+
+    def resolved_state_key(self) -> str:
+        """As the base, but the budget is not part of the digest: a new budget keeps the day's spend."""
+        if self.state_key:
+            return self.state_key
+        budget, self.daily_credit_budget = self.daily_credit_budget, None  # type: ignore[assignment]
+        try:
+            return super().resolved_state_key()
+        finally:
+            self.daily_credit_budget = budget
+
+    def check_arguments(self) -> None:
+        super().check_arguments()
+        budget = self.daily_credit_budget
+        if isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 <= budget < float("inf"):
+            raise LinkMsgValidationError(
+                f"daily_credit_budget must be a number of credits, 0 or more, got {budget!r}",
+                field="daily_credit_budget",
+                vendor=self.vendor,
+            )
+
+    def make_hook(self) -> Any:
+        from airflow_provider_linkmsg.hooks.linkup import LinkupHook
+
+        return LinkupHook(self.linkup_conn_id)
+
+    def account(self, hook: Any) -> str:
+        return self.account_id
+
+    def _credits(self, day: str, spent: float, estimate: float) -> dict[str, Any]:
+        return {
+            "daily_budget": self.daily_credit_budget,
+            "spent_today": spent,
+            "day": day,
+            "exhausted": spent + estimate > self.daily_credit_budget,
+        }
+
+    async def observe(self, hook: Any, state: dict[str, Any], store: WatcherStore) -> Observation:
+        now = datetime.now(UTC)
+        day = now.date().isoformat()
+        kept = state.get("credits") or {}
+        spent = float(kept.get("spent") or 0) if kept.get("day") == day else 0.0
+        estimate = per_ten(self.page_size)
+        if spent + estimate > self.daily_credit_budget:
+            midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+            if kept.get("stopped") != day:
+                self.log.warning(
+                    "linkup watcher on %s: daily_credit_budget=%g reached (%g spent on %s, a look costs up "
+                    "to %g); no look until %s",
+                    self.account_id,
+                    self.daily_credit_budget,
+                    spent,
+                    day,
+                    estimate,
+                    midnight.isoformat(),
+                )
+            credits = {"day": day, "spent": spent, "stopped": day}
+            wait = (midnight - now).total_seconds() + 1
+            return Observation([], None, {**state, "credits": credits}, wait=wait, looked=False)
+        reserved = {**state, "credits": {"day": day, "spent": spent + estimate}}
+        await store.save(reserved)  # counted before it is sent: a crash cannot spend it twice
+        budget = CreditBudget(self.daily_credit_budget - spent, vendor=self.vendor)
+        try:
+            sightings = await linkup_first_page(hook, self.account_id, self.page_size, budget)
+        except LinkMsgError:
+            state["credits"] = {"day": day, "spent": spent + budget.spent}  # a lost answer may have cost
+            await store.save(state)
+            raise
+        spent += budget.spent
+        ledger = state.get("seen") or {}
+        new = new_sightings(ledger, sightings)
+        seen = remember(ledger, sightings, keep=max(MIN_KEEP, 10 * self.page_size))
+        new_state = {**state, "seen": seen, "credits": {"day": day, "spent": spent}}
+        extra = {"credits": self._credits(day, spent, estimate)}
+        return Observation(changed_conversations(new), newest(new), new_state, extra)

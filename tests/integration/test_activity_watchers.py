@@ -1,0 +1,169 @@
+"""
+Inbox activity watchers against the sandbox over real HTTP: one event per new activity, none for an
+unchanged inbox, none again after a restart (a new trigger from the same kwargs), the LinkupAPI daily
+credit budget, and the connection's rate limit across many watchers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import pytest
+
+from airflow_provider_linkmsg.hooks.linkedapi import LinkedApiHook
+from airflow_provider_linkmsg.triggers.watchers.connectsafely import ConnectSafelyInboxActivityTrigger
+from airflow_provider_linkmsg.triggers.watchers.linkedapi import LinkedApiInboxActivityTrigger
+from airflow_provider_linkmsg.triggers.watchers.linkup import LinkupInboxActivityTrigger
+from tests.fixtures.inbox import set_extra
+
+POLL = 0.03
+SETTLE = 0.6  # seconds of looks after a change: many looks, so a second event would show
+
+
+class Watch:
+    """Run a watcher in the background, as the triggerer does, and collect its events."""
+
+    def __init__(self, trigger) -> None:
+        self.trigger = trigger
+        self.events: list[dict] = []
+        self.task = asyncio.create_task(self._collect())
+
+    async def _collect(self) -> None:
+        async for event in self.trigger.run():
+            self.events.append(event.payload)
+
+    async def stop(self) -> None:  # the triggerer cancels a trigger it stops running
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        assert not self.task.cancelled() or self.task.exception is not None
+
+
+def calls(sandbox, prefix: str) -> float:
+    return sum(v for k, v in sandbox.stats().get("calls", {}).items() if k.startswith(prefix))
+
+
+def account_of(sandbox, vendor: str) -> str:
+    return sandbox.truth(vendor)["accounts"][0]["id"]
+
+
+def make(vendor: str, sandbox, tmp_path, **kwargs):
+    kwargs.setdefault("poll_interval", POLL)
+    kwargs.setdefault("staging_path", str(tmp_path))
+    if vendor == "connectsafely":
+        return ConnectSafelyInboxActivityTrigger(account_id=account_of(sandbox, vendor), **kwargs)
+    kwargs.setdefault("daily_credit_budget", 10_000)
+    return LinkupInboxActivityTrigger(account_id=account_of(sandbox, vendor), **kwargs)
+
+
+@pytest.mark.parametrize("vendor", ["connectsafely", "linkup"])
+async def test_fires_once_per_new_activity_and_not_again_after_a_restart(inbox_sandbox, tmp_path, vendor):
+    sandbox = inbox_sandbox(vendor, conversations=30)
+    trigger = make(vendor, sandbox, tmp_path)
+    watch = Watch(trigger)
+    await asyncio.sleep(SETTLE)
+    assert len(watch.events) == 1, watch.events  # the first look: the DAG's first retrieve
+    first = watch.events[0]
+    assert first["first_look"] is True and first["changed"] > 0
+    assert first["vendor"] == vendor and first["account"] == trigger.account_id
+
+    looks = calls(sandbox, vendor)
+    await asyncio.sleep(SETTLE)  # unchanged inbox: looks, no event
+    assert calls(sandbox, vendor) > looks + 3 and len(watch.events) == 1
+
+    changed = sandbox.advance(seconds=60, conversations=1, messages=1)[vendor]["changed"]
+    await asyncio.sleep(SETTLE)
+    assert len(watch.events) == 2, watch.events
+    event = watch.events[1]
+    assert event["conversations"] == changed and event["changed"] == 1 and event["first_look"] is False
+    newest = max(m["sent_at"] for m in sandbox.truth(vendor)["messages"] if m["conversation_id"] in changed)
+    assert event["newest_activity"] == newest
+    await watch.stop()
+
+    again = Watch(type(trigger)(**trigger.serialize()[1]))  # a triggerer restart: same kwargs, new instance
+    await asyncio.sleep(SETTLE)
+    assert again.events == []
+    sandbox.advance(seconds=60, conversations=2, messages=1)
+    await asyncio.sleep(SETTLE)
+    assert [e["changed"] for e in again.events] == [2]
+    await again.stop()
+
+
+@pytest.mark.parametrize("at", ["equal", "older"])
+async def test_same_time_and_out_of_order_activity_fire(inbox_sandbox, tmp_path, at):
+    sandbox = inbox_sandbox("connectsafely", conversations=20)
+    watch = Watch(make("connectsafely", sandbox, tmp_path, fire_on_start=False))
+    await asyncio.sleep(SETTLE)
+    assert watch.events == []  # fire_on_start=False: the first look is only remembered
+
+    changed = sandbox.advance(seconds=1, conversations=1, messages=1, at=at)["connectsafely"]["changed"]
+    await asyncio.sleep(SETTLE)
+    assert [e["conversations"] for e in watch.events] == [changed]
+    await watch.stop()
+
+
+async def test_linkup_spends_only_its_daily_budget_across_restarts(inbox_sandbox, tmp_path, capsys):
+    sandbox = inbox_sandbox("linkup", conversations=30)
+    trigger = make("linkup", sandbox, tmp_path, daily_credit_budget=4, page_size=20)  # 2 credits a look
+    watch = Watch(trigger)
+    await asyncio.sleep(SETTLE)
+    await watch.stop()
+    assert calls(sandbox, "linkup") == 2
+    assert sandbox.stats()["credits_by_action"]["list_inbox"] == 4
+    assert [e["credits"] for e in watch.events] == [
+        {"daily_budget": 4, "spent_today": 2, "day": watch.events[0]["credits"]["day"], "exhausted": False}
+    ]
+    logged = capsys.readouterr()
+    assert "daily_credit_budget=4 reached (4 spent" in logged.out + logged.err  # structlog writes to stdout
+
+    again = Watch(type(trigger)(**trigger.serialize()[1]))
+    await asyncio.sleep(SETTLE)
+    await again.stop()
+    assert calls(sandbox, "linkup") == 2, "a restart must not reset the day's spend"
+
+
+async def test_watchers_of_one_connection_stay_within_its_rate_limit(inbox_sandbox, tmp_path, monkeypatch):
+    sandbox = inbox_sandbox("connectsafely", conversations=5)
+    rate, burst = 20.0, 2
+    set_extra(monkeypatch, "connectsafely", requests_per_second=rate, burst=burst)
+    watches = [
+        Watch(make("connectsafely", sandbox, tmp_path, poll_interval=0.01, state_key=f"w{i}")) for i in range(30)
+    ]
+    started = time.monotonic()
+    await asyncio.sleep(1.5)
+    for watch in watches:
+        await watch.stop()
+    elapsed = time.monotonic() - started
+    made = calls(sandbox, "connectsafely")
+    assert made <= burst + rate * elapsed + 1, f"{made} calls in {elapsed:.2f} s at {rate}/s"
+    assert made >= rate * 1.0, "the watchers hardly looked: the test shows nothing"
+    fired = [len(w.events) for w in watches]
+    assert max(fired) == 1 and sum(fired) >= 10, fired  # first looks through the queue, none twice
+
+
+@pytest.mark.parametrize("api", ["seed", "current"])
+async def test_linkedapi_fires_for_new_messages_only(linkedapi_world, tmp_path, api):
+    world = linkedapi_world(api)
+    persons = world.persons()
+    hook = LinkedApiHook()
+    hook.wait_for_job(hook.synchronize(persons), timeout=30)
+    trigger = LinkedApiInboxActivityTrigger(
+        persons=persons, poll_interval=POLL, staging_path=str(tmp_path), fire_on_start=False
+    )
+    watch = Watch(trigger)
+    await asyncio.sleep(SETTLE)
+    assert watch.events == []
+
+    added = world.sandbox.advance(seconds=5, linkedapi={"persons": 1, "messages": 2})["linkedapi"]["added"]
+    await asyncio.sleep(SETTLE)
+    assert len(watch.events) == 1, watch.events
+    person = added[0]["person"] + ("" if added[0]["type"] == "st" else "#sales_navigator")
+    assert watch.events[0]["conversations"] == [person]
+    await watch.stop()
+
+    again = Watch(LinkedApiInboxActivityTrigger(**trigger.serialize()[1]))
+    await asyncio.sleep(SETTLE)
+    assert again.events == []
+    await again.stop()
