@@ -41,6 +41,15 @@ class Watch:
         assert not self.task.cancelled() or self.task.exception is not None
 
 
+async def until(check, timeout: float = 15.0) -> None:
+    """Wait until ``check()`` holds (a loaded machine may take a while), then some more looks."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(SETTLE)  # more looks: a second event would show
+
+
 def calls(sandbox, prefix: str) -> float:
     return sum(v for k, v in sandbox.stats().get("calls", {}).items() if k.startswith(prefix))
 
@@ -63,7 +72,7 @@ async def test_fires_once_per_new_activity_and_not_again_after_a_restart(inbox_s
     sandbox = inbox_sandbox(vendor, conversations=30)
     trigger = make(vendor, sandbox, tmp_path)
     watch = Watch(trigger)
-    await asyncio.sleep(SETTLE)
+    await until(lambda: watch.events)
     assert len(watch.events) == 1, watch.events  # the first look: the DAG's first retrieve
     first = watch.events[0]
     assert first["first_look"] is True and first["changed"] > 0
@@ -74,7 +83,7 @@ async def test_fires_once_per_new_activity_and_not_again_after_a_restart(inbox_s
     assert calls(sandbox, vendor) > looks + 3 and len(watch.events) == 1
 
     changed = sandbox.advance(seconds=60, conversations=1, messages=1)[vendor]["changed"]
-    await asyncio.sleep(SETTLE)
+    await until(lambda: len(watch.events) > 1)
     assert len(watch.events) == 2, watch.events
     event = watch.events[1]
     assert event["conversations"] == changed and event["changed"] == 1 and event["first_look"] is False
@@ -83,24 +92,35 @@ async def test_fires_once_per_new_activity_and_not_again_after_a_restart(inbox_s
     await watch.stop()
 
     again = Watch(type(trigger)(**trigger.serialize()[1]))  # a triggerer restart: same kwargs, new instance
-    await asyncio.sleep(SETTLE)
+    looks = calls(sandbox, vendor)
+    await until(lambda: calls(sandbox, vendor) > looks + 3)
     assert again.events == []
     sandbox.advance(seconds=60, conversations=2, messages=1)
-    await asyncio.sleep(SETTLE)
+    await until(lambda: again.events)
     assert [e["changed"] for e in again.events] == [2]
     await again.stop()
 
 
 @pytest.mark.parametrize("at", ["equal", "older"])
-async def test_same_time_and_out_of_order_activity_fire(inbox_sandbox, tmp_path, at):
-    sandbox = inbox_sandbox("connectsafely", conversations=20)
-    watch = Watch(make("connectsafely", sandbox, tmp_path, fire_on_start=False))
-    await asyncio.sleep(SETTLE)
-    assert watch.events == []  # fire_on_start=False: the first look is only remembered
+async def test_linkedapi_same_time_and_out_of_order_messages_fire(linkedapi_world, tmp_path, at):
+    world = linkedapi_world("current")
+    persons = [{"person": p["person"], "channel": p["channel"]} for p in world.truth["persons"]]
+    hook = LinkedApiHook()
+    hook.wait_for_job(hook.synchronize(persons), timeout=30)
+    watch = Watch(
+        LinkedApiInboxActivityTrigger(
+            persons=persons, poll_interval=POLL, staging_path=str(tmp_path), fire_on_start=False
+        )
+    )
+    await until(lambda: world.counter("get_or_poll") > 3)
+    assert watch.events == []
 
-    changed = sandbox.advance(seconds=1, conversations=1, messages=1, at=at)["connectsafely"]["changed"]
-    await asyncio.sleep(SETTLE)
-    assert [e["conversations"] for e in watch.events] == [changed]
+    # a message at the very time of the conversation's newest, or a minute before it: no newer maximum
+    target = next(p for p in world.truth["persons"] if p["channel"] == "standard")["person"]
+    body = {"conversation_ids": [target], "messages": 1, "at": at, "older_by_ms": 60_000}
+    world.sandbox.advance(seconds=1, linkedapi=body)
+    await until(lambda: watch.events)
+    assert [e["conversations"] for e in watch.events] == [[target]]
     await watch.stop()
 
 
@@ -108,7 +128,7 @@ async def test_linkup_spends_only_its_daily_budget_across_restarts(inbox_sandbox
     sandbox = inbox_sandbox("linkup", conversations=30)
     trigger = make("linkup", sandbox, tmp_path, daily_credit_budget=4, page_size=20)  # 2 credits a look
     watch = Watch(trigger)
-    await asyncio.sleep(SETTLE)
+    await until(lambda: calls(sandbox, "linkup") >= 2)
     await watch.stop()
     assert calls(sandbox, "linkup") == 2
     assert sandbox.stats()["credits_by_action"]["list_inbox"] == 4
@@ -129,7 +149,8 @@ async def test_watchers_of_one_connection_stay_within_its_rate_limit(inbox_sandb
     rate, burst = 20.0, 2
     set_extra(monkeypatch, "connectsafely", requests_per_second=rate, burst=burst)
     watches = [
-        Watch(make("connectsafely", sandbox, tmp_path, poll_interval=0.01, state_key=f"w{i}")) for i in range(30)
+        Watch(make("connectsafely", sandbox, tmp_path, poll_interval=0.01, state_key=f"w{i}"))
+        for i in range(30)
     ]
     started = time.monotonic()
     await asyncio.sleep(1.5)
@@ -153,17 +174,18 @@ async def test_linkedapi_fires_for_new_messages_only(linkedapi_world, tmp_path, 
         persons=persons, poll_interval=POLL, staging_path=str(tmp_path), fire_on_start=False
     )
     watch = Watch(trigger)
-    await asyncio.sleep(SETTLE)
+    await until(lambda: world.counter("get_or_poll") > 3)
     assert watch.events == []
 
     added = world.sandbox.advance(seconds=5, linkedapi={"persons": 1, "messages": 2})["linkedapi"]["added"]
-    await asyncio.sleep(SETTLE)
+    await until(lambda: watch.events)
     assert len(watch.events) == 1, watch.events
     person = added[0]["person"] + ("" if added[0]["type"] == "st" else "#sales_navigator")
     assert watch.events[0]["conversations"] == [person]
     await watch.stop()
 
     again = Watch(LinkedApiInboxActivityTrigger(**trigger.serialize()[1]))
-    await asyncio.sleep(SETTLE)
+    looks = world.counter("get_or_poll")
+    await until(lambda: world.counter("get_or_poll") > looks + 3)
     assert again.events == []
     await again.stop()
