@@ -215,7 +215,8 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": _modules("hooks", list(VENDORS)),
         "operators": _modules("operators", list(VENDORS)),
         "sensors": _modules("sensors", ["koneksi"]),
-        "triggers": _modules("triggers", ["koneksi", "linkedapi"]),
+        "triggers": _modules("triggers", ["koneksi", "linkedapi"])
+        + _modules("triggers.watchers", ["connectsafely", "linkedapi", "linkup"]),
         "connection-types": [_connection_type(info) for info in VENDORS.values()],
         "config": CONFIG,
         "extra-links": [

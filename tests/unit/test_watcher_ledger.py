@@ -85,3 +85,16 @@ def test_kwargs_round_trip_and_the_state_key():
         trigger.resolved_state_key()
     )
     assert LinkupInboxActivityTrigger(**{**kwargs, "state_key": "mine"}).resolved_state_key() == "mine"
+
+
+def test_the_watchers_are_registered_with_the_provider():
+    import importlib
+
+    from airflow_provider_linkmsg.get_provider_info import get_provider_info
+
+    modules = [m for entry in get_provider_info()["triggers"] for m in entry["python-modules"]]
+    watchers = [m for m in modules if ".watchers." in m]
+    assert len(watchers) == 3
+    for module in watchers:
+        classes = [v for v in vars(importlib.import_module(module)).values() if isinstance(v, type)]
+        assert any(c.__name__.endswith("InboxActivityTrigger") and c.__module__ == module for c in classes)
