@@ -155,6 +155,25 @@ def _triggerer(r: dict) -> list[dict]:
     return rows
 
 
+def _watchers(r: dict) -> list[dict]:
+    def span(values: list[float], unit: str) -> str:
+        return f"{values[0]:.0f} {unit} ({values[1]:.0f}-{values[2]:.0f})"
+
+    rows = []
+    for row in r["rows"]:
+        figures = (
+            f"{row['watchers']:,} idle watchers, one connection limited to {row['limit_rps']:g}/s (burst "
+            f"{row['burst']}), looks every {row['poll_interval_s']:g} s ({row['demand_rps']:g}/s asked), "
+            f"{row['seconds']:g} s x {r['repetitions']}: {span(row['mean_rps'], '/s')} mean, busiest second "
+            f"{span(row['max_second_calls'], 'calls')}; full GCs {row['full_gcs']} (longest "
+            f"{span(row['gc_pause_ms'], 'ms')}), stall outside them {span(row['stall_outside_gc_ms'], 'ms')}; "
+            f"control of bare tasks: stall {span(row['control_stall_ms'], 'ms')}, full GCs "
+            f"{row['control_full_gcs']}; first look of the loop {row['cold_start_stall_ms']:.0f} ms (once)"
+        )
+        rows.append(_row(row, figures, f"stall {span(row['stall_ms'], 'ms')}"))
+    return rows
+
+
 def _sandbox(r: dict) -> list[dict]:
     figures = f"{r['requests']:,} requests in {r['seconds']:.1f} s from 8 threads"
     return [_row(r, figures, f"{r['requests_per_second']:,.0f} req/s")]
@@ -179,6 +198,7 @@ BENCHMARKS: dict[str, Callable[[Any], list[dict]]] = {
     "memory": _memory,
     "retrieval": _retrieval,
     "triggerer": _triggerer,
+    "watchers": _watchers,
     "sandbox": _sandbox,
 }
 

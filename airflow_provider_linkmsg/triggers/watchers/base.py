@@ -61,8 +61,10 @@ class InboxActivityTrigger(BaseEventTrigger):
     recently active first), ``changed`` (how many), ``newest_activity`` (ISO-8601 UTC), ``first_look``,
     ``watcher`` (the state key) and vendor extras.
 
-    :param poll_interval: seconds between looks (jittered by 10%); the connection's rate limiter, shared by
-        every watcher and trigger of the connection in the triggerer, spaces the calls further when needed.
+    :param poll_interval: seconds between looks (jittered by 10%; the first look comes at a random time
+        within the first interval, so watchers started together do not look together); the connection's
+        rate limiter, shared by every watcher and trigger of the connection in the triggerer, spaces the
+        calls further when needed.
     :param fire_on_start: when the watcher has no state yet (first look ever, or a new ``state_key``), fire
         for the activity the first look shows (default: the DAG makes its first retrieve); ``False``: only
         remember it and fire for what comes after.
@@ -152,6 +154,7 @@ class InboxActivityTrigger(BaseEventTrigger):
         failures = 0
         try:
             state = await store.load()
+            await asyncio.sleep(random.uniform(0, self.poll_interval))  # spread watchers started together
             while True:
                 wait = self.poll_interval * random.uniform(0.9, 1.1)
                 try:

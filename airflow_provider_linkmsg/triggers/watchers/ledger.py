@@ -25,14 +25,15 @@ def new_sightings(ledger: Mapping[str, Any], sightings: Iterable[Sighting]) -> l
     return [s for s in latest.values() if (ledger.get(s.key) or [None])[0] != s.marker]
 
 
-def remember(ledger: Mapping[str, Any], sightings: Iterable[Sighting], keep: int) -> dict[str, list]:
+def remember(ledger: Mapping[str, Any], sightings: Iterable[Sighting], keep: int) -> dict[str, tuple]:
     """
     The ledger with ``sightings`` recorded; past ``keep`` keys, the least recently active are dropped
-    (unknown activity counts as oldest).
+    (unknown activity counts as oldest). Values are ``(marker, at)`` tuples of strings, which the garbage
+    collector stops tracking: a thousand idle watchers add little to each full collection.
     """
-    out = {key: list(value) for key, value in ledger.items()}
+    out = {key: (value[0], value[1]) for key, value in ledger.items()}
     for s in sightings:
-        out[s.key] = [s.marker, s.at]
+        out[s.key] = (s.marker, s.at)
     if len(out) > keep:
         ranked = sorted(out.items(), key=lambda item: item[1][1] or "", reverse=True)
         out = dict(ranked[:keep])

@@ -1,0 +1,217 @@
+"""
+Watchers: 1,000 idle inbox activity watchers in one event loop, as Airflow's triggerer runs them.
+
+The watchers (ConnectSafely, one account, nothing new arriving: idle) share one connection, whose client-side
+rate limit is ``rate`` requests per second (burst ``rate``). They start as Airflow 3.3's
+``TriggerRunner.create_triggers`` starts triggers (one ``asyncio.create_task`` each, an
+``await asyncio.sleep(0)`` between) and run for ``seconds`` beside a ticker coroutine that measures the
+longest stall of the loop. The sandbox runs in its own process and counts the calls; a thread samples its
+counters every second, so the request rate is known per second, not only on average.
+
+Two loads, interleaved over ``repetitions`` (median and range): looks that fit the limit (``n / poll`` below
+``rate``: every watcher looks on time) and looks that do not (``n / poll`` twice ``rate``: the limiter holds
+the calls back, and the watchers look less often than asked). A control row runs the same number of bare
+tasks that only sleep, for the machine's own stall.
+
+Criteria: longest loop stall <= 50 ms; no second holds more calls than the token bucket allows
+(``rate`` x 1 s + ``burst``), and no run more than ``rate`` x its length + ``burst``.
+
+Everything runs in one event loop, as in one triggerer process. Before the runs, one watcher looks once
+(``cold_start_stall_ms``): the first httpx request of a loop imports anyio's asyncio backend and builds the
+SSL context, a one-time cost of the async transport that every trigger of a new triggerer shares, reported
+apart from the idle watchers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import os
+import statistics
+import tempfile
+import threading
+import time
+from typing import Any
+
+from bench.common import admin, counted, sandbox_process, set_extra
+
+TARGET_STALL_MS = 50.0
+
+
+async def _measure(make: Any, n: int, seconds: float) -> dict[str, Any]:
+    """
+    Run ``n`` coroutines from ``make(i)`` for ``seconds`` beside a ticker: the longest stall, the full
+    (generation 2) garbage collections and their longest pause, and the longest stall outside them.
+    """
+    stall = other = 0.0
+    stop = asyncio.Event()
+    pauses: list[tuple[float, float]] = []  # (start, end) of each full collection
+
+    def on_gc(phase: str, info: dict[str, int], started: list[float] = [0.0]) -> None:  # noqa: B006
+        if phase == "start":
+            started[0] = time.monotonic()
+        elif info["generation"] == 2:
+            pauses.append((started[0], time.monotonic()))
+
+    async def ticker() -> None:
+        nonlocal stall, other
+        last = time.monotonic()
+        while not stop.is_set():
+            await asyncio.sleep(0.005)
+            now = time.monotonic()
+            late = now - last - 0.005
+            in_gc = sum(max(0.0, min(end, now) - max(begin, last)) for begin, end in pauses[-5:])
+            stall, other = max(stall, late), max(other, late - in_gc)
+            last = now
+
+    gc.callbacks.append(on_gc)
+    tick = asyncio.create_task(ticker())
+    tasks = []
+    for i in range(n):  # as TriggerRunner.create_triggers does
+        await asyncio.sleep(0)
+        tasks.append(asyncio.create_task(make(i)))
+    await asyncio.sleep(seconds)
+    stop.set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await tick
+    gc.callbacks.remove(on_gc)
+    longest = max((end - begin for begin, end in pauses), default=0.0)
+    return {"stall": stall, "other": other, "full_gcs": len(pauses), "gc_pause": longest}
+
+
+def _sample(info: dict[str, Any], stop: threading.Event, out: list[tuple[float, int]]) -> None:
+    """Every second: (time, calls the sandbox has answered on ConnectSafely so far)."""
+    while not stop.is_set():
+        out.append((time.monotonic(), counted(admin(info, "GET", "/stats"), "calls", "connectsafely")))
+        stop.wait(1.0)
+
+
+async def _one(info: dict[str, Any], account: str, n: int, poll: float, seconds: float, root: str) -> dict:
+    from airflow_provider_linkmsg.triggers.watchers.connectsafely import ConnectSafelyInboxActivityTrigger
+
+    events: list[Any] = []
+
+    async def watcher(i: int) -> None:
+        trigger = ConnectSafelyInboxActivityTrigger(
+            account_id=account,
+            poll_interval=poll,
+            fire_on_start=False,  # idle: the first look is remembered, nothing fires
+            state_key=f"bench-{poll:g}-{i}",
+            staging_path=root,
+        )
+        async for event in trigger.run():
+            events.append(event)
+
+    samples: list[tuple[float, int]] = []
+    stop = threading.Event()
+    sampler = threading.Thread(target=_sample, args=(info, stop, samples), daemon=True)
+    sampler.start()
+    outcome = await _measure(watcher, n, seconds)
+    stop.set()
+    sampler.join()
+    per_second = [(c2 - c1) / (t2 - t1) for (t1, c1), (t2, c2) in itertools.pairwise(samples) if t2 > t1]
+    (t_first, c_first), (t_last, c_last) = samples[0], samples[-1]
+    return {
+        "stall_ms": outcome["stall"] * 1000,
+        "stall_outside_gc_ms": outcome["other"] * 1000,
+        "full_gcs": outcome["full_gcs"],
+        "gc_pause_ms": outcome["gc_pause"] * 1000,
+        "seconds": t_last - t_first,
+        "calls": c_last - c_first,
+        "mean_rate": (c_last - c_first) / (t_last - t_first),
+        "max_second": max(per_second, default=0.0),
+        "events": len(events),
+    }
+
+
+async def _cold_start(info: dict[str, Any], account: str, root: str) -> float:
+    """The longest stall while the process's first watcher makes its first look."""
+    from airflow_provider_linkmsg.triggers.watchers.connectsafely import ConnectSafelyInboxActivityTrigger
+
+    async def first(i: int) -> None:
+        trigger = ConnectSafelyInboxActivityTrigger(
+            account_id=account, poll_interval=0.001, fire_on_start=True, staging_path=root
+        )
+        await anext(trigger.run())
+
+    return (await _measure(first, 1, 1.0))["stall"] * 1000
+
+
+async def _control(n: int, seconds: float) -> dict[str, Any]:
+    async def sleeper(i: int) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+
+    return await _measure(sleeper, n, seconds)
+
+
+def _span(values: list[float]) -> list[float]:
+    return [statistics.median(values), min(values), max(values)]
+
+
+def run(n: int = 1_000, rate: float = 50.0, seconds: float = 20.0, repetitions: int = 2) -> dict[str, Any]:
+    """
+    :param n: watchers.
+    :param rate: the connection's limit, requests per second (and its burst).
+    :param seconds: how long each run lasts.
+    :param repetitions: runs per load, interleaved.
+    """
+    loads = {"within": n / (rate * 0.5), "over": n / (rate * 2)}  # poll intervals: demand rate/2, 2 x rate
+    runs: dict[str, list[dict]] = {name: [] for name in loads}
+    controls: list[dict[str, Any]] = []
+    with sandbox_process(sizes={"connectsafely": {"accounts": 1, "conversations": 20}}) as info:
+        set_extra(info, "connectsafely", requests_per_second=rate, burst=int(rate), max_in_flight=16)
+        account = admin(info, "GET", "/truth/connectsafely")["accounts"][0]["id"]
+        with tempfile.TemporaryDirectory(prefix="linkmsg-bench-watchers-") as root:
+
+            async def all_runs() -> float:  # one loop, as in one triggerer process
+                cold = await _cold_start(info, account, os.path.join(root, "cold"))
+                for _ in range(repetitions):
+                    for name, poll in loads.items():
+                        runs[name].append(
+                            await _one(info, account, n, poll, seconds, os.path.join(root, name))
+                        )
+                    controls.append(await _control(n, seconds))
+                return cold
+
+            cold = asyncio.run(all_runs())
+    bucket = rate + int(rate)  # the most one second can hold: a full bucket and a second's refill
+    rows = []
+    for name, poll in loads.items():
+        results = runs[name]
+        stall, outside, pause, mean, top = (
+            _span([r[k] for r in results])
+            for k in ("stall_ms", "stall_outside_gc_ms", "gc_pause_ms", "mean_rate", "max_second")
+        )
+        allowed = [rate * r["seconds"] + int(rate) for r in results]
+        within = all(r["calls"] <= a for r, a in zip(results, allowed, strict=True))
+        met = stall[2] <= TARGET_STALL_MS and top[2] <= bucket and within
+        rows.append(
+            {
+                "benchmark": f"watchers ({name} the limit)",
+                "watchers": n,
+                "poll_interval_s": poll,
+                "demand_rps": n / poll,
+                "limit_rps": rate,
+                "burst": int(rate),
+                "seconds": seconds,
+                "stall_ms": stall,
+                "mean_rps": mean,
+                "max_second_calls": top,
+                "calls": [r["calls"] for r in results],
+                "events": sum(r["events"] for r in results),
+                "stall_outside_gc_ms": outside,
+                "full_gcs": [r["full_gcs"] for r in results],
+                "gc_pause_ms": pause,
+                "control_stall_ms": _span([c["stall"] * 1000 for c in controls]),
+                "control_full_gcs": [c["full_gcs"] for c in controls],
+                "cold_start_stall_ms": cold,
+                "target": f"stall <= {TARGET_STALL_MS:g} ms, <= {bucket:g} calls in any second, <= {rate:g}/s "
+                "x run + burst",
+                "met": met and sum(r["events"] for r in results) == 0,
+            }
+        )
+    return {"rows": rows, "repetitions": repetitions}
