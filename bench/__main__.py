@@ -1,7 +1,7 @@
 """
 `make bench`: run the benchmarks and print one table of figures, measures and targets.
 
-    python -m bench                      # all eight, in the issue's order
+    python -m bench                      # all nine, in the issue's order
     python -m bench retrieval            # retrieval peak RSS, 10k vs 500k messages, beside a plain loop
     python -m bench overhead latency     # a subset
     python -m bench --json results.json  # also keep the raw figures

@@ -16,7 +16,12 @@ from airflow_provider_linkmsg.hooks.linkedapi import LinkedApiHook
 from airflow_provider_linkmsg.triggers.watchers.connectsafely import ConnectSafelyInboxActivityTrigger
 from airflow_provider_linkmsg.triggers.watchers.linkedapi import LinkedApiInboxActivityTrigger
 from airflow_provider_linkmsg.triggers.watchers.linkup import LinkupInboxActivityTrigger
+from tests.compat import requires_airflow
 from tests.fixtures.inbox import set_extra
+
+pytestmark = requires_airflow(
+    "3.0.0", "activity watchers run as asset watchers (BaseEventTrigger, AssetWatcher), from Airflow 3.0"
+)
 
 POLL = 0.03
 SETTLE = 0.6  # seconds of looks after a change: many looks, so a second event would show
@@ -189,3 +194,17 @@ async def test_linkedapi_fires_for_new_messages_only(linkedapi_world, tmp_path, 
     await until(lambda: world.counter("get_or_poll") > looks + 3)
     assert again.events == []
     await again.stop()
+
+
+async def test_a_state_that_cannot_be_written_fires_nothing_until_it_can(inbox_sandbox, tmp_path):
+    sandbox = inbox_sandbox("connectsafely", conversations=10)
+    blocked = tmp_path / "state"
+    blocked.write_text("a file where the state's folder should be")  # every write fails (OSError)
+    watch = Watch(make("connectsafely", sandbox, tmp_path, staging_path=str(blocked), poll_interval=0.02))
+    await until(lambda: calls(sandbox, "connectsafely") >= 2)
+    assert watch.events == [] and not watch.task.done()  # not fired (it could fire again), still running
+
+    blocked.unlink()
+    await until(lambda: watch.events, timeout=30)  # backing off: 2, 4, 8 ... intervals
+    assert len(watch.events) == 1 and watch.events[0]["first_look"] is True
+    await watch.stop()

@@ -152,16 +152,23 @@ class InboxActivityTrigger(BaseEventTrigger):
         store = WatcherStore(self.staging_path, self.staging_conn_id, vendor=self.vendor, key=key)
         hook = self.make_hook()
         failures = 0
+        state: dict[str, Any] | None = None
         try:
-            state = await store.load()
             await asyncio.sleep(random.uniform(0, self.poll_interval))  # spread watchers started together
             while True:
                 wait = self.poll_interval * random.uniform(0.9, 1.1)
                 try:
+                    if state is None:
+                        state = await store.load()
+                    first = not state.get("initialized")
                     found = await self.observe(hook, state, store)
+                    new_state = {**found.state, "initialized": True} if found.looked else found.state
+                    if new_state != state:
+                        await store.save(new_state)  # before the event: a restart never fires it again
+                        state = new_state
                 except LinkMsgValidationError:
                     raise  # the watcher's arguments cannot work: a retry cannot fix them
-                except LinkMsgError as exc:
+                except (LinkMsgError, OSError) as exc:  # nothing fired: the next look sees it all again
                     failures += 1
                     wait = min(
                         self.poll_interval * 2 ** min(failures, 10), max(MAX_BACKOFF, self.poll_interval)
@@ -171,11 +178,6 @@ class InboxActivityTrigger(BaseEventTrigger):
                     await asyncio.sleep(wait)
                     continue
                 failures = 0
-                first = not state.get("initialized")
-                new_state = {**found.state, "initialized": True} if found.looked else found.state
-                if new_state != state:
-                    await store.save(new_state)  # before the event: a restart never fires it again
-                    state = new_state
                 if found.changed and (self.fire_on_start or not first):
                     self.log.info(
                         "%s watcher %s: %d conversation(s) with new activity on %s (newest %s)",
