@@ -21,10 +21,15 @@ def _restore_environ():
 def test_watchers_bench_counts_calls_against_the_limit():
     result = bench_watchers.run(n=20, rate=10.0, seconds=2.0, repetitions=1)
     rows = result["rows"]
-    assert [r["benchmark"] for r in rows] == ["watchers (within the limit)", "watchers (over the limit)"]
+    assert [r["benchmark"] for r in rows] == [
+        "watchers (within the limit)",
+        "watchers (within the limit, heap frozen)",
+        "watchers (over the limit)",
+        "watchers (over the limit, heap frozen)",
+    ]
     for row in rows:
         assert row["events"] == 0  # idle watchers (fire_on_start=False) fire nothing
         assert row["calls"][0] > 0
         assert row["demand_rps"] == pytest.approx(20 / row["poll_interval_s"])
         assert len(row["full_gcs"]) == len(row["control_full_gcs"]) == 1
-    assert len(bench_main.BENCHMARKS["watchers"](result)) == 2
+    assert len(bench_main.BENCHMARKS["watchers"](result)) == 4
