@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from airflow.providers.common.compat.triggers import BaseEventTrigger
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_linkmsg.exceptions import LinkMsgAuthError, LinkMsgError, LinkMsgValidationError
+from airflow_provider_linkmsg.triggers.pacing import first_poll
 from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
 
 #: conversation ids named in one event at most (``changed`` gives the full count)
@@ -154,7 +156,7 @@ class InboxActivityTrigger(BaseEventTrigger):
         failures = 0
         state: dict[str, Any] | None = None
         try:
-            await asyncio.sleep(random.uniform(0, self.poll_interval))  # spread watchers started together
+            await first_poll(self.poll_interval, math.inf)  # spread watchers started together
             while True:
                 wait = self.poll_interval * random.uniform(0.9, 1.1)
                 try:
