@@ -164,10 +164,11 @@ class InboxActivityTrigger(BaseEventTrigger):
                         state = await store.load()
                     first = not state.get("initialized")
                     found = await self.observe(hook, state, store)
-                    new_state = {**found.state, "initialized": True} if found.looked else found.state
-                    if new_state != state:
-                        await store.save(new_state)  # before the event: a restart never fires it again
-                        state = new_state
+                    if found.looked:
+                        found.state = {**found.state, "initialized": True}
+                    if found.state != state:
+                        await store.save(found.state)  # before the event: a restart never fires it again
+                        state = found.state
                 except LinkMsgValidationError:
                     raise  # the watcher's arguments cannot work: a retry cannot fix them
                 except (LinkMsgError, OSError) as exc:  # nothing fired: the next look sees it all again
@@ -177,6 +178,8 @@ class InboxActivityTrigger(BaseEventTrigger):
                     )
                     level = self.log.error if isinstance(exc, LinkMsgAuthError) else self.log.warning
                     level("%s watcher %s: look failed (%s); next look in %.0f s", self.vendor, key, exc, wait)
+                    found = None  # the error and its traceback go before the sleep
+                if found is None:
                     await asyncio.sleep(wait)
                     continue
                 failures = 0
@@ -190,7 +193,12 @@ class InboxActivityTrigger(BaseEventTrigger):
                         found.newest,
                     )
                     yield TriggerEvent(self._payload(hook, key, found, first))
-                await asyncio.sleep(found.wait if found.wait is not None else wait)
+                if found.wait is not None:
+                    wait = found.wait
+                # an idle watcher sleeps holding its state only: what the look made goes now, not after
+                # the sleep (a thousand watchers' looks would otherwise live on into every full collection)
+                del found
+                await asyncio.sleep(wait)
         finally:
             await hook.aclose()
 

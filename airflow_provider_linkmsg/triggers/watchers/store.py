@@ -17,19 +17,31 @@ class WatcherStore:
     """
     The persisted state of one watcher.
 
+    It keeps only its location's strings between looks, and builds the path objects inside the worker
+    thread that reads or writes: an idle watcher holds no path objects for each full garbage collection to
+    walk (a thousand watchers in one triggerer hold thousands fewer).
+
     :param root: staging root (``None``: ``[linkmsg] staging_path``, else ``$AIRFLOW_HOME/linkmsg``).
     :param conn_id: connection of the staging store when ``root`` is a URL that needs one.
     :param vendor: the vendor's name (a folder).
     :param key: the watcher's state key (the file's name).
     """
 
+    __slots__ = ("conn_id", "key", "root", "vendor")
+
     def __init__(self, root: str | None, conn_id: str | None, *, vendor: str, key: str) -> None:
         if not root:
             from airflow_provider_linkmsg.utils import default_staging_root
 
             root = default_staging_root()
-        path = to_path(root, conn_id) / "_state" / "watchers" / safe_name(vendor)
-        self.state = JsonState(path / f"{safe_name(key, max_length=120)}.json")
+        self.root, self.conn_id, self.vendor, self.key = str(root), conn_id, vendor, key
+        to_path(self.root, self.conn_id)  # a root no store can take fails here, before any look
+
+    @property
+    def state(self) -> JsonState:
+        """The document (made on each use)."""
+        path = to_path(self.root, self.conn_id) / "_state" / "watchers" / safe_name(self.vendor)
+        return JsonState(path / f"{safe_name(self.key, max_length=120)}.json")
 
     @property
     def path(self) -> Any:
@@ -37,8 +49,8 @@ class WatcherStore:
 
     async def load(self) -> dict[str, Any]:
         """The stored state, or ``{}`` for a watcher that never looked."""
-        return await asyncio.to_thread(self.state.load)
+        return await asyncio.to_thread(lambda: self.state.load())
 
     async def save(self, data: dict[str, Any]) -> None:
         """Replace the stored state (readers see the old or the new document, never a mix)."""
-        await asyncio.to_thread(self.state.save, data)
+        await asyncio.to_thread(lambda: self.state.save(data))
