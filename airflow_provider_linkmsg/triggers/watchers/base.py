@@ -18,14 +18,15 @@ import math
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.triggers import BaseEventTrigger
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_linkmsg.exceptions import LinkMsgAuthError, LinkMsgError, LinkMsgValidationError
-from airflow_provider_linkmsg.triggers.pacing import first_poll
-from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
+
+if TYPE_CHECKING:
+    from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
 
 #: conversation ids named in one event at most (``changed`` gives the full count)
 MAX_LISTED = 100
@@ -149,6 +150,9 @@ class InboxActivityTrigger(BaseEventTrigger):
             )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_linkmsg.triggers.pacing import first_poll
+        from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
+
         self.check_arguments()
         key = self.resolved_state_key()
         store = WatcherStore(self.staging_path, self.staging_conn_id, vendor=self.vendor, key=key)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_linkmsg.hooks.inbox.firstpage import connectsafely_first_page
 from airflow_provider_linkmsg.triggers.watchers.base import InboxActivityTrigger, Observation
 from airflow_provider_linkmsg.triggers.watchers.ledger import (
     MIN_KEEP,
@@ -13,7 +12,9 @@ from airflow_provider_linkmsg.triggers.watchers.ledger import (
     newest,
     remember,
 )
-from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
+
+if TYPE_CHECKING:
+    from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
 
 
 class ConnectSafelyInboxActivityTrigger(InboxActivityTrigger):
@@ -63,6 +64,8 @@ class ConnectSafelyInboxActivityTrigger(InboxActivityTrigger):
         return self.account_id
 
     async def observe(self, hook: Any, state: dict[str, Any], store: WatcherStore) -> Observation:
+        from airflow_provider_linkmsg.hooks.inbox.firstpage import connectsafely_first_page
+
         sightings = await connectsafely_first_page(hook, self.account_id, self.page_size)
         ledger = state.get("seen") or {}
         new = new_sightings(ledger, sightings)

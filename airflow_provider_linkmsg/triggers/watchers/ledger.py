@@ -10,9 +10,10 @@ time, or one that surfaces out of time order, are both seen. A repeat of what th
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_linkmsg.hooks.inbox.firstpage import Sighting
+if TYPE_CHECKING:
+    from airflow_provider_linkmsg.hooks.inbox.firstpage import Sighting
 
 #: keys a ledger keeps at least (the most recently active first), so a conversation that drops off the first
 #: page and comes back unchanged is not taken for new

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_linkmsg.engine.windows import listing_marker
-from airflow_provider_linkmsg.hooks.inbox.firstpage import Sighting, linkedapi_since
 from airflow_provider_linkmsg.records import parse_utc, to_utc_iso
 from airflow_provider_linkmsg.triggers.watchers.base import InboxActivityTrigger, Observation
 from airflow_provider_linkmsg.triggers.watchers.ledger import changed_conversations, newest
-from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
+
+if TYPE_CHECKING:
+    from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
 
 
 class LinkedApiInboxActivityTrigger(InboxActivityTrigger):
@@ -74,6 +75,7 @@ class LinkedApiInboxActivityTrigger(InboxActivityTrigger):
         return to_utc_iso(parse_utc(entry["newest"]) - timedelta(seconds=self.overlap_seconds))
 
     async def observe(self, hook: Any, state: dict[str, Any], store: WatcherStore) -> Observation:
+        from airflow_provider_linkmsg.hooks.inbox.firstpage import Sighting, linkedapi_since
         from airflow_provider_linkmsg.hooks.linkedapi import parse_persons
 
         persons = parse_persons(self.persons)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgValidationError
-from airflow_provider_linkmsg.hooks.inbox.firstpage import linkup_first_page
-from airflow_provider_linkmsg.hooks.pagination import CreditBudget, per_ten
 from airflow_provider_linkmsg.triggers.watchers.base import InboxActivityTrigger, Observation
 from airflow_provider_linkmsg.triggers.watchers.ledger import (
     MIN_KEEP,
@@ -16,7 +14,9 @@ from airflow_provider_linkmsg.triggers.watchers.ledger import (
     newest,
     remember,
 )
-from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
+
+if TYPE_CHECKING:
+    from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
 
 
 class LinkupInboxActivityTrigger(InboxActivityTrigger):
@@ -103,6 +103,9 @@ class LinkupInboxActivityTrigger(InboxActivityTrigger):
         }
 
     async def observe(self, hook: Any, state: dict[str, Any], store: WatcherStore) -> Observation:
+        from airflow_provider_linkmsg.hooks.inbox.firstpage import linkup_first_page
+        from airflow_provider_linkmsg.hooks.pagination import CreditBudget, per_ten
+
         now = datetime.now(UTC)
         day = now.date().isoformat()
         kept = state.get("credits") or {}

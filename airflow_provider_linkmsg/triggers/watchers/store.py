@@ -7,10 +7,10 @@ loop. Trigger kwargs cannot carry progress (an asset watcher is re-created from 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_linkmsg.io.paths import safe_name, to_path
-from airflow_provider_linkmsg.io.state import JsonState
+if TYPE_CHECKING:
+    from airflow_provider_linkmsg.io.state import JsonState
 
 
 class WatcherStore:
@@ -34,12 +34,17 @@ class WatcherStore:
             from airflow_provider_linkmsg.utils import default_staging_root
 
             root = default_staging_root()
+        from airflow_provider_linkmsg.io.paths import to_path
+
         self.root, self.conn_id, self.vendor, self.key = str(root), conn_id, vendor, key
         to_path(self.root, self.conn_id)  # a root no store can take fails here, before any look
 
     @property
     def state(self) -> JsonState:
         """The document (made on each use)."""
+        from airflow_provider_linkmsg.io.paths import safe_name, to_path
+        from airflow_provider_linkmsg.io.state import JsonState
+
         path = to_path(self.root, self.conn_id) / "_state" / "watchers" / safe_name(self.vendor)
         return JsonState(path / f"{safe_name(self.key, max_length=120)}.json")
 
