@@ -8,6 +8,11 @@ import pytest
 
 from bench import __main__ as bench_main
 from bench import bench_watchers
+from tests.compat import requires_airflow
+
+pytestmark = requires_airflow(
+    "3.0.0", "activity watchers run as asset watchers (BaseEventTrigger, AssetWatcher), from Airflow 3.0"
+)
 
 
 @pytest.fixture(autouse=True)
