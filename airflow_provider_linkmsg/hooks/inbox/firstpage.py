@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_linkmsg.engine.windows import listing_marker
-from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgResponseError
+from airflow_provider_linkmsg.exceptions import LinkMsgResponseError
 from airflow_provider_linkmsg.hooks.pagination import CreditBudget, check_count, per_ten
 from airflow_provider_linkmsg.records import to_utc_iso
 from airflow_provider_linkmsg.schemas import parse
@@ -133,91 +133,27 @@ async def linkedapi_since(
 ) -> list[PersonMessages]:
     """
     Messages of synchronized conversations since a time each (free calls): one ``/conversations/poll``
-    (current API) or ``conversations.get`` in ``long`` result handling (seed API) for all ``persons``. On
-    the current API, persons named in a ``conversationsNotSynced`` error are set aside and the rest read
-    again; when none is named, each is read alone.
+    (current API) or ``conversations.get`` in ``long`` result handling (seed API) for all ``persons``,
+    through the hook's API adapters (:meth:`CurrentApi.apoll`, :meth:`SeedApi.aget`). On the current API,
+    persons named in a ``conversationsNotSynced`` error are set aside and the rest read again.
+
+    Every answer is checked before it is read: the envelope (``PollAnswer`` / ``SeedAnswer``) and each
+    message (``Message``), so a malformed answer is a :class:`LinkMsgResponseError`, never a ``KeyError``.
 
     :param hook: the vendor hook (its async transport).
     :param persons: ``(person, since)`` pairs, ``since`` ISO-8601 or ``None`` (the whole history).
     """
-    from airflow_provider_linkmsg.hooks.linkedapi import _since_param
-
-    pairs = [(p, _since_param(s)) for p, s in persons]
-    await hook.aconnect()
-    if hook.api == "seed":
-        return await _seed_get(hook, pairs)
-    return await _poll(hook, pairs)
-
-
-async def _seed_get(hook: LinkedApiHook, pairs: list[tuple[Person, str | None]]) -> list[PersonMessages]:
-    from airflow_provider_linkmsg.hooks.linkedapi import PersonMessages
-
-    since = dict(pairs)
-    endpoint = "/account/conversations.get"
-    response = await hook.arequest(
-        "POST",
-        endpoint,
-        json_body=hook._seed_body(since, since),
-        headers={"result-handling": "long"},
-        timeout=max(hook.conn_params.read_timeout, hook.long_poll_timeout),
-    )
-    data = response.data or {}
-    if data.get("status") != "complete":
-        if data.get("status") == "error":
-            raise hook._seed_failure(data, endpoint)
-        raise LinkMsgResponseError(
-            f"conversations.get answered {str(data.get('status'))[:40]!r}, not complete, in long result "
-            "handling",
-            vendor=hook.vendor,
-            endpoint=endpoint,
-        )
-    answered = dict(hook._seed_items(data.get("completion") or {}))
-    out = []
-    for person, after in pairs:
-        result = answered.get(person)
-        if result is None:
-            out.append(PersonMessages(person, after, error="missing", message="not in the answer"))
-        elif result.get("success"):
-            out.append(PersonMessages(person, after, list((result.get("data") or {}).get("messages") or [])))
-        else:
-            err = result.get("error") or {}
-            code = err.get("errorType") or err.get("type") or "unknown"
-            out.append(PersonMessages(person, after, error=code, message=err.get("message")))
-    return out
-
-
-async def _poll(hook: LinkedApiHook, pairs: list[tuple[Person, str | None]]) -> list[PersonMessages]:
-    from airflow_provider_linkmsg.hooks.linkedapi import NOT_SYNCED_ERRORS, PersonMessages
+    from airflow_provider_linkmsg.hooks.linkedapi_model import since_param
     from airflow_provider_linkmsg.schemas import linkedapi as schema
 
-    body = [{"personUrl": p.url, "type": p.channel, **({"since": s} if s else {})} for p, s in pairs]
-    try:
-        data = (await hook.arequest("POST", "/conversations/poll", json_body=body)).data or {}
-        result = parse(schema.PollAnswer, data, vendor=hook.vendor, route="POST /conversations/poll")
-    except LinkMsgError as exc:
-        if exc.code not in NOT_SYNCED_ERRORS:
-            raise
-        if len(pairs) == 1:
-            return [PersonMessages(pairs[0][0], pairs[0][1], error=exc.code, message=exc.detail)]
-        named = [(p, s) for p, s in pairs if p.url in (exc.detail or "")]
-        rest = [(p, s) for p, s in pairs if (p, s) not in named]
-        unsynced = [PersonMessages(p, s, error=exc.code, message="conversation not synced") for p, s in named]
-        if named and rest:
-            return unsynced + await _poll(hook, rest)
-        if named:
-            return unsynced
-        return [m for pair in pairs for m in await _poll(hook, [pair])]
-    from airflow_provider_linkmsg.hooks.linkedapi import Person, normalize_person_url
-
-    answered = {
-        Person(normalize_person_url(item["personUrl"]), item.get("type", "st")): item
-        for item in result.get("result") or []
-    }
-    out = []
-    for person, after in pairs:
-        item = answered.get(person)
-        if item is None:
-            out.append(PersonMessages(person, after, error="missing", message="not in the answer"))
-        else:
-            out.append(PersonMessages(person, after, list(item.get("messages") or [])))
-    return out
+    pairs = [(p, since_param(s)) for p, s in persons]
+    await hook.aconnect()
+    if hook.api == "seed":
+        results = await hook.seed.aget(pairs)
+    else:
+        results = await hook.current.apoll([p for p, _ in pairs], dict(pairs))
+    route = "POST /account/conversations.get" if hook.api == "seed" else "POST /conversations/poll"
+    for result in results:
+        for message in result.messages:
+            parse(schema.Message, message, vendor=hook.vendor, route=route, prefix="messages[]")
+    return results
