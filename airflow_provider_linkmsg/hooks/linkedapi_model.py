@@ -279,19 +279,26 @@ def since_param(value: str | None, field: str = "since") -> str | None:
         ) from None
 
 
-def answered_person(url: Any, channel: str, *, endpoint: str, method: str = "POST") -> Person:
+def answered_person(
+    url: Any, channel: str, *, endpoint: str, method: str = "POST", field: str = "personUrl"
+) -> Person:
     """
     The person an answer item names, normalized as the request's persons are.
 
+    :param url: the item's person URL.
+    :param channel: ``st`` or ``nv``.
+    :param endpoint: the endpoint that answered, for the error.
+    :param method: its method.
+    :param field: the item's field that holds the URL (``person`` in seed answers).
     :raises LinkMsgResponseError: when the vendor's item names no LinkedIn URL (a malformed answer, not a
         bad argument: a watcher survives it, a task fails before anything is staged).
     """
     try:
-        return Person(normalize_person_url(url, field="personUrl"), channel)
+        return Person(normalize_person_url(url, field=field), channel)
     except LinkMsgValidationError:
         raise LinkMsgResponseError(
-            f"malformed answer: an item names {str(url)[:80]!r}, not a LinkedIn person URL. Nothing from "
-            "this answer was mapped or staged.",
+            f"malformed answer: {field}: {str(url)[:80]!r} is not a LinkedIn person URL. Nothing from this "
+            "answer was mapped or staged; the vendor's answer does not match its documented shape.",
             vendor="linkedapi",
             method=method,
             endpoint=endpoint,

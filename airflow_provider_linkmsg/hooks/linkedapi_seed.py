@@ -76,7 +76,9 @@ class SeedApi:
         completion = answer.get("completion") or {}
         for channel, name in SEED_LISTS.items():
             for item in completion.get(name) or []:
-                person = answered_person(item["person"], channel, endpoint=endpoint, method=method)
+                person = answered_person(
+                    item["person"], channel, endpoint=endpoint, method=method, field="person"
+                )
                 yield person, item.get("result") or {}
 
     def failure(self, body: Mapping[str, Any], endpoint: str) -> LinkMsgError:
