@@ -4,20 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_linkmsg.triggers.watchers.base import InboxActivityTrigger, Observation
-from airflow_provider_linkmsg.triggers.watchers.ledger import (
-    MIN_KEEP,
-    changed_conversations,
-    new_sightings,
-    newest,
-    remember,
-)
+from airflow_provider_linkmsg.triggers.watchers.listing import FirstPageActivityTrigger
 
 if TYPE_CHECKING:
+    from airflow_provider_linkmsg.triggers.watchers.base import Observation
     from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
 
 
-class ConnectSafelyInboxActivityTrigger(InboxActivityTrigger):
+class ConnectSafelyInboxActivityTrigger(FirstPageActivityTrigger):
     """
     Watch a ConnectSafely account: one ``GET /conversations`` call (free; it counts against the
     connection's rate limit) per look, firing for every conversation on the first page whose listing
@@ -34,6 +28,7 @@ class ConnectSafelyInboxActivityTrigger(InboxActivityTrigger):
     """
 
     vendor = "connectsafely"
+    conn_arg = "connectsafely_conn_id"
 
     def __init__(
         self,
@@ -43,31 +38,14 @@ class ConnectSafelyInboxActivityTrigger(InboxActivityTrigger):
         page_size: int = 20,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.account_id = account_id
-        self.connectsafely_conn_id = connectsafely_conn_id
-        self.page_size = page_size
-
-    def vendor_kwargs(self) -> dict[str, Any]:
-        return {
-            "account_id": self.account_id,
-            "connectsafely_conn_id": self.connectsafely_conn_id,
-            "page_size": self.page_size,
-        }
+        super().__init__(account_id=account_id, conn_id=connectsafely_conn_id, page_size=page_size, **kwargs)
 
     def make_hook(self) -> Any:
         from airflow_provider_linkmsg.hooks.connectsafely import ConnectSafelyHook
 
         return ConnectSafelyHook(self.connectsafely_conn_id)
 
-    def account(self, hook: Any) -> str:
-        return self.account_id
-
     async def observe(self, hook: Any, state: dict[str, Any], store: WatcherStore) -> Observation:
         from airflow_provider_linkmsg.hooks.inbox.firstpage import connectsafely_first_page
 
-        sightings = await connectsafely_first_page(hook, self.account_id, self.page_size)
-        ledger = state.get("seen") or {}
-        new = new_sightings(ledger, sightings)
-        seen = remember(ledger, sightings, keep=max(MIN_KEEP, 10 * self.page_size))
-        return Observation(changed_conversations(new), newest(new), {**state, "seen": seen})
+        return self.observation(state, await connectsafely_first_page(hook, self.account_id, self.page_size))

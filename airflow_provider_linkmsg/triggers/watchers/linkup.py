@@ -6,20 +6,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgValidationError
-from airflow_provider_linkmsg.triggers.watchers.base import InboxActivityTrigger, Observation
-from airflow_provider_linkmsg.triggers.watchers.ledger import (
-    MIN_KEEP,
-    changed_conversations,
-    new_sightings,
-    newest,
-    remember,
-)
+from airflow_provider_linkmsg.triggers.watchers.base import Observation
+from airflow_provider_linkmsg.triggers.watchers.listing import FirstPageActivityTrigger
 
 if TYPE_CHECKING:
     from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
 
 
-class LinkupInboxActivityTrigger(InboxActivityTrigger):
+class LinkupInboxActivityTrigger(FirstPageActivityTrigger):
     """
     Watch a LinkupAPI account: one ``list_inbox`` call per look (ceil(page_size / 10) credits), firing for
     every conversation on the first page whose last message differs from what the watcher has seen.
@@ -42,6 +36,7 @@ class LinkupInboxActivityTrigger(InboxActivityTrigger):
     """
 
     vendor = "linkup"
+    conn_arg = "linkup_conn_id"
 
     def __init__(
         self,
@@ -52,19 +47,11 @@ class LinkupInboxActivityTrigger(InboxActivityTrigger):
         page_size: int = 10,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.account_id = account_id
+        super().__init__(account_id=account_id, conn_id=linkup_conn_id, page_size=page_size, **kwargs)
         self.daily_credit_budget = daily_credit_budget
-        self.linkup_conn_id = linkup_conn_id
-        self.page_size = page_size
 
     def vendor_kwargs(self) -> dict[str, Any]:
-        return {
-            "account_id": self.account_id,
-            "daily_credit_budget": self.daily_credit_budget,
-            "linkup_conn_id": self.linkup_conn_id,
-            "page_size": self.page_size,
-        }
+        return {**super().vendor_kwargs(), "daily_credit_budget": self.daily_credit_budget}
 
     def resolved_state_key(self) -> str:
         """As the base, but the budget is not part of the digest: a new budget keeps the day's spend."""
@@ -90,9 +77,6 @@ class LinkupInboxActivityTrigger(InboxActivityTrigger):
         from airflow_provider_linkmsg.hooks.linkup import LinkupHook
 
         return LinkupHook(self.linkup_conn_id)
-
-    def account(self, hook: Any) -> str:
-        return self.account_id
 
     def _credits(self, day: str, spent: float, estimate: float) -> dict[str, Any]:
         return {
@@ -137,9 +121,6 @@ class LinkupInboxActivityTrigger(InboxActivityTrigger):
             await store.save(state)
             raise
         spent += budget.spent
-        ledger = state.get("seen") or {}
-        new = new_sightings(ledger, sightings)
-        seen = remember(ledger, sightings, keep=max(MIN_KEEP, 10 * self.page_size))
-        new_state = {**state, "seen": seen, "credits": {"day": day, "spent": spent}}
+        credits = {"day": day, "spent": spent}
         extra = {"credits": self._credits(day, spent, estimate)}
-        return Observation(changed_conversations(new), newest(new), new_state, extra)
+        return self.observation(state, sightings, more_state={"credits": credits}, extra=extra)
