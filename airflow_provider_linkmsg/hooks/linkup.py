@@ -138,31 +138,54 @@ class LinkupHook(ConnectionFormMixin, LinkMsgHook):
                 idempotent=idempotent,
                 on_lost_answer=lambda: self.budget.charge_lost(estimate, f"{action} on {account_id}"),
             )
-            envelope = response.data if isinstance(response.data, dict) else {}
-            if envelope.get("success") is not True:
-                message, code = self.describe_error(response.status, self.redact.deep(envelope), "")
-                message, code = self.redact(message), code and self.redact(str(code))
-                raise self.error_class(response.status, code)(
-                    f"{action}: {message}",
-                    vendor=self.vendor,
-                    method="POST",
-                    endpoint=f"/{category}",
-                    code=code,
-                )
-            try:
-                parse(schema.Envelope, envelope, vendor=self.vendor, route=f"POST /{category} {action}")
-            except LinkMsgResponseError:
-                credits = estimate  # the vendor may have charged: count the most it could
-                raise
-            credits = (envelope.get("metadata") or {}).get("credits_consumed") or 0
-            data = envelope.get("data")
-            if not isinstance(data, dict):
-                raise LinkMsgResponseError(
-                    f"{action}: the answer has no data object", vendor=self.vendor, endpoint=f"/{category}"
-                )
+            data, credits = self.open_envelope(response, action, estimate=estimate, category=category)
             return data, credits
+        except LinkMsgError as exc:
+            credits = getattr(exc, "credits", 0)
+            raise
         finally:
             self.budget.settle(estimate, credits)
+
+    def open_envelope(
+        self, response: Any, action: str, *, estimate: float, category: str = "messages"
+    ) -> tuple[dict[str, Any], float]:
+        """
+        The ``data`` and ``credits_consumed`` of one action's answer (for :meth:`action` and the async look of
+        the activity watcher).
+
+        :param response: the transport's answer.
+        :param action: the action sent, for the error.
+        :param estimate: the most the call could cost.
+        :param category: the endpoint's category.
+        :raises LinkMsgError: typed by ``error.code`` for an error envelope (nothing charged), or
+            :class:`LinkMsgResponseError` for a malformed one; the error's ``credits`` is what the call may
+            have cost (``estimate`` when the answer cannot say).
+        """
+        envelope = response.data if isinstance(response.data, dict) else {}
+        if envelope.get("success") is not True:
+            message, code = self.describe_error(response.status, self.redact.deep(envelope), "")
+            message, code = self.redact(message), code and self.redact(str(code))
+            raise self.error_class(response.status, code)(
+                f"{action}: {message}",
+                vendor=self.vendor,
+                method="POST",
+                endpoint=f"/{category}",
+                code=code,
+            )
+        try:
+            parse(schema.Envelope, envelope, vendor=self.vendor, route=f"POST /{category} {action}")
+        except LinkMsgResponseError as exc:
+            exc.credits = estimate  # type: ignore[attr-defined]  # the vendor may have charged: the most it could
+            raise
+        credits = (envelope.get("metadata") or {}).get("credits_consumed") or 0
+        data = envelope.get("data")
+        if not isinstance(data, dict):
+            error = LinkMsgResponseError(
+                f"{action}: the answer has no data object", vendor=self.vendor, endpoint=f"/{category}"
+            )
+            error.credits = credits  # type: ignore[attr-defined]
+            raise error
+        return data, credits
 
     # ---- accounts -------------------------------------------------------------------------------------
     def list_accounts(self, *, limit: int = 50) -> Iterator[dict[str, Any]]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_linkmsg.engine.windows import listing_marker
-from airflow_provider_linkmsg.exceptions import LinkMsgResponseError
+from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgResponseError
 from airflow_provider_linkmsg.hooks.pagination import CreditBudget, check_count, per_ten
 from airflow_provider_linkmsg.records import to_utc_iso
 from airflow_provider_linkmsg.schemas import parse
@@ -100,20 +100,15 @@ async def linkup_first_page(
         response = await hook.arequest(
             "POST", "/messages", json_body=body, on_lost_answer=lambda: budget.charge_lost(estimate, what)
         )
-        envelope = response.data if isinstance(response.data, dict) else {}
-        if envelope.get("success") is not True:
-            message, code = hook.describe_error(response.status, envelope, "")
-            raise hook.error_class(response.status, code)(
-                f"list_inbox: {hook.redact(message)}", vendor=hook.vendor, endpoint="/messages", code=code
-            )
+        data, credits = hook.open_envelope(response, "list_inbox", estimate=estimate)
         try:
-            parse(schema.Envelope, envelope, vendor=hook.vendor, route=route)
-            parse(schema.InboxData, envelope.get("data"), vendor=hook.vendor, route=route, prefix="data")
+            parse(schema.InboxData, data, vendor=hook.vendor, route=route, prefix="data")
         except LinkMsgResponseError:
             credits = estimate  # the vendor may have charged: count the most it could
             raise
-        credits = (envelope.get("metadata") or {}).get("credits_consumed") or 0
-        data = envelope["data"]
+    except LinkMsgError as exc:
+        credits = getattr(exc, "credits", credits)
+        raise
     finally:
         budget.settle(estimate, credits)
     out = []
