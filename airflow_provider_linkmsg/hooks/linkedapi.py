@@ -16,6 +16,11 @@ returns a small JSON *job handle*, :meth:`~LinkedApiHook.check_job`, :meth:`~Lin
 :meth:`~LinkedApiHook.cancel_job` take it, and :meth:`~LinkedApiHook.get_messages` yields one
 :class:`PersonMessages` per person. Per-person failures (``personNotFound``, ``notSynchronized``,
 ``conversationsNotSynced``, ``noSalesNavigator``) come back as data, never as one exception for a batch.
+
+Each generation's calls and answers live in its adapter beside the hook, with their async twins:
+:class:`~airflow_provider_linkmsg.hooks.linkedapi_seed.SeedApi` (``hook.seed``) and
+:class:`~airflow_provider_linkmsg.hooks.linkedapi_current.CurrentApi` (``hook.current``); the vocabulary
+(:class:`Person`, :class:`JobStatus` ...) in :mod:`airflow_provider_linkmsg.hooks.linkedapi_model`.
 """
 
 from __future__ import annotations
