@@ -13,8 +13,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from itertools import groupby
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
+from airflow_provider_linkmsg.io.atomic import write_files
+from airflow_provider_linkmsg.io.paths import is_local
 from airflow_provider_linkmsg.io.staging import (
     atomic_write,
     exists,
@@ -28,6 +31,10 @@ if TYPE_CHECKING:
 
     from airflow_provider_linkmsg.io.staging import Manifest
     from airflow_provider_linkmsg.records import Message
+
+#: conversations whose index files :meth:`KeyIndex.add_manifest` writes together (their fsyncs shared)
+BATCH = 64
+_DECODER = json.JSONDecoder()
 
 
 class KeyIndex:
@@ -45,21 +52,39 @@ class KeyIndex:
 
     def load(self, conversation_id: str) -> set[str] | None:
         """The staged ids of a conversation, or ``None`` when it has no index yet."""
+        return self._load(self._path(conversation_id))
+
+    @staticmethod
+    def _load(path: ObjectStoragePath) -> set[str] | None:
+        if is_local(path):  # one open, no separate look-up
+            try:
+                with open(path.path, "rb") as f:
+                    content = f.read()
+            except FileNotFoundError:
+                return None
+        else:
+            if not exists(path):
+                return None
+            with open_for_read(path) as f:
+                content = f.read()
+        return set(_DECODER.decode(content.decode("utf-8", "surrogatepass")).get("ids") or [])
+
+    def _merged(self, conversation_id: str, ids: Iterable[str]) -> tuple[ObjectStoragePath, bytes] | None:
+        """The conversation's index file with ``ids`` added, or ``None`` when it holds them all already."""
         path = self._path(conversation_id)
-        if not exists(path):
-            return None
-        with open_for_read(path) as f:
-            return set(json.load(f).get("ids") or [])
+        known = self._load(path)
+        merged = (known or set()) | set(ids)
+        if known is not None and merged == known:
+            return None  # nothing new: no write
+        document = {"conversation_id": conversation_id, "ids": sorted(merged)}
+        return path, json.dumps(document, ensure_ascii=False).encode()
 
     def add(self, conversation_id: str, ids: Iterable[str]) -> None:
         """Add staged ids to a conversation's index (read, merge, replace atomically)."""
-        known = self.load(conversation_id)
-        merged = (known or set()) | set(ids)
-        if known is not None and merged == known:
-            return  # nothing new: no write
-        document = {"conversation_id": conversation_id, "ids": sorted(merged)}
-        with atomic_write(self._path(conversation_id), "w") as f:
-            json.dump(document, f, ensure_ascii=False)
+        merged = self._merged(conversation_id, ids)
+        if merged is not None:
+            with atomic_write(merged[0]) as f:
+                f.write(merged[1])
 
     def add_records(self, records: Iterable[Message]) -> Iterator[Message]:
         """Index ``records`` (staged, grouped by conversation as the engine writes them) as they pass by."""
@@ -70,18 +95,27 @@ class KeyIndex:
 
     def add_manifest(self, manifest: Manifest) -> None:
         """
-        Index every record of a durable staged run, one conversation at a time. Reads the two fields it
-        needs from each JSON line (the part files' record counts are checked as by ``iter_records``),
-        without building the records.
+        Index every record of a durable staged run. Reads the two fields it needs from each JSON line (the
+        part files' record counts are checked as by ``iter_records``), without building the records; the
+        changed index files are replaced :data:`BATCH` at a time (:func:`write_files`: each complete or
+        not at all, their fsyncs shared), so memory holds one batch of conversations.
         """
-        for conversation_id, group in groupby(_ids(manifest), key=lambda pair: pair[0]):
-            self.add(conversation_id, [message_id for _, message_id in group])
+        batch: dict[str, tuple[ObjectStoragePath, bytes]] = {}
+        for conversation_id, group in groupby(_ids(manifest), key=itemgetter(0)):
+            ids = [message_id for _, message_id in group]
+            if conversation_id in batch or len(batch) >= BATCH:  # a conversation met again reads its new file
+                write_files(list(batch.values()))
+                batch = {}
+            merged = self._merged(conversation_id, ids)
+            if merged is not None:
+                batch[conversation_id] = merged
+        write_files(list(batch.values()))
 
 
 def _ids(manifest: Manifest) -> Iterator[tuple[str, str]]:
     """``(conversation_id, message_id)`` of every staged record, in file order."""
-    loads = json.loads
+    decode = _DECODER.decode
     for index in range(len(manifest.files)):
         for line in iter_part_lines(manifest, index):
-            data = loads(line)
+            data = decode(line.decode("utf-8", "surrogatepass"))
             yield data["conversation_id"], data["message_id"]

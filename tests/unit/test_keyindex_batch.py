@@ -1,0 +1,78 @@
+"""The index of staged ids written in batches: the same files as one write each, nothing lost or left over."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from airflow_provider_linkmsg.io import atomic
+from airflow_provider_linkmsg.io import keys as keys_module
+from airflow_provider_linkmsg.io.keys import KeyIndex
+from airflow_provider_linkmsg.io.staging import StagingWriter, to_path
+from airflow_provider_linkmsg.records import Message
+
+
+def _message(conversation: str, i: int) -> Message:
+    return Message(
+        "linkup", "acc", conversation, f"{conversation}-{i}", f"2026-01-01T00:00:{i:02d}.000000Z", "inbound"
+    )
+
+
+def _manifest(root, groups: list[tuple[str, range]]):
+    with StagingWriter(str(root), vendor="linkup", record_type="message", run_id="r") as writer:
+        for conversation, numbers in groups:
+            for i in numbers:
+                writer.write(_message(conversation, i))
+    return writer.close()
+
+
+def _files(directory) -> dict[str, bytes]:
+    return {name: (directory / name).read_bytes() for name in sorted(os.listdir(directory))}
+
+
+def test_a_manifest_indexes_the_same_bytes_as_one_conversation_at_a_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(keys_module, "BATCH", 4)  # several batches and a last, partial one
+    groups = [(f"urn:li:c{n}/é", range(n % 3 + 1)) for n in range(11)]
+    manifest = _manifest(tmp_path / "staging", groups)
+    batched = KeyIndex(to_path(str(tmp_path / "batched")))
+    batched.add("urn:li:c2/é", ["old"])  # one conversation indexed before: merged, not replaced
+    one_by_one = KeyIndex(to_path(str(tmp_path / "one")))
+    one_by_one.add("urn:li:c2/é", ["old"])
+
+    batched.add_manifest(manifest)
+    for conversation, numbers in groups:
+        one_by_one.add(conversation, [f"{conversation}-{i}" for i in numbers])
+
+    assert _files(tmp_path / "batched") == _files(tmp_path / "one")  # no hidden temporary file either
+    assert batched.load("urn:li:c2/é") == {"old", "urn:li:c2/é-0", "urn:li:c2/é-1", "urn:li:c2/é-2"}
+
+
+def test_a_conversation_met_again_in_one_batch_keeps_the_ids_of_both_groups(tmp_path):
+    # carried-over records, then the same conversation read again: two groups of one conversation
+    manifest = _manifest(tmp_path / "staging", [("c1", range(2)), ("c2", range(1)), ("c1", range(2, 4))])
+    index = KeyIndex(to_path(str(tmp_path / "keys")))
+    index.add_manifest(manifest)
+    assert index.load("c1") == {"c1-0", "c1-1", "c1-2", "c1-3"}
+    assert index.load("c2") == {"c2-0"}
+
+
+def test_a_failed_batch_leaves_the_old_files_and_no_temporary_file(tmp_path, monkeypatch):
+    index = KeyIndex(to_path(str(tmp_path / "keys")))
+    index.add("c0", ["before"])
+    before = _files(tmp_path / "keys")
+    manifest = _manifest(tmp_path / "staging", [(f"c{n}", range(2)) for n in range(5)])
+    real_fsync, calls = os.fsync, []
+
+    def failing_fsync(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="Input/output error"):
+        index.add_manifest(manifest)
+    assert _files(tmp_path / "keys") == before
+    assert json.loads(before["c0.json"])["ids"] == ["before"]
