@@ -40,6 +40,8 @@ def to_utc_iso(value: datetime | int | float | str) -> str:
     Accepts an aware or naive (taken as UTC) datetime, epoch milliseconds (int/float, as ConnectSafely and
     LinkupAPI send), or an ISO-8601 string (as Linked API sends, with ``Z`` or an offset).
     """
+    if type(value) is int:  # epoch ms, the common case: already UTC
+        return _format_utc(datetime.fromtimestamp(value / 1000, tz=UTC))
     if isinstance(value, bool):
         raise TypeError(f"not a timestamp: {value!r}")
     if type(value) is str and len(value) == 27 and value[-1] == "Z" and value[10] == "T" and value[19] == ".":
@@ -68,6 +70,13 @@ def to_utc_iso(value: datetime | int | float | str) -> str:
 
 def parse_utc(value: str) -> datetime:
     """Parse a timestamp written by :func:`to_utc_iso` (or any ISO-8601 string) into an aware datetime."""
+    if type(value) is str and len(value) == 27 and value[-1] == "Z" and value[10] == "T" and value[19] == ".":
+        try:  # our own form: parsed once
+            naive = datetime.fromisoformat(value[:-1])
+        except ValueError:
+            naive = None  # not a date after all: the general path says why
+        if naive is not None and naive.tzinfo is None and naive.year >= 1000:
+            return naive.replace(tzinfo=UTC)
     return datetime.fromisoformat(to_utc_iso(value)[:-1]).replace(tzinfo=UTC)
 
 

@@ -62,6 +62,14 @@ class ConversationReads:
         if not changed:
             return
         workers = max(1, min(self.max_workers, len(changed)))
+        if workers == 1:  # one reader: read in this thread, one conversation after the other
+            try:
+                for conversation in changed:
+                    watermark = None if self.full_refresh else watermarks.get(conversation.id)
+                    yield self._read_one(conversation, watermark, read_conversation)
+            finally:
+                self._stop.set()
+            return
         limit = 2 * workers
         pending: set[Future[Outcome]] = set()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"linkmsg-{self.vendor}") as pool:

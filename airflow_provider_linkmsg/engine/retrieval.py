@@ -285,8 +285,7 @@ class InboxRetrieval(ConversationReads):
                     if isinstance(error, LinkMsgAuthError | LinkMsgBudgetExceededError) and fatal is None:
                         fatal = error
                     continue
-                for message in outcome.messages:
-                    self.writer.write(message)
+                self._write(outcome.messages)
                 new_records += len(outcome.messages)
                 old = None if self.full_refresh else watermarks.get(conversation.id)
                 self._warn_future(conversation, outcome)
@@ -394,6 +393,13 @@ class InboxRetrieval(ConversationReads):
                     self.store.stage(conversation_id, carried)
             self._info("Carried over %d record(s) staged by an earlier try of this run", count)
         return count
+
+    def _write(self, messages: list[Message]) -> None:
+        """Stage a conversation's messages (in one call when the writer takes several at once)."""
+        if hasattr(self.writer, "write_many"):
+            return self.writer.write_many(messages)
+        for message in messages:
+            self.writer.write(message)
 
     def window(self, conversation_id: str) -> ReadWindow:
         """The read window of a conversation in this run (for readers that batch their ``since``)."""

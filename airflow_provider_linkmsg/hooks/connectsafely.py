@@ -258,7 +258,8 @@ class ConnectSafelyHook(ConnectionFormMixin, LinkMsgHook):
         :param conversation_urn: its conversation.
         :param include_raw: keep the vendor's JSON in ``raw``.
         """
-        require(raw, "messageUrn", "sentAt", what=f"a message of {conversation_urn}", vendor=self.vendor)
+        if type(raw) is not dict or raw.get("messageUrn") in (None, "") or raw.get("sentAt") in (None, ""):
+            require(raw, "messageUrn", "sentAt", what=f"a message of {conversation_urn}", vendor=self.vendor)
         return Message(
             vendor=self.vendor,
             account_id=account_id,

@@ -58,10 +58,8 @@ class Manifest:
     path: ObjectStoragePath | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form written to ``manifest.json`` (without ``path``)."""
-        data = dataclasses.asdict(dataclasses.replace(self, path=None))
-        data.pop("path")
-        return {"version": 1, **data}
+        """The JSON form written to ``manifest.json`` (without ``path``); its values are not copied."""
+        return {"version": 1, **{f.name: getattr(self, f.name) for f in _FIELDS if f.name != "path"}}
 
     @classmethod
     def load(cls, path: str | ObjectStoragePath, conn_id: str | None = None) -> Manifest:
@@ -108,3 +106,6 @@ class Manifest:
             "api_calls": self.api_calls,
             "credits": self.credits,
         }
+
+
+_FIELDS = dataclasses.fields(Manifest)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_linkmsg.io.atomic import _TempFile, atomic_write
@@ -113,6 +113,31 @@ class StagingWriter:
         self._current.file.write(line)
         self._info["records"] += 1
         self._info["bytes"] += len(line)
+
+    def write_many(self, records: Sequence[Message | GeneratedMessage]) -> None:
+        """
+        Append records as JSON lines, as :meth:`write` one after the other would (the same bytes and part
+        files), with one write per part file.
+
+        :param records: records of this writer's ``record_type``.
+        """
+        if self._manifest is not None or self._aborted:
+            raise RuntimeError(f"staging run {self.run_id!r} is already closed")
+        for record in records:
+            if record.record_type != self.record_type:
+                raise TypeError(
+                    f"this writer stages {self.record_type!r} records, not {record.record_type!r}"
+                )
+        done, include_raw = 0, self.include_raw
+        while done < len(records):
+            if self._current is None or self._info["records"] >= self.max_records_per_file:
+                self._start_part()
+            batch = records[done : done + self.max_records_per_file - self._info["records"]]
+            data = "".join([record.to_json(include_raw=include_raw) + "\n" for record in batch]).encode()
+            self._current.file.write(data)
+            self._info["records"] += len(batch)
+            self._info["bytes"] += len(data)
+            done += len(batch)
 
     def add_stats(self, api_calls: int = 0, credits: int | float = 0, **extra: Any) -> None:
         """
