@@ -12,7 +12,7 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
@@ -35,13 +35,15 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def _remove_stale_tmp(path: ObjectStoragePath, *names: str) -> None:
-    """
-    Delete hidden ``.{name}.tmp-*`` siblings of ``path`` (and of the other ``names`` in its folder) older
-    than an hour: left by writes killed hard.
-    """
-    prefixes, cutoff = tuple(f".{name}.tmp-" for name in (path.name, *names)), time.time() - STALE_TMP_SECONDS
-    with contextlib.suppress(OSError), os.scandir(path.parent.path) as entries:
+def _remove_stale_tmp(path: ObjectStoragePath) -> None:
+    """Delete hidden ``.{name}.tmp-*`` siblings of ``path`` older than an hour: left by writes killed hard."""
+    _remove_stale_in(path.parent.path, [path.name])
+
+
+def _remove_stale_in(folder: str, names: Iterable[str]) -> None:
+    """Delete hidden ``.{name}.tmp-*`` files in ``folder`` older than an hour, for each of ``names``."""
+    prefixes, cutoff = tuple(f".{name}.tmp-" for name in names), time.time() - STALE_TMP_SECONDS
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.startswith(prefixes) and entry.stat().st_mtime < cutoff:
                 with contextlib.suppress(OSError):
@@ -127,40 +129,81 @@ def atomic_write(
 
 def write_files(files: Sequence[tuple[ObjectStoragePath, bytes]]) -> None:
     """
-    Write several files of one folder, each appearing under its final name complete or not at all, as
+    Write several files, each appearing under its final name complete or not at all, as
     :func:`atomic_write` would one by one, with the disk's waits shared: on the local disk every temporary
-    file is created, written and fsynced (:data:`SYNC_THREADS` at once) before any is renamed, and the
-    folder is fsynced once after the renames. On an error no temporary file is left and the files not yet
-    renamed keep their old content. On object stores, one :func:`atomic_write` after the other.
+    file is created, written and fsynced (:data:`SYNC_THREADS` at once, :func:`prepare_local`) before any
+    is renamed, and each folder is fsynced once after the renames (:func:`publish_local`). On an error no
+    temporary file is left and the files not yet renamed keep their old content. On object stores, one
+    :func:`atomic_write` after the other.
 
-    :param files: ``(final path, content)``; all in the folder of the first.
+    :param files: ``(final path, content)``.
     """
     if not files:
         return
-    first = files[0][0]
-    folder = os.path.dirname(first.path)
-    if not is_local(first) or any(os.path.dirname(path.path) != folder for path, _ in files):
+    if not all(is_local(path) for path, _ in files):
         for path, content in files:
             with atomic_write(path) as f:
                 f.write(content)
         return
-    temps: list[_TempFile] = []
-
-    def write(path: ObjectStoragePath, content: bytes) -> None:
-        temp = _TempFile(path)
-        temps.append(temp)  # list.append is atomic: every temporary file made is discarded on an error
-        temp.file.write(content)
-        temp.finish()
-
+    pairs: list[tuple[str, str]] = []
     try:
         with ThreadPoolExecutor(min(SYNC_THREADS, len(files)), thread_name_prefix="linkmsg-fsync") as pool:
-            for done in [pool.submit(write, path, content) for path, content in files]:
-                done.result()
-        for temp in temps:
-            os.replace(temp.tmp.path, temp.path.path)
+            futures = [(path.path, pool.submit(prepare_local, path.path, content)) for path, content in files]
+            for final, future in futures:
+                with contextlib.suppress(Exception):
+                    pairs.append((final, future.result()))
+            for _, future in futures:
+                future.result()  # the first error, once every temporary file made is known
     except BaseException:
-        for temp in temps:
-            temp.discard()
+        discard_local(tmp for _, tmp in pairs)
         raise
-    _fsync_dir(folder)
-    _remove_stale_tmp(first, *(path.name for path, _ in files[1:]))
+    publish_local(pairs)
+
+
+def prepare_local(final: str, content: bytes) -> str:
+    """
+    Write ``content`` to a hidden temporary sibling of the local file ``final`` and fsync it; returns its
+    path, for :func:`publish_local`. On an error nothing is left.
+    """
+    folder, name = os.path.split(final)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{name}.tmp-{uuid.uuid4().hex}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        discard_local([tmp])
+        raise
+    return tmp
+
+
+def publish_local(pairs: Iterable[tuple[str, str]]) -> None:
+    """
+    Rename each prepared temporary file onto its final name (``(final, temporary)`` pairs), then fsync
+    each folder once and delete the stale temporary files of those names. On an error the temporary files
+    not yet renamed are deleted.
+    """
+    pairs = list(pairs)
+    folders: dict[str, list[str]] = {}
+    renamed = 0
+    try:
+        for final, tmp in pairs:
+            os.replace(tmp, final)
+            renamed += 1
+            folder, name = os.path.split(final)
+            folders.setdefault(folder, []).append(name)
+    except BaseException:
+        discard_local(tmp for _, tmp in pairs[renamed:])
+        raise
+    for folder, names in folders.items():
+        _fsync_dir(folder)
+        _remove_stale_in(folder, names)
+
+
+def discard_local(tmps: Iterable[str]) -> None:
+    """Delete temporary files, never raising."""
+    for tmp in tmps:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)

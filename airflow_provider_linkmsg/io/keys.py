@@ -11,12 +11,19 @@ conversation stages it again in full, once (the exports keep one row per key).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import groupby
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
-from airflow_provider_linkmsg.io.atomic import write_files
+from airflow_provider_linkmsg.io.atomic import (
+    SYNC_THREADS,
+    discard_local,
+    prepare_local,
+    publish_local,
+    write_files,
+)
 from airflow_provider_linkmsg.io.paths import is_local
 from airflow_provider_linkmsg.io.staging import (
     atomic_write,
@@ -112,10 +119,98 @@ class KeyIndex:
         write_files(list(batch.values()))
 
 
+class IndexUpdate:
+    """
+    What one run adds to the index, prepared while the run goes and published with its manifest.
+
+    As the run stages a conversation (:meth:`stage`), its merged index file is written to a hidden
+    temporary file and fsynced in the background (local disk); :meth:`publish`, once the manifest is
+    durable, only renames them and fsyncs the folder, so an id enters the index only when it is staged,
+    as with :meth:`KeyIndex.add_manifest`. :meth:`discard` (a failed run) deletes them. A conversation
+    staged twice in one run, or an index on an object store, is indexed from the manifest at publish.
+
+    :param index: the account's index.
+    """
+
+    def __init__(self, index: KeyIndex) -> None:
+        self.index = index
+        self._from_manifest = not is_local(index.directory)
+        self._pending: dict[str, tuple[str, Future[str]] | None] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    def stage(self, messages: Sequence[Message]) -> None:
+        """Prepare the index files of the conversations of ``messages`` (staged just now)."""
+        if self._from_manifest:
+            return
+        for conversation_id, group in groupby(messages, key=lambda m: m.conversation_id):
+            if conversation_id in self._pending:  # staged twice: indexed from the manifest instead
+                self._from_manifest = True
+                self.discard()
+                return
+            merged = self.index._merged(conversation_id, [m.message_id for m in group])
+            if merged is None:
+                self._pending[conversation_id] = None  # nothing new
+                continue
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="linkmsg-index")
+            final = merged[0].path
+            self._pending[conversation_id] = (final, self._pool.submit(prepare_local, final, merged[1]))
+
+    def publish(self, manifest: Manifest) -> None:
+        """Put the prepared files in place (the manifest is durable); on an error none is left over."""
+        if self._from_manifest:
+            self.discard()
+            self.index.add_manifest(manifest)
+            return
+        prepared = self._wait()
+        pairs = [(final, f.result()) for final, f in prepared if not f.exception()]
+        failed = next((f.exception() for _, f in prepared if f.exception()), None)
+        if failed is not None:
+            discard_local(tmp for _, tmp in pairs)
+            raise failed
+        publish_local(pairs)
+
+    def discard(self) -> None:
+        """Delete the prepared files (the run failed or its staging was aborted)."""
+        for _, future in self._wait():
+            if not future.exception():
+                discard_local([future.result()])
+
+    def _wait(self) -> list[tuple[str, Future[str]]]:
+        """The prepared files (final path, temporary path's future), all done; none pending after."""
+        pending, self._pending = self._pending, {}
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        return [item for item in pending.values() if item is not None]
+
+
 def _ids(manifest: Manifest) -> Iterator[tuple[str, str]]:
     """``(conversation_id, message_id)`` of every staged record, in file order."""
-    decode = _DECODER.decode
     for index in range(len(manifest.files)):
         for line in iter_part_lines(manifest, index):
-            data = decode(line.decode("utf-8", "surrogatepass"))
-            yield data["conversation_id"], data["message_id"]
+            yield _pair(line.decode("utf-8", "surrogatepass"))
+
+
+_CONVERSATION = '"conversation_id":'
+_MESSAGE = ',"message_id":'
+
+
+def _pair(line: str) -> tuple[str, str]:
+    """
+    ``(conversation_id, message_id)`` of one staged line, the two values decoded where they stand: the
+    staging writer puts them fourth and fifth, after three strings (a ``"`` inside a JSON string is
+    escaped, so the first ``"conversation_id":`` is the key). Any other line is decoded whole.
+    """
+    start = line.find(_CONVERSATION)
+    if start > 0:
+        try:
+            conversation_id, end = _DECODER.raw_decode(line, start + len(_CONVERSATION))
+            if line.startswith(_MESSAGE, end):
+                message_id, _ = _DECODER.raw_decode(line, end + len(_MESSAGE))
+                if type(conversation_id) is str and type(message_id) is str:
+                    return conversation_id, message_id
+        except ValueError:
+            pass
+    data = _DECODER.decode(line)
+    return data["conversation_id"], data["message_id"]

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context, ObjectStoragePath
 
     from airflow_provider_linkmsg.engine import InboxRetrieval
-    from airflow_provider_linkmsg.io.keys import KeyIndex
+    from airflow_provider_linkmsg.io.keys import IndexUpdate, KeyIndex
     from airflow_provider_linkmsg.io.lease import Lease
     from airflow_provider_linkmsg.io.staging import Manifest, StagingWriter
     from airflow_provider_linkmsg.records import Message
@@ -65,6 +65,27 @@ class _EarlierTry:
         return dict(self.manifest.watermarks) if self.manifest is not None else {}
 
 
+class _IndexingWriter:
+    """The run's staging writer; each conversation it stages is prepared in the index update."""
+
+    def __init__(self, writer: StagingWriter, update: IndexUpdate) -> None:
+        self._writer = writer
+        self._update = update
+
+    def write_many(self, messages: Sequence[Message]) -> None:
+        self._writer.write_many(messages)
+        self._update.stage(messages)
+
+    def abort(self) -> None:
+        try:
+            self._writer.abort()
+        finally:
+            self._update.discard()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._writer, name)
+
+
 def build_retrieval(
     *,
     vendor: str,
@@ -85,7 +106,7 @@ def build_retrieval(
     :param options: the engine's other arguments (``full_refresh``, ``overlap_seconds`` ...).
     """
     from airflow_provider_linkmsg.engine import InboxRetrieval
-    from airflow_provider_linkmsg.io.keys import KeyIndex
+    from airflow_provider_linkmsg.io.keys import IndexUpdate, KeyIndex
     from airflow_provider_linkmsg.io.staging import StagingWriter
     from airflow_provider_linkmsg.io.state import WatermarkStore, commit_after
 
@@ -95,18 +116,23 @@ def build_retrieval(
         root, vendor=vendor, record_type="message", run_id=run_id, conn_id=conn_id, include_raw=include_raw
     )
     earlier = _EarlierTry(writer, index)
+    update = IndexUpdate(index)
 
     def commit(manifest: Manifest) -> None:
-        if lease is not None:
-            lease.check()  # a run whose lease was taken over commits nothing
-        index.add_manifest(manifest)  # the ids are staged: only now do they enter the index
+        try:
+            if lease is not None:
+                lease.check()  # a run whose lease was taken over commits nothing
+        except BaseException:
+            update.discard()
+            raise
+        update.publish(manifest)  # the ids are staged: only now do they enter the index
         commit_after(manifest, store)
 
     return InboxRetrieval(
         vendor=vendor,
         account_id=account_id,
         store=store,
-        writer=writer,
+        writer=_IndexingWriter(writer, update),
         carry_over=earlier.records,
         carried_watermarks=earlier.watermarks,
         commit=commit,

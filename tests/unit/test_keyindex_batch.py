@@ -76,3 +76,64 @@ def test_a_failed_batch_leaves_the_old_files_and_no_temporary_file(tmp_path, mon
         index.add_manifest(manifest)
     assert _files(tmp_path / "keys") == before
     assert json.loads(before["c0.json"])["ids"] == ["before"]
+
+
+def _update(tmp_path):
+    from airflow_provider_linkmsg.io.keys import IndexUpdate
+
+    index = KeyIndex(to_path(str(tmp_path / "keys")))
+    return index, IndexUpdate(index)
+
+
+def test_a_run_s_ids_enter_the_index_only_when_published(tmp_path):
+    index, update = _update(tmp_path)
+    index.add("c1", ["old"])
+    groups = [("c1", range(2)), ("c2", range(3))]
+    manifest = _manifest(tmp_path / "staging", groups)
+    for conversation, numbers in groups:
+        update.stage([_message(conversation, i) for i in numbers])
+    assert index.load("c1") == {"old"} and index.load("c2") is None  # prepared, not in place
+    update.publish(manifest)
+    assert index.load("c1") == {"old", "c1-0", "c1-1"} and index.load("c2") == {"c2-0", "c2-1", "c2-2"}
+    assert sorted(os.listdir(tmp_path / "keys")) == ["c1.json", "c2.json"]  # no temporary file left
+
+
+def test_a_discarded_run_leaves_the_index_as_it_was(tmp_path):
+    index, update = _update(tmp_path)
+    index.add("c1", ["old"])
+    before = _files(tmp_path / "keys")
+    update.stage([_message("c1", 0), _message("c2", 0)])
+    update.discard()
+    assert _files(tmp_path / "keys") == before
+
+
+def test_a_conversation_staged_twice_in_a_run_is_indexed_from_the_manifest(tmp_path):
+    index, update = _update(tmp_path)
+    groups = [("c1", range(2)), ("c2", range(1)), ("c1", range(2, 4))]
+    manifest = _manifest(tmp_path / "staging", groups)
+    for conversation, numbers in groups:
+        update.stage([_message(conversation, i) for i in numbers])
+    update.publish(manifest)
+    assert index.load("c1") == {"c1-0", "c1-1", "c1-2", "c1-3"} and index.load("c2") == {"c2-0"}
+    assert sorted(os.listdir(tmp_path / "keys")) == ["c1.json", "c2.json"]
+
+
+def test_a_failed_preparation_fails_the_publish_and_leaves_nothing(tmp_path, monkeypatch):
+    index, update = _update(tmp_path)
+    index.add("c0", ["before"])
+    before = _files(tmp_path / "keys")
+    manifest = _manifest(tmp_path / "staging", [(f"c{n}", range(2)) for n in range(5)])
+    real_fsync, calls = os.fsync, []
+
+    def failing_fsync(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", failing_fsync)
+    for n in range(5):
+        update.stage([_message(f"c{n}", i) for i in range(2)])
+    with pytest.raises(OSError, match="No space left"):
+        update.publish(manifest)
+    assert _files(tmp_path / "keys") == before
