@@ -11,6 +11,7 @@ conversation stages it again in full, once (the exports keep one row per key).
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import groupby
@@ -137,6 +138,7 @@ class IndexUpdate:
         self._from_manifest = not is_local(index.directory)
         self._pending: dict[str, tuple[str, Future[str]] | None] = {}
         self._pool: ThreadPoolExecutor | None = None
+        self._queued: deque[Future[str]] = deque()
 
     def stage(self, messages: Sequence[Message]) -> None:
         """Prepare the index files of the conversations of ``messages`` (staged just now)."""
@@ -154,7 +156,11 @@ class IndexUpdate:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="linkmsg-index")
             final = merged[0].path
-            self._pending[conversation_id] = (final, self._pool.submit(prepare_local, final, merged[1]))
+            future = self._pool.submit(prepare_local, final, merged[1])
+            self._pending[conversation_id] = (final, future)
+            self._queued.append(future)
+            while len(self._queued) > 2 * SYNC_THREADS:  # a slow disk holds the run, not its memory
+                self._queued.popleft().exception()  # waits; an error is raised by publish
 
     def publish(self, manifest: Manifest) -> None:
         """Put the prepared files in place (the manifest is durable); on an error none is left over."""
@@ -179,6 +185,7 @@ class IndexUpdate:
     def _wait(self) -> list[tuple[str, Future[str]]]:
         """The prepared files (final path, temporary path's future), all done; none pending after."""
         pending, self._pending = self._pending, {}
+        self._queued.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None

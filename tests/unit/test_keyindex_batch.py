@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -137,3 +138,33 @@ def test_a_failed_preparation_fails_the_publish_and_leaves_nothing(tmp_path, mon
     with pytest.raises(OSError, match="No space left"):
         update.publish(manifest)
     assert _files(tmp_path / "keys") == before
+
+
+def test_a_slow_disk_holds_the_run_not_its_memory(tmp_path, monkeypatch):
+    import threading
+
+    from airflow_provider_linkmsg.io import keys
+
+    index, update = _update(tmp_path)
+    real, running, most = keys.prepare_local, [0], [0]
+    lock = threading.Lock()
+
+    def slow(final: str, content: bytes) -> str:
+        with lock:
+            running[0] += 1
+        time.sleep(0.01)
+        try:
+            return real(final, content)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(keys, "prepare_local", slow)
+    groups = [(f"c{n}", range(2)) for n in range(60)]
+    manifest = _manifest(tmp_path / "staging", groups)
+    for conversation, numbers in groups:
+        update.stage([_message(conversation, i) for i in numbers])
+        most[0] = max(most[0], sum(not f.done() for _, f in update._pending.values()))
+    assert most[0] <= 2 * keys.SYNC_THREADS + 1  # prepared files waiting (and their content) stay bounded
+    update.publish(manifest)
+    assert all(index.load(f"c{n}") == {f"c{n}-0", f"c{n}-1"} for n in range(60))
