@@ -127,6 +127,9 @@ class AsyncTransport:
     ) -> ApiResponse:
         """The async twin of :meth:`request`: the same policy, interpretation and redaction, on httpx."""
         await self.aconnect()
+        # wait for the connection's rate limit here, before the call, its retry state and attempt exist:
+        # callers held back by the limit then hold only their own frames while they wait
+        await self._shared.limiter.turn()
         call = self._new_call(
             method, endpoint, params, json_body, headers, idempotent, timeout, max_retries, on_lost_answer
         )

@@ -1,4 +1,4 @@
-"""The rate limiter of the async path: the same token bucket and pauses, on asyncio, one per hook."""
+"""The rate limiter of the async path: the same token bucket and pauses, on asyncio, one per connection and loop."""
 
 from __future__ import annotations
 
@@ -6,39 +6,44 @@ import asyncio
 import math
 import time
 
+from airflow_provider_linkmsg.hooks.transport.ratelimit import TokenBucket
+
 
 class AsyncRateLimiter:
     """
     A token bucket (``rate`` per second, ``burst`` deep) plus a cap on requests in flight, for one event
     loop. Like :class:`~.ratelimit.RateLimiter`, a vendor-requested pause holds every caller.
+
+    Two steps, two buckets of the same rule (:class:`~.ratelimit.TokenBucket`):
+
+    * :meth:`turn`, before a request is built: the caller books the next free token of the *schedule* and
+      sleeps once until it (one timer; no queue of futures, no herd woken together to race for a token).
+      A thousand callers asking twice what the limit allows wait here, each holding only its own frames,
+      not the request, retry state and attempt that the limiter's inner step would hold for seconds.
+    * ``async with limiter`` (each attempt): an in-flight slot, then a token of the *send* bucket taken at
+      the moment of sending, as the sync limiter does. This bucket alone holds the rate limit, whatever
+      the schedule said: a caller that comes late (a stalled loop, a retry, a pause) waits here again.
+      Callers that took their turn arrive spaced by the schedule and find their token.
     """
 
     def __init__(self, rate: float, burst: int, max_in_flight: int) -> None:
         self.rate = rate
         self.burst = max(1, burst)
-        self._tokens = float(self.burst)
-        self._stamp = time.monotonic()
-        self._paused_until = 0.0
+        now = time.monotonic()
+        self._bucket = TokenBucket(rate, burst, now)  # sending: the rate limit
+        self._schedule = TokenBucket(rate, burst, now)  # booking: when each waiter's turn comes
         self._in_flight = asyncio.Semaphore(max(1, max_in_flight))
 
-    def _take(self) -> float:
-        now = time.monotonic()
-        if now < self._paused_until:
-            return self._paused_until - now
-        if self.rate > 0:
-            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        else:
-            self._tokens = self.burst
-        self._stamp = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return 0.0
-        return (1 - self._tokens) / self.rate
+    async def turn(self) -> None:
+        """Wait until the caller's booked token comes (at once while the bucket has some)."""
+        delay = self._schedule.reserve(time.monotonic())
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     async def __aenter__(self) -> None:
         await self._in_flight.acquire()
         try:
-            while (delay := self._take()) > 0:
+            while (delay := self._bucket.take(time.monotonic())) > 0:
                 await asyncio.sleep(delay)
         except BaseException:
             self._in_flight.release()
@@ -51,6 +56,6 @@ class AsyncRateLimiter:
         """Hold every caller for ``seconds`` from now; finite values only (the caller caps them)."""
         if not 0 < seconds < math.inf:
             return
-        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
-        self._tokens = 0.0
-        self._stamp = self._paused_until
+        now = time.monotonic()
+        self._bucket.pause(seconds, now)
+        self._schedule.pause(seconds, now)

@@ -9,6 +9,58 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
+class TokenBucket:
+    """
+    The token bucket both limiters share: ``rate`` tokens a second, ``burst`` deep, and vendor-requested
+    pauses. Pure arithmetic: no lock, no I/O, no clock of its own (every method is given ``now``, a
+    ``time.monotonic()`` reading); the sync limiter wraps it in a lock, the async one runs it on its loop.
+
+    :meth:`take` is the bucket's rule at the moment of sending: a token if one is there, else the wait.
+    :meth:`reserve` books the next free token, in the future when none is left (the bucket goes into
+    debt): a waiter learns when its turn comes and sleeps once until then, instead of asking again.
+    """
+
+    __slots__ = ("burst", "paused_until", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self.tokens = float(self.burst)
+        self.stamp = now  # the time ``tokens`` was counted at (after a pause: the pause's end)
+        self.paused_until = 0.0
+
+    def _refill(self, now: float) -> None:
+        if self.rate <= 0:  # no rate limit: only the pauses hold callers
+            self.tokens = float(self.burst)
+        elif now > self.stamp:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = max(self.stamp, now)
+
+    def take(self, now: float) -> float:
+        """Take a token if one is free and return 0, else return how long to wait before asking again."""
+        if now < self.paused_until:
+            return self.paused_until - now
+        self._refill(now)
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+    def reserve(self, now: float) -> float:
+        """Book the next free token (now, or later when the bucket is empty); return how long until it."""
+        self._refill(now)
+        if self.rate <= 0:
+            return max(0.0, self.stamp - now)
+        self.tokens -= 1
+        return max(0.0, self.stamp - now) + max(0.0, -self.tokens) / self.rate
+
+    def pause(self, seconds: float, now: float) -> None:
+        """Hold every caller for ``seconds`` from ``now``: no tokens until then, and none piled up after."""
+        self.paused_until = max(self.paused_until, now + seconds)
+        self.tokens = min(self.tokens, 0.0)  # bookings already made stay booked, after the pause
+        self.stamp = max(self.stamp, self.paused_until)
+
+
 class RateLimiter:
     """
     A token bucket (``rate`` per second, ``burst`` deep) plus a cap on requests in flight, thread-safe.
@@ -20,27 +72,14 @@ class RateLimiter:
     def __init__(self, rate: float, burst: int, max_in_flight: int) -> None:
         self.rate = rate
         self.burst = max(1, burst)
-        self._tokens = float(self.burst)
-        self._stamp = time.monotonic()
-        self._paused_until = 0.0
+        self._bucket = TokenBucket(rate, burst, time.monotonic())
         self._lock = threading.Lock()
         self._in_flight = threading.BoundedSemaphore(max(1, max_in_flight))
 
     def _take(self) -> float:
         """Take a token if one is free and return 0, else return how long to wait."""
         with self._lock:
-            now = time.monotonic()
-            if now < self._paused_until:
-                return self._paused_until - now
-            if self.rate > 0:
-                self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-            else:
-                self._tokens = self.burst
-            self._stamp = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return 0.0
-            return (1 - self._tokens) / self.rate
+            return self._bucket.take(time.monotonic())
 
     @contextmanager
     def slot(self) -> Iterator[None]:
@@ -55,9 +94,7 @@ class RateLimiter:
         if not 0 < seconds < math.inf:  # also refuses NaN: the caller caps the wait, this guards the limiter
             return
         with self._lock:
-            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
-            self._tokens = 0.0
-            self._stamp = self._paused_until  # no tokens pile up during the pause: it ends without a burst
+            self._bucket.pause(seconds, time.monotonic())
 
 
 _LIMITERS: dict[tuple[str, ...], RateLimiter] = {}

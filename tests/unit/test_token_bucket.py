@@ -1,0 +1,98 @@
+"""The token bucket both rate limiters share: its arithmetic on a given clock, and the async limiter's steps."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from airflow_provider_linkmsg.hooks.transport.aratelimit import AsyncRateLimiter
+from airflow_provider_linkmsg.hooks.transport.ratelimit import TokenBucket
+
+rates = st.floats(min_value=0.5, max_value=1000)
+bursts = st.integers(min_value=1, max_value=50)
+gaps = st.lists(st.floats(min_value=0, max_value=2), min_size=1, max_size=200)
+
+
+def _conforms(times: list[float], rate: float, burst: int) -> bool:
+    """No window [a, b] holds more than ``burst + rate * (b - a)`` of ``times`` (sorted): a bucket that
+    starts full and refills at ``rate`` never runs out when one token is taken at each of ``times``."""
+    tokens, last = float(burst), times[0] if times else 0.0
+    for t in times:
+        tokens = min(burst, tokens + (t - last) * rate) - 1
+        last = t
+        if tokens < -1e-6:
+            return False
+    return True
+
+
+@settings(max_examples=200, deadline=None)
+@given(rate=rates, burst=bursts, gaps=gaps)
+def test_tokens_taken_at_any_times_conform_to_the_bucket(rate, burst, gaps):
+    bucket, now, sent = TokenBucket(rate, burst, 0.0), 0.0, []
+    for gap in gaps:  # callers ask at arbitrary times and ask again after the wait they were given
+        now += gap
+        while (wait := bucket.take(now)) > 0:
+            now += max(wait, 1e-9)  # a real clock always moves on
+        sent.append(now)
+    assert _conforms(sent, rate, burst)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rate=rates, burst=bursts, gaps=gaps)
+def test_booked_turns_conform_and_each_waiter_waits_once(rate, burst, gaps):
+    bucket, now, turns = TokenBucket(rate, burst, 0.0), 0.0, []
+    for gap in gaps:
+        now += gap
+        turns.append(now + bucket.reserve(now))
+    turns.sort()
+    assert _conforms(turns, rate, burst)
+    # and no turn is later than it has to be: the last one comes when the bucket allows it
+    assert turns[-1] <= max(now, (len(gaps) - burst) / rate) + 1e-6
+
+
+def test_a_pause_holds_takes_and_bookings_and_ends_without_a_burst():
+    bucket = TokenBucket(10, 5, 0.0)
+    booked = bucket.reserve(0.0)
+    bucket.pause(30, 1.0)
+    assert booked == 0 and bucket.take(2.0) == pytest.approx(29.0)
+    assert bucket.reserve(2.0) == pytest.approx(29.0 + 0.1)  # after the pause, one token's time
+    assert bucket.take(31.0) > 0  # the pause piled up no tokens (and the booking above holds one)
+    assert bucket.take(31.25) == 0
+
+
+def test_no_rate_means_only_pauses_hold():
+    bucket = TokenBucket(0, 1, 0.0)
+    assert [bucket.take(0.0) for _ in range(100)] == [0.0] * 100
+    assert bucket.reserve(0.0) == 0.0
+    bucket.pause(5, 0.0)
+    assert bucket.take(1.0) == pytest.approx(4.0) and bucket.reserve(1.0) == pytest.approx(4.0)
+
+
+async def test_async_limiter_turns_are_spaced_by_the_rate_and_sleep_once(monkeypatch):
+    limiter = AsyncRateLimiter(rate=50, burst=5, max_in_flight=4)
+    sleeps: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def counting_sleep(delay: float) -> None:
+        sleeps.append(delay)
+        await real_sleep(delay)
+
+    monkeypatch.setattr(asyncio, "sleep", counting_sleep)
+    sent: list[float] = []
+
+    async def caller() -> None:
+        await limiter.turn()
+        async with limiter:
+            sent.append(time.monotonic())
+
+    started = time.monotonic()
+    await asyncio.gather(*(caller() for _ in range(30)))
+    sent = sorted(t - started for t in sent)
+    assert sent[-1] >= (30 - 5) / 50 * 0.95  # the rate held
+    assert _conforms(sent, 50, 5)
+    # each of the 25 held back slept for its turn once; the send bucket let (nearly) all of them through
+    assert len(sleeps) <= 25 + 5, sleeps
