@@ -145,11 +145,12 @@ def _triggerer(r: dict) -> list[dict]:
             f"{row['strict_ideal_s']:.1f} s); {row['polls']} polls, {row['polls_per_s']:.0f}/s (limit "
             f"{row['rate_limit']:g}/s); {row['full_gcs']} full GC(s), longest {row['max_full_gc_ms']:.0f} ms; "
             f"longest stall outside a full GC {row['max_stall_outside_gc_ms']:.0f} ms; control of bare "
-            f"triggers: {row['control_full_gcs']} full GC(s), stall {row['control_stall_ms']:.0f} ms"
+            f"triggers: {row['control_full_gcs']} full GC(s), stall {row['control_stall_ms']:.0f} ms; run by "
+            f"{row['run_by']}"
         )
         measure = (
             f"{row['ratio']:.2f}x ideal ({row['strict_ratio']:.2f}x strict), stall "
-            f"{row['max_loop_stall_ms']:.0f} ms"
+            f"{row['max_loop_stall_ms']:.0f} ms, outside full GCs {row['max_stall_outside_gc_ms']:.0f} ms"
         )
         rows.append(_row(row, figures, measure))
     return rows
@@ -170,7 +171,10 @@ def _watchers(r: dict) -> list[dict]:
             f"control of bare tasks: stall {span(row['control_stall_ms'], 'ms')}, full GCs "
             f"{row['control_full_gcs']}; first look of the loop {row['cold_start_stall_ms']:.0f} ms (once)"
         )
-        rows.append(_row(row, figures, f"stall {span(row['stall_ms'], 'ms')}"))
+        measure = (
+            f"stall {span(row['stall_ms'], 'ms')}, outside full GCs {span(row['stall_outside_gc_ms'], 'ms')}"
+        )
+        rows.append(_row(row, figures, measure))
     return rows
 
 
