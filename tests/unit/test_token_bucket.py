@@ -44,14 +44,17 @@ def test_tokens_taken_at_any_times_conform_to_the_bucket(rate, burst, gaps):
 @settings(max_examples=200, deadline=None)
 @given(rate=rates, burst=bursts, gaps=gaps)
 def test_booked_turns_conform_and_each_waiter_waits_once(rate, burst, gaps):
-    bucket, now, turns = TokenBucket(rate, burst, 0.0), 0.0, []
+    bucket, now, asked, turns = TokenBucket(rate, burst, 0.0), 0.0, [], []
     for gap in gaps:
         now += gap
+        asked.append(now)
         turns.append(now + bucket.reserve(now))
-    turns.sort()
+    assert turns == sorted(turns)  # first booked, first served
     assert _conforms(turns, rate, burst)
-    # and no turn is later than it has to be: the last one comes when the bucket allows it
-    assert turns[-1] <= max(now, (len(gaps) - burst) / rate) + 1e-6
+    # and none waits longer than the bookings before it need: at most one token's time for each
+    assert all(
+        turn <= at + (k + 1) / rate + 1e-6 for k, (at, turn) in enumerate(zip(asked, turns, strict=True))
+    )
 
 
 def test_a_pause_holds_takes_and_bookings_and_ends_without_a_burst():
