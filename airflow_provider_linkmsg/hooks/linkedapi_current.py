@@ -89,7 +89,7 @@ class CurrentApi:
         text = self.hook.vendor_text
         state = result.get("workflowStatus")
         if state in ("pending", "running"):
-            return JobStatus(state, result.get("pendingReason"), text(result.get("message")))
+            return JobStatus(state, text(result.get("pendingReason")), text(result.get("message")))
         if state == "completed":
             items = result.get("completion") or []
             items = items if isinstance(items, list) else [items]

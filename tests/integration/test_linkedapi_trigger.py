@@ -117,3 +117,29 @@ def test_serialize_round_trips():
     }
     assert json.loads(json.dumps(kwargs)) == kwargs
     assert LinkedApiJobTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+async def test_a_pending_reason_echoing_the_key_is_redacted_in_the_log_and_the_event(linkedapi_world, capsys):
+    world = linkedapi_world("current", outside_working_hours=True)
+    key = world.conn["password"]
+    world.sandbox.set_faults(
+        [
+            {
+                "kind": "corrupt",
+                "vendor": "linkedapi",
+                "route": "GET /workflows/{id}",
+                "field": "result.pendingReason",
+                "value": f"held by {key}",
+            }
+        ]
+    )
+    handle = LinkedApiHook().synchronize(world.persons()[:2])
+
+    event = await first_event(trigger_for(handle, end_time=time.time() + 0.3))
+    out = capsys.readouterr()
+    logged = out.out + out.err
+
+    assert world.sandbox.stats()["faults"]["linkedapi corrupt"] >= 1
+    assert event["status"] == "timeout" and event["job"]["reason"].startswith("held by ")
+    assert key not in json.dumps(event) and key not in logged
+    assert "is pending (held by" in logged  # the reason is still logged, redacted
