@@ -177,7 +177,17 @@ class LinkupHook(ConnectionFormMixin, LinkMsgHook):
         except LinkMsgResponseError as exc:
             exc.credits = estimate  # type: ignore[attr-defined]  # the vendor may have charged: the most it could
             raise
-        credits = (envelope.get("metadata") or {}).get("credits_consumed") or 0
+        credits = (envelope.get("metadata") or {}).get("credits_consumed")
+        if credits is None:  # an unreported cost counts as the most the call can cost
+            credits = estimate
+            if not getattr(self, "_said_unreported", False):
+                self._said_unreported = True
+                self.log.warning(
+                    "LinkupAPI %s: the answer reports no metadata.credits_consumed; counting the most the "
+                    "call can cost (%g credits) for this and every such answer of this hook",
+                    action,
+                    estimate,
+                )
         data = envelope.get("data")
         if not isinstance(data, dict):
             error = LinkMsgResponseError(

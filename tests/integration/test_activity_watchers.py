@@ -149,6 +149,27 @@ async def test_linkup_spends_only_its_daily_budget_across_restarts(inbox_sandbox
     assert calls(sandbox, "linkup") == 2, "a restart must not reset the day's spend"
 
 
+async def test_linkup_counts_an_unreported_cost_as_the_most_a_look_can_cost(inbox_sandbox, tmp_path):
+    sandbox = inbox_sandbox("linkup", conversations=30)
+    sandbox.set_faults(
+        [
+            {
+                "kind": "corrupt",
+                "vendor": "linkup",
+                "route": "POST /messages",
+                "action": "list_inbox",
+                "field": "metadata.credits_consumed",
+                "delete": True,
+            }
+        ]
+    )
+    watch = Watch(make("linkup", sandbox, tmp_path, daily_credit_budget=3, page_size=10))  # 1 credit a look
+    await until(lambda: calls(sandbox, "linkup") >= 3)
+    await watch.stop()
+    assert calls(sandbox, "linkup") == 3, "an answer that reports no cost must not count as free"
+    assert watch.events[0]["credits"]["spent_today"] == 1  # the first look, counted at its estimate
+
+
 async def test_watchers_of_one_connection_stay_within_its_rate_limit(inbox_sandbox, tmp_path, monkeypatch):
     sandbox = inbox_sandbox("connectsafely", conversations=5)
     rate, burst = 20.0, 2

@@ -184,6 +184,32 @@ def test_max_credits_refuses_a_call_before_sending_it(inbox_sandbox):
     assert calls(sandbox) == 1 and credits(sandbox) == 2
 
 
+def test_an_answer_without_credits_consumed_counts_the_most_the_call_can_cost(inbox_sandbox, capsys):
+    sandbox = inbox_sandbox(VENDOR, conversations=50)
+    sandbox.set_faults(
+        [
+            {
+                "kind": "corrupt",
+                "vendor": VENDOR,
+                "route": "POST /messages",
+                "action": "list_inbox",
+                "field": "metadata.credits_consumed",
+                "delete": True,
+            }
+        ]
+    )
+    hook = LinkupHook(max_credits=3)
+    pages = hook.iter_inbox_pages(account_of(sandbox), count=10)
+    assert len(next(pages).items) == 10 and hook.credits_used == 1  # unreported: the estimate, not 0
+    next(pages), next(pages)
+    with pytest.raises(LinkMsgBudgetExceededError, match="3 of max_credits=3 are spent"):
+        next(pages)
+    assert calls(sandbox) == 3 and sandbox.stats()["faults"]["linkup corrupt"] == 3
+    logged = capsys.readouterr()
+    said = (logged.out + logged.err).count("reports no metadata.credits_consumed")
+    assert said == 1, said  # said once, not per call
+
+
 # ---- pagination quirks ----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("quirks", "extra_calls", "page_size", "complete"),
