@@ -170,6 +170,49 @@ async def test_linkup_counts_an_unreported_cost_as_the_most_a_look_can_cost(inbo
     assert watch.events[0]["credits"]["spent_today"] == 1  # the first look, counted at its estimate
 
 
+BAD_NUMBERS = [
+    ("connectsafely", {"poll_interval": float("inf")}, "poll_interval"),
+    ("connectsafely", {"poll_interval": 1e308}, "poll_interval"),
+    ("connectsafely", {"poll_interval": float("nan")}, "poll_interval"),
+    ("connectsafely", {"poll_interval": 0}, "poll_interval"),
+    ("connectsafely", {"poll_interval": "300"}, "poll_interval"),
+    ("connectsafely", {"page_size": 101}, "page_size"),
+    ("linkup", {"poll_interval": 86400.5}, "poll_interval"),
+    ("linkup", {"daily_credit_budget": float("inf")}, "daily_credit_budget"),
+    ("linkup", {"daily_credit_budget": 1e308}, "daily_credit_budget"),
+    ("linkup", {"daily_credit_budget": -1}, "daily_credit_budget"),
+    ("linkup", {"page_size": 0}, "page_size"),
+]
+
+
+@pytest.mark.parametrize(("vendor", "bad", "field"), BAD_NUMBERS)
+async def test_a_number_no_look_can_work_with_ends_the_watcher_before_any_call(
+    inbox_sandbox, tmp_path, vendor, bad, field
+):
+    from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
+
+    sandbox = inbox_sandbox(vendor, conversations=3)
+    trigger = make(vendor, sandbox, tmp_path, **bad)
+    with pytest.raises(LinkMsgValidationError) as err:
+        await asyncio.wait_for(anext(trigger.run()), 10)
+    assert err.value.field == field and field in str(err.value)
+    assert "to " in str(err.value) or "from 1 to" in str(err.value)  # the allowed range
+    assert calls(sandbox, vendor) == 0
+
+
+async def test_an_endless_overlap_ends_the_linkedapi_watcher_before_any_call(tmp_path):
+    from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
+
+    trigger = LinkedApiInboxActivityTrigger(
+        persons=["https://www.linkedin.com/in/someone"],
+        overlap_seconds=float("inf"),
+        staging_path=str(tmp_path),
+    )
+    with pytest.raises(LinkMsgValidationError, match="overlap_seconds must be a finite number") as err:
+        await asyncio.wait_for(anext(trigger.run()), 10)
+    assert err.value.field == "overlap_seconds"
+
+
 async def test_watchers_of_one_connection_stay_within_its_rate_limit(inbox_sandbox, tmp_path, monkeypatch):
     sandbox = inbox_sandbox("connectsafely", conversations=5)
     rate, burst = 20.0, 2

@@ -32,6 +32,24 @@ if TYPE_CHECKING:
 MAX_LISTED = 100
 #: the longest wait after failed looks (seconds)
 MAX_BACKOFF = 3600.0
+#: the longest poll interval (seconds): a day
+MAX_POLL_INTERVAL = 86400.0
+
+
+def check_number(
+    value: Any, field: str, vendor: str, *, low: float, high: float, above: bool = False
+) -> float:
+    """
+    ``value`` if it is a finite number from ``low`` (above it, when ``above``) to ``high``, else a
+    :class:`LinkMsgValidationError` naming the field and the range (``inf``, ``nan`` and ``1e308`` included).
+    """
+    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    if not ok or not (value > low if above else value >= low) or value > high:
+        shown = f"above {low:g}" if above else f"from {low:g}"
+        raise LinkMsgValidationError(
+            f"{field} must be a finite number {shown} to {high:g}, got {value!r}", field=field, vendor=vendor
+        )
+    return value
 
 
 @dataclass
@@ -141,13 +159,9 @@ class InboxActivityTrigger(BaseEventTrigger):
 
     def check_arguments(self) -> None:
         """Raise :class:`LinkMsgValidationError` for arguments no look can work with (before any call)."""
-        interval = self.poll_interval
-        if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
-            raise LinkMsgValidationError(
-                f"poll_interval must be a number of seconds above 0, got {interval!r}",
-                field="poll_interval",
-                vendor=self.vendor,
-            )
+        check_number(
+            self.poll_interval, "poll_interval", self.vendor, low=0, high=MAX_POLL_INTERVAL, above=True
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_linkmsg.triggers.pacing import first_poll

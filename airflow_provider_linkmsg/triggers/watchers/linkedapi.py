@@ -7,11 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_linkmsg.engine.windows import listing_marker
 from airflow_provider_linkmsg.records import parse_utc, to_utc_iso
-from airflow_provider_linkmsg.triggers.watchers.base import InboxActivityTrigger, Observation
+from airflow_provider_linkmsg.triggers.watchers.base import InboxActivityTrigger, Observation, check_number
 from airflow_provider_linkmsg.triggers.watchers.ledger import changed_conversations, newest
 
 if TYPE_CHECKING:
     from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
+
+
+#: the longest overlap a look reads again (seconds): a week
+MAX_OVERLAP = 7 * 86400.0
 
 
 class LinkedApiInboxActivityTrigger(InboxActivityTrigger):
@@ -59,6 +63,7 @@ class LinkedApiInboxActivityTrigger(InboxActivityTrigger):
         from airflow_provider_linkmsg.hooks.linkedapi import parse_persons
 
         super().check_arguments()
+        check_number(self.overlap_seconds, "overlap_seconds", self.vendor, low=0, high=MAX_OVERLAP)
         parse_persons(self.persons)
 
     def make_hook(self) -> Any:

@@ -5,12 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgValidationError
-from airflow_provider_linkmsg.triggers.watchers.base import Observation
+from airflow_provider_linkmsg.exceptions import LinkMsgError
+from airflow_provider_linkmsg.triggers.watchers.base import Observation, check_number
 from airflow_provider_linkmsg.triggers.watchers.listing import FirstPageActivityTrigger
 
 if TYPE_CHECKING:
     from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
+
+
+#: the largest daily credit budget a watcher takes
+MAX_DAILY_CREDITS = 1_000_000
 
 
 class LinkupInboxActivityTrigger(FirstPageActivityTrigger):
@@ -65,13 +69,9 @@ class LinkupInboxActivityTrigger(FirstPageActivityTrigger):
 
     def check_arguments(self) -> None:
         super().check_arguments()
-        budget = self.daily_credit_budget
-        if isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 <= budget < float("inf"):
-            raise LinkMsgValidationError(
-                f"daily_credit_budget must be a number of credits, 0 or more, got {budget!r}",
-                field="daily_credit_budget",
-                vendor=self.vendor,
-            )
+        check_number(
+            self.daily_credit_budget, "daily_credit_budget", self.vendor, low=0, high=MAX_DAILY_CREDITS
+        )
 
     def make_hook(self) -> Any:
         from airflow_provider_linkmsg.hooks.linkup import LinkupHook

@@ -51,6 +51,12 @@ class FirstPageActivityTrigger(InboxActivityTrigger):
             "page_size": self.page_size,
         }
 
+    def check_arguments(self) -> None:
+        from airflow_provider_linkmsg.hooks.pagination import check_count
+
+        super().check_arguments()
+        check_count(self.page_size, field="page_size", maximum=100, vendor=self.vendor)
+
     def account(self, hook: Any) -> str:
         return self.account_id
 
