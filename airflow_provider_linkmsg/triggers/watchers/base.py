@@ -1,12 +1,16 @@
 """
 The loop every inbox activity watcher runs: look, compare with what it has seen, persist, fire, sleep.
 
-Order of a look that finds new activity: the new state is written first, then the event is yielded. A
-watcher re-created from its kwargs (a triggerer restart, an asset watcher moved to another triggerer) reads
-the state back and never fires again for what it already fired for. The one window left is Airflow's own:
-an event yielded but not yet committed by the triggerer when it dies is lost, like any trigger event; the
-incremental retrieve of the next run (next activity, or a slow fallback schedule) still reads it, since
-the watcher only starts runs and never decides what they read.
+Order of a look that finds new activity: the new state is written with the event in it as ``pending``,
+the event is yielded, and when the generator resumes (Airflow's triggerer resumes it only after it has put
+the event in its outgoing queue) the state is written again without it. A watcher re-created from its
+kwargs (a triggerer restart, an asset watcher moved to another triggerer) reads the state back: it never
+fires again for a look whose event was recorded as taken, and fires a ``pending`` event again (marked
+``redelivered``). Bounds: a kill before the triggerer takes the event loses nothing (it fires after the
+restart); a kill between the triggerer taking it and the end of the clearing write (one state write: no
+other await comes first) fires it a second time, marked ``redelivered``; an event the triggerer has taken
+but not yet sent on to be committed when it dies is lost, like any trigger event (Airflow's window; the
+next run's incremental retrieve still reads those messages, since the watcher only starts runs).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ if TYPE_CHECKING:
 
 #: conversation ids named in one event at most (``changed`` gives the full count)
 MAX_LISTED = 100
+#: the state's key for an event written before it is yielded and removed once the triggerer took it
+PENDING = "pending"
 #: the longest wait after failed looks (seconds)
 MAX_BACKOFF = 3600.0
 #: the longest poll interval (seconds): a day
@@ -177,16 +183,15 @@ class InboxActivityTrigger(BaseEventTrigger):
             await first_poll(self.poll_interval, math.inf)  # spread watchers started together
             while True:
                 wait = self.poll_interval * random.uniform(0.9, 1.1)
+                payload: dict[str, Any] | None = None
+                failed = False
                 try:
                     if state is None:
                         state = await store.load()
-                    first = not state.get("initialized")
-                    found = await self.observe(hook, state, store)
-                    if found.looked:
-                        found.state = {**found.state, "initialized": True}
-                    if found.state != state:
-                        await store.save(found.state)  # before the event: a restart never fires it again
-                        state = found.state
+                        payload = self._replay(key, state)
+                    if payload is None:
+                        state, payload, after = await self._look(hook, key, state, store)
+                        wait = wait if after is None else after
                 except LinkMsgValidationError:
                     raise  # the watcher's arguments cannot work: a retry cannot fix them
                 except (LinkMsgError, OSError) as exc:  # nothing fired: the next look sees it all again
@@ -196,29 +201,79 @@ class InboxActivityTrigger(BaseEventTrigger):
                     )
                     level = self.log.error if isinstance(exc, LinkMsgAuthError) else self.log.warning
                     level("%s watcher %s: look failed (%s); next look in %.0f s", self.vendor, key, exc, wait)
-                    found = None  # the error and its traceback go before the sleep
-                if found is None:
+                    failed = True  # the error and its traceback go before the sleep
+                if failed:
                     await asyncio.sleep(wait)
                     continue
                 failures = 0
-                if found.changed and (self.fire_on_start or not first):
+                if payload is not None:
                     self.log.info(
                         "%s watcher %s: %d conversation(s) with new activity on %s (newest %s)",
                         self.vendor,
                         key,
-                        len(found.changed),
-                        self.account(hook),
-                        found.newest,
+                        payload["changed"],
+                        payload["account"],
+                        payload["newest_activity"],
                     )
-                    yield TriggerEvent(self._payload(hook, key, found, first))
-                if found.wait is not None:
-                    wait = found.wait
-                # an idle watcher sleeps holding its state only: what the look made goes now, not after
-                # the sleep (a thousand watchers' looks would otherwise live on into every full collection)
-                del found
+                    yield TriggerEvent(payload)
+                    # resumed: the triggerer has taken the event; no await before the write starts
+                    state = await self._taken(store, key, state)
+                del payload  # an idle watcher sleeps holding its state only
                 await asyncio.sleep(wait)
         finally:
             await hook.aclose()
+
+    async def _look(
+        self, hook: Any, key: str, state: dict[str, Any], store: WatcherStore
+    ) -> tuple[dict[str, Any], dict[str, Any] | None, float | None]:
+        """
+        One look and its state write: ``(state written, event to fire or None, wait or None)``. The event
+        is written into the state as ``pending`` before it is returned (and yielded).
+        """
+        first = not state.get("initialized")
+        found = await self.observe(hook, {k: v for k, v in state.items() if k != PENDING}, store)
+        if found.looked:
+            found.state = {**found.state, "initialized": True}
+        payload = None
+        if found.changed and (self.fire_on_start or not first):
+            payload = self._payload(hook, key, found, first)
+        new = {**found.state, PENDING: payload} if payload else found.state
+        if new != state:
+            await store.save(new)  # before the event: a restart fires a pending event again, never loses it
+        return new, payload, found.wait
+
+    def _replay(self, key: str, state: dict[str, Any]) -> dict[str, Any] | None:
+        """The event a stopped watcher left pending (it may never have reached the triggerer), or None."""
+        pending = state.get(PENDING)
+        if not pending:
+            return None
+        self.log.warning(
+            "%s watcher %s: firing again the event of the look of %s activity, pending when the watcher "
+            "stopped (the triggerer may not have taken it)",
+            self.vendor,
+            key,
+            pending.get("newest_activity"),
+        )
+        return {**pending, "redelivered": True}
+
+    async def _taken(self, store: WatcherStore, key: str, state: dict[str, Any]) -> dict[str, Any]:
+        """
+        The state with the event no longer pending, written. A failed write keeps it pending in memory
+        too: the next look's write clears it (until then, a restart fires it again).
+        """
+        done = {k: v for k, v in state.items() if k != PENDING}
+        try:
+            await store.save(done)
+        except (LinkMsgError, OSError) as exc:
+            self.log.warning(
+                "%s watcher %s: could not record that the triggerer took the event (%s); a restart before "
+                "the next look fires it again",
+                self.vendor,
+                key,
+                exc,
+            )
+            return state
+        return done
 
     def _payload(self, hook: Any, key: str, found: Observation, first: bool) -> dict[str, Any]:
         return {
