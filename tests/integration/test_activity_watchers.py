@@ -149,6 +149,58 @@ async def test_linkup_spends_only_its_daily_budget_across_restarts(inbox_sandbox
     assert calls(sandbox, "linkup") == 2, "a restart must not reset the day's spend"
 
 
+async def test_linkup_retuned_watcher_keeps_the_days_spend_and_what_it_has_seen(inbox_sandbox, tmp_path):
+    sandbox = inbox_sandbox("linkup", conversations=30)
+    first = make("linkup", sandbox, tmp_path, daily_credit_budget=3, page_size=10)  # 1 credit a look
+    watch = Watch(first)
+    await until(lambda: calls(sandbox, "linkup") >= 3)
+    await watch.stop()
+    assert calls(sandbox, "linkup") == 3 and len(watch.events) == 1
+
+    # the DAG file edited: another poll_interval and budget (neither changes what a look reads)
+    retuned = make(
+        "linkup",
+        sandbox,
+        tmp_path,
+        daily_credit_budget=4,
+        page_size=10,
+        poll_interval=POLL * 2,
+        fire_on_start=False,
+    )
+    assert retuned.resolved_state_key() == first.resolved_state_key()
+    again = Watch(retuned)
+    await until(lambda: calls(sandbox, "linkup") >= 4)
+    await again.stop()
+    assert calls(sandbox, "linkup") == 4, "the day's spend is per account: one more credit fits a budget of 4"
+    assert again.events == [], "the same activity must not fire again"
+
+    # another page size reads another page: a new watcher, but the same account's spend
+    wider = make("linkup", sandbox, tmp_path, daily_credit_budget=4, page_size=20)
+    assert wider.resolved_state_key() != first.resolved_state_key()
+    other = Watch(wider)
+    await asyncio.sleep(SETTLE)
+    await other.stop()
+    assert calls(sandbox, "linkup") == 4 and other.events == []
+
+
+def test_the_state_key_names_what_is_watched_not_the_tuning():
+    base = {"account_id": "acc_abc123", "daily_credit_budget": 5}
+    key = LinkupInboxActivityTrigger(**base).resolved_state_key()
+    for tuning in (
+        {"poll_interval": 7.0},
+        {"fire_on_start": False},
+        {"staging_path": "/x"},
+        {"daily_credit_budget": 9},
+    ):
+        assert LinkupInboxActivityTrigger(**{**base, **tuning}).resolved_state_key() == key, tuning
+    for what in ({"account_id": "acc_other1"}, {"linkup_conn_id": "other"}, {"page_size": 20}):
+        assert LinkupInboxActivityTrigger(**{**base, **what}).resolved_state_key() != key, what
+    cs = ConnectSafelyInboxActivityTrigger(account_id="b1637db17bfb96d6131b4708")
+    assert (
+        cs.resolved_state_key() == type(cs)(**{**cs.serialize()[1], "poll_interval": 1}).resolved_state_key()
+    )
+
+
 async def test_linkup_counts_an_unreported_cost_as_the_most_a_look_can_cost(inbox_sandbox, tmp_path):
     sandbox = inbox_sandbox("linkup", conversations=30)
     sandbox.set_faults(

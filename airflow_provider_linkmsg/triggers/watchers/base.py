@@ -95,9 +95,10 @@ class InboxActivityTrigger(BaseEventTrigger):
     :param fire_on_start: when the watcher has no state yet (first look ever, or a new ``state_key``), fire
         for the activity the first look shows (default: the DAG makes its first retrieve); ``False``: only
         remember it and fire for what comes after.
-    :param state_key: names the persisted state; by default a digest of every other argument, so two
-        watchers that differ in anything never share state. Set it to keep the state across a change of
-        arguments (a new ``poll_interval``).
+    :param state_key: names the persisted state; by default a digest of what identifies the watched thing
+        (the connection, the account or persons, and what changes what a look reads: ``page_size``,
+        ``overlap_seconds``), not of the tuning (``poll_interval``, ``fire_on_start``, staging, a budget):
+        a retuned watcher keeps its state. Set it to keep the state across any other change.
     :param staging_path: root of the state (default ``[linkmsg] staging_path``); shared by every triggerer
         that may run the watcher (a URL such as ``s3://bucket/linkmsg`` with ``staging_conn_id``).
     :param staging_conn_id: connection of the staging store.
@@ -154,13 +155,20 @@ class InboxActivityTrigger(BaseEventTrigger):
             **self.common_kwargs(),
         }
 
+    def identity(self) -> dict[str, Any]:
+        """What identifies the watched thing (the vendor arguments; a subclass leaves out its tuning ones)."""
+        return self.vendor_kwargs()
+
     def resolved_state_key(self) -> str:
-        """``state_key``, or ``{vendor}-{digest of every other argument}``."""
+        """
+        ``state_key``, or ``{vendor}-{digest of the class and identity()}``: connection, account (or
+        persons) and what changes what a look reads, never the tuning (``poll_interval``,
+        ``fire_on_start``, staging, a budget), so a retuned watcher keeps what it has seen.
+        """
         if self.state_key:
             return self.state_key
-        classpath, kwargs = self.serialize()
-        kwargs = {k: v for k, v in kwargs.items() if k != "state_key"}
-        text = json.dumps([classpath, kwargs], sort_keys=True, default=str)
+        classpath, _ = self.serialize()
+        text = json.dumps([classpath, self.identity()], sort_keys=True, default=str)
         return f"{self.vendor}-{hashlib.sha256(text.encode()).hexdigest()[:20]}"
 
     def check_arguments(self) -> None:

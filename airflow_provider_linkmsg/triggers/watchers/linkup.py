@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_linkmsg.exceptions import LinkMsgError
 from airflow_provider_linkmsg.triggers.watchers.base import Observation, check_number
 from airflow_provider_linkmsg.triggers.watchers.listing import FirstPageActivityTrigger
 
@@ -23,8 +24,11 @@ class LinkupInboxActivityTrigger(FirstPageActivityTrigger):
     every conversation on the first page whose last message differs from what the watcher has seen.
 
     Credits: the watcher spends at most ``daily_credit_budget`` per UTC day. Each look's most possible cost
-    is counted (and persisted) before it is sent and corrected to what the vendor reports after, so a
-    restart neither resets nor overruns the day's spend. When the next look does not fit, the watcher logs
+    is counted (and persisted) before it is sent and corrected to what the vendor reports after (an answer
+    that reports none counts its most possible cost). The day's spend is kept per connection and account
+    (``_state/watchers/linkup/credits-<conn>-<account>.json``), not per watcher: a restart, a retuned
+    watcher (another ``poll_interval`` or ``page_size``) or a second watcher of the account neither resets
+    nor overruns it (each compares the shared spend with its own budget). When the next look does not fit, the watcher logs
     a warning saying so and looks again after midnight UTC; every event carries ``credits``
     (``daily_budget``, ``spent_today``, ``day``, ``exhausted``: no look fits any more today).
 
@@ -57,15 +61,16 @@ class LinkupInboxActivityTrigger(FirstPageActivityTrigger):
     def vendor_kwargs(self) -> dict[str, Any]:
         return {**super().vendor_kwargs(), "daily_credit_budget": self.daily_credit_budget}
 
-    def resolved_state_key(self) -> str:
-        """As the base, but the budget is not part of the digest: a new budget keeps the day's spend."""
-        if self.state_key:
-            return self.state_key
-        budget, self.daily_credit_budget = self.daily_credit_budget, None  # type: ignore[assignment]
-        try:
-            return super().resolved_state_key()
-        finally:
-            self.daily_credit_budget = budget
+    def identity(self) -> dict[str, Any]:
+        """As the base, without the budget: a new budget keeps what was seen (the spend is per account)."""
+        return {k: v for k, v in self.vendor_kwargs().items() if k != "daily_credit_budget"}
+
+    def ledger(self) -> WatcherStore:
+        """The day's spend of the connection's account, shared by every watcher of it (not by state key)."""
+        from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
+
+        key = f"credits-{self.linkup_conn_id}-{self.account_id}"
+        return WatcherStore(self.staging_path, self.staging_conn_id, vendor=self.vendor, key=key)
 
     def check_arguments(self) -> None:
         super().check_arguments()
@@ -92,35 +97,47 @@ class LinkupInboxActivityTrigger(FirstPageActivityTrigger):
 
         now = datetime.now(UTC)
         day = now.date().isoformat()
-        kept = state.get("credits") or {}
-        spent = float(kept.get("spent") or 0) if kept.get("day") == day else 0.0
+        ledger = self.ledger()
         estimate = per_ten(self.page_size)
-        if spent + estimate > self.daily_credit_budget:
-            midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
-            if kept.get("stopped") != day:
-                self.log.warning(
-                    "linkup watcher on %s: daily_credit_budget=%g reached (%g spent on %s, a look costs up "
-                    "to %g); no look until %s",
-                    self.account_id,
-                    self.daily_credit_budget,
-                    spent,
-                    day,
-                    estimate,
-                    midnight.isoformat(),
-                )
-            credits = {"day": day, "spent": spent, "stopped": day}
-            wait = (midnight - now).total_seconds() + 1
-            return Observation([], None, {**state, "credits": credits}, wait=wait, looked=False)
-        reserved = {**state, "credits": {"day": day, "spent": spent + estimate}}
-        await store.save(reserved)  # counted before it is sent: a crash cannot spend it twice
+        async with _lock(ledger):
+            kept = await ledger.load()
+            spent = float(kept.get("spent") or 0) if kept.get("day") == day else 0.0
+            if spent + estimate > self.daily_credit_budget:
+                midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+                if kept.get("stopped") != day:
+                    self.log.warning(
+                        "linkup watcher on %s: daily_credit_budget=%g reached (%g spent on %s, a look costs "
+                        "up to %g); no look until %s",
+                        self.account_id,
+                        self.daily_credit_budget,
+                        spent,
+                        day,
+                        estimate,
+                        midnight.isoformat(),
+                    )
+                    await ledger.save({"day": day, "spent": spent, "stopped": day})
+                wait = (midnight - now).total_seconds() + 1
+                return Observation([], None, state, wait=wait, looked=False)
+            await ledger.save({"day": day, "spent": spent + estimate})  # counted before it is sent
         budget = CreditBudget(self.daily_credit_budget - spent, vendor=self.vendor)
         try:
             sightings = await linkup_first_page(hook, self.account_id, self.page_size, budget)
-        except LinkMsgError:
-            state["credits"] = {"day": day, "spent": spent + budget.spent}  # a lost answer may have cost
-            await store.save(state)
-            raise
-        spent += budget.spent
-        credits = {"day": day, "spent": spent}
+        finally:  # corrected to what it cost (a lost answer: the estimate), whatever the other watchers spent
+            async with _lock(ledger):
+                kept = await ledger.load()
+                if kept.get("day") == day:
+                    spent = float(kept.get("spent") or 0) - estimate + budget.spent
+                    await ledger.save({**kept, "spent": spent})
         extra = {"credits": self._credits(day, spent, estimate)}
-        return self.observation(state, sightings, more_state={"credits": credits}, extra=extra)
+        return self.observation(state, sightings, extra=extra)
+
+
+_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _lock(ledger: WatcherStore) -> asyncio.Lock:
+    """One lock per ledger in the running event loop: the watchers of an account update it in turn."""
+    locks = _LOCKS.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(ledger.key, asyncio.Lock())
