@@ -77,11 +77,14 @@ def test_kwargs_round_trip_and_the_state_key():
     again = LinkupInboxActivityTrigger(**kwargs)
     assert again.serialize() == (classpath, kwargs)
     assert again.resolved_state_key() == trigger.resolved_state_key()
-    # a new budget keeps the state (and the day's spend); another interval is another watcher
+    # a new budget or interval keeps the state (tuning); another page size is another watcher
     assert LinkupInboxActivityTrigger(**{**kwargs, "daily_credit_budget": 5}).resolved_state_key() == (
         trigger.resolved_state_key()
     )
-    assert LinkupInboxActivityTrigger(**{**kwargs, "poll_interval": 30}).resolved_state_key() != (
+    assert LinkupInboxActivityTrigger(**{**kwargs, "poll_interval": 30}).resolved_state_key() == (
+        trigger.resolved_state_key()
+    )
+    assert LinkupInboxActivityTrigger(**{**kwargs, "page_size": 30}).resolved_state_key() != (
         trigger.resolved_state_key()
     )
     assert LinkupInboxActivityTrigger(**{**kwargs, "state_key": "mine"}).resolved_state_key() == "mine"
