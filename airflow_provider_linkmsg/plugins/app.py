@@ -9,9 +9,11 @@ FastAPI app, served by the API server under ``/linkmsg``, that turns vendor webh
   :func:`~airflow_provider_linkmsg.events.linkup_message_asset` (``account_id``).
 
 Answers: 200 ``{"recorded": true}``, or ``{"recorded": false, "duplicate": true}`` for a delivery already
-recorded; 401 (signature missing or wrong, or no secret configured), 400 (malformed or too old), 413 (body
-over :data:`~.receiver.MAX_BODY`), 404 (unknown connection, or no DAG declares the asset yet), all with
-nothing recorded. The routes need no Airflow login (the vendors have none): the signature is the
+recorded; before the delivery is verified, one answer for every failure (unknown connection, a connection of
+another type, no secret configured, signature missing or wrong): 401 ``{"reason": "unverified"}`` with the
+same text, the detail in the server log only; 413 (body over :data:`~.receiver.MAX_BODY`, checked first);
+once verified, 400 (malformed or too old) and 404 (no DAG declares the asset yet); all with nothing
+recorded. The routes need no Airflow login (the vendors have none): the signature is the
 authentication, checked against the connection's webhook secret before anything is parsed.
 """
 
@@ -61,12 +63,23 @@ def _process(verify: Callable[[], receiver.Delivery]) -> dict[str, object]:
     return {"recorded": recorded, "duplicate": not recorded, "delivery_id": delivery.delivery_id}
 
 
+def _redacted(exc: Exception) -> str:
+    """The refusal's detail through Airflow's secrets masker (for the server log)."""
+    from airflow_provider_linkmsg.hooks.transport.redact import _airflow_redact
+
+    return _airflow_redact(str(exc))
+
+
 async def _answer(vendor: str, conn_id: str, request: Request, verify: Callable[[bytes], receiver.Delivery]):
     try:
         body = await _body(request)
         result = await run_in_threadpool(_process, lambda: verify(body))
     except receiver.Refused as exc:
-        log.warning("%s webhook for %s refused (%s): %s", vendor, conn_id, exc.reason, exc)
+        log.warning("%s webhook for %r refused (%s): %s", vendor, conn_id, exc.reason, _redacted(exc))
+        if exc.reason in receiver.UNVERIFIED:  # one answer: no oracle of connections, types or secrets
+            return JSONResponse(
+                {"recorded": False, "reason": "unverified", "error": receiver.UNVERIFIED_TEXT}, 401
+            )
         return JSONResponse({"recorded": False, "reason": exc.reason, "error": str(exc)}, exc.status)
     except Exception:
         log.exception("%s webhook for %s could not be recorded; the vendor will retry", vendor, conn_id)

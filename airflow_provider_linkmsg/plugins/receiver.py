@@ -8,9 +8,10 @@ of every DAG scheduled on the asset.
 
 Exactly once: the replay store is the asset's own events in Airflow's metadata database, shared by every
 API-server worker and kept across restarts. A delivery's ``delivery_id`` (Koneksi: the generation's
-``secure_request_id``; LinkupAPI: the payload's ``event_id``, else the signed timestamp and body) is looked
-up among the asset's events since the delivery could first have been recorded (the maximum age bounds that
-window), under a row lock on the asset (PostgreSQL, MySQL; SQLite serialises writers itself). A duplicate
+``secure_request_id``; LinkupAPI: the payload's ``event_id``, else the account and message id, else a
+hash of the raw body: never the signed timestamp, which a retry renews) is looked up among the asset's
+events since the delivery could first have been recorded (Koneksi: the maximum age bounds that window;
+LinkupAPI: :data:`LINKUP_DEDUPE_WINDOW`), under a row lock on the asset (PostgreSQL, MySQL; SQLite serialises writers itself). A duplicate
 is answered 2xx with nothing recorded, so the vendor stops retrying; a delivery counts as seen only once its
 event is committed, so a failure answers 5xx and the vendor's retry records it.
 """
@@ -59,6 +60,19 @@ STATUS = {
     "unknown_connection": 404,
     "no_asset": 404,
 }
+
+
+#: refusals before a delivery is verified: one answer for them all (401, reason ``unverified``), so that a
+#: caller without the secret learns nothing of which connections exist, their type or their secrets; the
+#: reason and detail go to the API server's log only
+UNVERIFIED = frozenset({"unknown_connection", "no_secret", "missing_signature", "bad_signature"})
+UNVERIFIED_TEXT = (
+    "the delivery could not be verified (connection id, its webhook secret or the signature): the API "
+    "server's log says which"
+)
+#: how long a LinkupAPI message stays known to the duplicate check (seconds): a retry of the same message
+#: within this window, re-signed with a new timestamp, is a duplicate
+LINKUP_DEDUPE_WINDOW = 24 * 3600.0
 
 
 class Refused(Exception):
@@ -229,22 +243,36 @@ def verify_linkup(conn_id: str, body: bytes, timestamp: str | None, signature: s
     event = payload.get("event") or payload.get("type")
     if event not in (None, "message_received"):
         raise Refused("malformed", f"LinkupAPI event {event!r} is not message_received")
-    event_id = payload.get("event_id") or payload.get("id")
-    signed = hashlib.sha256(str(timestamp).encode() + b"." + body).hexdigest()
     data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+    message_id = data.get("entity_urn") or data.get("message_id")
     extra = {
         "vendor": "linkup",
         "conn_id": conn_id,
-        "delivery_id": f"linkup:{event_id or signed}",
+        "delivery_id": linkup_delivery_id(payload, account, message_id, body),
         "account_id": account,
         "event": "message_received",
         "conversation_id": data.get("conversation_id"),
-        "message_id": data.get("entity_urn") or data.get("message_id"),
+        "message_id": message_id,
         "received_at": int(str(timestamp)),
     }
     sent = datetime.fromtimestamp(int(str(timestamp)), tz=UTC)
-    since = sent - timedelta(seconds=LINKUP_MAX_AGE + FUTURE_SKEW)
+    since = sent - timedelta(seconds=max(LINKUP_MAX_AGE, LINKUP_DEDUPE_WINDOW) + FUTURE_SKEW)
     return Delivery("linkup", conn_id, linkup_message_uri(conn_id), extra["delivery_id"], since, extra)
+
+
+def linkup_delivery_id(payload: dict[str, Any], account: str, message_id: Any, body: bytes) -> str:
+    """
+    What identifies a LinkupAPI delivery across the vendor's retries (each re-signed with a new timestamp):
+    the payload's ``event_id`` (or ``id``); without one, the account and the message
+    (``data.entity_urn`` or ``data.message_id``); without those, a hash of the raw body (a retry resends the
+    same body). Never the signed timestamp.
+    """
+    event_id = payload.get("event_id") or payload.get("id")
+    if isinstance(event_id, str | int) and not isinstance(event_id, bool) and str(event_id):
+        return f"linkup:{event_id}"
+    if isinstance(message_id, str) and message_id:
+        return f"linkup:{account}:{message_id}"
+    return f"linkup:body:{hashlib.sha256(body).hexdigest()}"
 
 
 # ---- recording ----------------------------------------------------------------------------------------

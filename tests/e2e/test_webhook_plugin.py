@@ -244,7 +244,11 @@ def test_a_signed_koneksi_completion_queues_one_run_of_the_export_dag(
     huge = post(endpoint, b"{" + b" " * (1024 * 1024) + b"}", {"koneksi-signature": "00"})
     streamed = post(endpoint, b" " * (MAX_BODY + 1), {"koneksi-signature": "00"}, chunked=True)
     assert [forged[0], unsigned[0], stale[0], huge[0], streamed[0]] == [401, 401, 400, 413, 413]
-    assert (forged[1]["reason"], stale[1]["reason"]) == ("bad_signature", "too_old")
+    assert (forged[1]["reason"], unsigned[1]["reason"], stale[1]["reason"]) == (
+        "unverified",
+        "unverified",
+        "too_old",
+    )
     assert len(events(uri)) == 1
     assert len(schedule_runs(dag_id)) == 1
 
@@ -322,3 +326,67 @@ def test_a_signed_linkup_message_received_queues_one_run_for_the_account(
     # The same new event signed now is genuine: recorded once.
     assert post(endpoint, other, resign(secret, other, int(time.time())))[1]["recorded"] is True
     assert len(events(uri)) == delivered + 1
+
+
+def test_before_verification_every_refusal_looks_the_same(airflow_api_server, sandbox_factory, monkeypatch):
+    """No oracle: whether a connection exists, its type, whether it has a secret: one answer until verified."""
+    sandbox = sandbox_factory(seed=7)
+    conn = sandbox.connections()["koneksi_default"]
+    save_connection(monkeypatch, KONEKSI_CONN, conn)  # a Koneksi connection with a secret
+    without = dict(conn, extra={k: v for k, v in conn["extra"].items() if k != "webhook_secret"})
+    save_connection(
+        monkeypatch, LINKUP_CONN, {**without, "conn_type": "linkup"}
+    )  # a LinkupAPI one, no secret
+    save_connection(monkeypatch, "linkmsg_test_db", {"conn_type": "postgres", "password": "pw-not-to-leak"})
+    body, headers = koneksi_delivery("not-the-secret", "0b3e8f7a-3c1d-4d2e-9f6a-1b2c3d4e5f61")
+    url = airflow_api_server.url
+    answers = {
+        "forged": post(url + webhook_path("koneksi", KONEKSI_CONN), body, headers),
+        "unsigned": post(url + webhook_path("koneksi", KONEKSI_CONN), body, {}),
+        "other type": post(url + webhook_path("koneksi", "linkmsg_test_db"), body, headers),
+        "missing": post(url + webhook_path("koneksi", "linkmsg_no_such_conn"), body, headers),
+        "linkup missing": post(url + webhook_path("linkup", "linkmsg_no_such_conn"), body, headers),
+        "linkup no secret": post(url + webhook_path("linkup", LINKUP_CONN), body, headers),
+        "linkup other type": post(url + webhook_path("linkup", KONEKSI_CONN), body, headers),
+    }
+    assert {json.dumps(a, sort_keys=True) for a in answers.values()} == {
+        json.dumps(answers["missing"], sort_keys=True)
+    }, answers
+    assert answers["missing"][0] == 401 and answers["missing"][1]["reason"] == "unverified"
+    text = json.dumps(answers)
+    assert "postgres" not in text and "linkmsg_test_db" not in text and "pw-not-to-leak" not in text
+    log = airflow_api_server.log_tail(400)
+    assert "unknown_connection" in log and "pw-not-to-leak" not in log  # the detail: in the server log only
+
+
+def test_a_linkup_retry_without_event_id_is_a_duplicate(airflow_api_server, sandbox_factory, monkeypatch):
+    """The payload schema is not documented: without event_id, the message (or the raw body) identifies it."""
+    sandbox = sandbox_factory(seed=8)
+    conn = sandbox.connections()["linkup_default"]
+    conn["extra"]["webhook_secret"] = secret = "whsec_linkmsg_test_common"
+    save_connection(monkeypatch, LINKUP_CONN, conn)
+    account = conn["extra"]["account_id"]
+    deploy(consumer_dag("linkup_inbox_on_message_retry", linkup_message_asset(LINKUP_CONN)))
+    uri, endpoint = (
+        linkup_message_uri(LINKUP_CONN),
+        airflow_api_server.url + webhook_path("linkup", LINKUP_CONN),
+    )
+    before = len(events(uri))
+
+    def message(urn: str | None, text: str) -> bytes:
+        data = {"conversation_id": "conv-1", "text": text} | ({"entity_urn": urn} if urn else {})
+        return json.dumps({"event": "message_received", "account_id": account, "data": data}).encode()
+
+    now = int(time.time())
+    sent = [
+        (message("urn:li:msg_message:1", "hi"), True),
+        (message("urn:li:msg_message:1", "hi"), False),  # the retry, re-signed two seconds later
+        (message("urn:li:msg_message:2", "hi"), True),  # another message, same text
+        (message(None, "no urn"), True),
+        (message(None, "no urn"), False),  # the raw body identifies it
+    ]
+    answers = [post(endpoint, body, resign(secret, body, now + i)) for i, (body, _) in enumerate(sent)]
+    assert [a[0] for a in answers] == [200] * len(sent), answers
+    assert [a[1]["recorded"] for a in answers] == [new for _, new in sent], answers
+    assert [a[1]["duplicate"] for a in answers] == [not new for _, new in sent]
+    assert len(events(uri)) == before + 3
