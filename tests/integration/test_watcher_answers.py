@@ -138,3 +138,28 @@ async def test_the_watcher_logs_a_malformed_answer_survives_and_fires_after(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         world.sandbox.set_faults([])
+
+
+# ---- the policy: a malformed answer is survived, a bug in the provider is not ---------------------------
+@requires_airflow(
+    "3.0.0", "activity watchers run as asset watchers (BaseEventTrigger, AssetWatcher), from Airflow 3.0"
+)
+async def test_a_bug_in_the_provider_ends_the_watcher_loudly(inbox_sandbox, tmp_path, capsys, monkeypatch):
+    from airflow_provider_linkmsg.hooks.inbox import firstpage
+    from airflow_provider_linkmsg.triggers.watchers.connectsafely import ConnectSafelyInboxActivityTrigger
+
+    sandbox = inbox_sandbox("connectsafely", conversations=2)
+
+    async def broken(*args, **kwargs):  # stands for a bug of ours in a look (not the vendor's answer)
+        return {}["no such key"]
+
+    monkeypatch.setattr(firstpage, "connectsafely_first_page", broken)
+    trigger = ConnectSafelyInboxActivityTrigger(
+        account_id=sandbox.truth("connectsafely")["accounts"][0]["id"],
+        poll_interval=POLL,
+        staging_path=str(tmp_path),
+    )
+    with pytest.raises(KeyError):
+        await asyncio.wait_for(anext(trigger.run()), 10)
+    out = capsys.readouterr()
+    assert "a bug in the provider" in out.out + out.err

@@ -11,6 +11,11 @@ restart); a kill between the triggerer taking it and the end of the clearing wri
 other await comes first) fires it a second time, marked ``redelivered``; an event the triggerer has taken
 but not yet sent on to be committed when it dies is lost, like any trigger event (Airflow's window; the
 next run's incremental retrieve still reads those messages, since the watcher only starts runs).
+
+Failures of a look: a vendor's error or malformed answer (every :class:`LinkMsgError`, e.g. a body nested
+too deep to read) and a network or staging failure (``OSError``) are logged and survived, backing off;
+arguments no look can work with (:class:`LinkMsgValidationError`) end the watcher; anything else is a bug
+in the provider: logged with its traceback and raised, so the triggerer records the trigger as failed.
 """
 
 from __future__ import annotations
@@ -210,6 +215,14 @@ class InboxActivityTrigger(BaseEventTrigger):
                     level = self.log.error if isinstance(exc, LinkMsgAuthError) else self.log.warning
                     level("%s watcher %s: look failed (%s); next look in %.0f s", self.vendor, key, exc, wait)
                     failed = True  # the error and its traceback go before the sleep
+                except Exception:  # not the vendor's answer nor the network: a bug here, loudly
+                    self.log.exception(
+                        "%s watcher %s: unexpected error, not a vendor or network failure (a bug in the "
+                        "provider: please report it); the watcher stops",
+                        self.vendor,
+                        key,
+                    )
+                    raise
                 if failed:
                     await asyncio.sleep(wait)
                     continue
