@@ -95,7 +95,8 @@ class LinkMsgForeignOriginError(LinkMsgError, AirflowFailException):
     The vendor pointed the client at another origin (a redirect, a result link, a next page): nothing was
     sent there, since the connection's keys must only ever reach the connection's own host.
 
-    :param location: where the vendor pointed (scheme, host and path; the query string is left out).
+    :param location: where the vendor pointed: its origin (scheme, host and port) only; the path and the
+        query string may hold a key echoed by the vendor and are left out.
     """
 
     def __init__(self, message: str, *, location: str | None = None, **kwargs) -> None:

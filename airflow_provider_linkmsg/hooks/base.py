@@ -363,7 +363,8 @@ class LinkMsgHook(AsyncTransport, BaseHook):
         where = {"vendor": self.vendor, "method": method.upper(), "endpoint": endpoint.split("?", 1)[0]}
         if absolute:
             odd = suspicious(endpoint) is not None
-            where["endpoint"] = describe_location(endpoint) if odd else urlsplit(endpoint).path
+            # the vendor's link: its path may echo a key
+            where["endpoint"] = self.redact(describe_location(endpoint) if odd else urlsplit(endpoint).path)
         # every URL built is checked, a path glued to the base URL too (``@host/x`` would move the host)
         check_origin(url, self.origin, where, "a link from the vendor" if absolute else "the endpoint")
         retries = p.max_retries if max_retries is None else max_retries
@@ -458,6 +459,10 @@ class LinkMsgHook(AsyncTransport, BaseHook):
         try:
             probe = type(self)(self.conn_id)
             probe.__dict__["conn_params"] = bounded(probe.conn_params)
-            return True, f"Connection to {self.vendor_info().label} succeeded: {probe.check_connection()}"
+            # the description quotes the vendor's fields: redacted whole, then shortened
+            described = self.redact(
+                f"Connection to {self.vendor_info().label} succeeded: {probe.check_connection()}"
+            )
+            return True, _interpret.short(described)
         except Exception as exc:
             return False, self.redact(str(exc))

@@ -147,7 +147,13 @@ class ConnectSafelyHook(ConnectionFormMixin, LinkMsgHook):
 
         def fetch(page_cursor: str | None) -> Page[dict[str, Any]]:
             data = self.request("GET", "/conversations", params={**params, "nextCursor": page_cursor}).data
-            parse(schema.ConversationsPage, data, vendor=self.vendor, route="GET /conversations")
+            parse(
+                schema.ConversationsPage,
+                data,
+                vendor=self.vendor,
+                route="GET /conversations",
+                redact=self.redact,
+            )
             return Page(list(data.get("conversations") or []), data.get("nextCursor"), data.get("hasMore"))
 
         return paginate(
@@ -209,7 +215,13 @@ class ConnectSafelyHook(ConnectionFormMixin, LinkMsgHook):
 
         def fetch(page_cursor: str | None) -> Page[dict[str, Any]]:
             data = self.request("GET", endpoint, params={**params, "cursor": page_cursor}).data
-            parse(schema.MessagesPage, data, vendor=self.vendor, route="GET /conversations/{urn}/messages")
+            parse(
+                schema.MessagesPage,
+                data,
+                vendor=self.vendor,
+                route="GET /conversations/{urn}/messages",
+                redact=self.redact,
+            )
             items = list(data.get("messages") or [])
             if since is not None:
                 newer = [m for m in items if utc_to_epoch_ms(m["sentAt"]) > since]  # ms or ISO

@@ -9,7 +9,7 @@ before any paid call, with the same rules (and texts) as the vendor's 422 answer
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -98,8 +98,10 @@ class KoneksiGenerationResult:
     retrieve_id: str | None = None
 
     @classmethod
-    def from_response(cls, request_id: str, status: int, data: Any) -> KoneksiGenerationResult:
-        """Parse a 200/202 body; both spellings of the count fields are read."""
+    def from_response(
+        cls, request_id: str, status: int, data: Any, redact: Callable[[str], str] | None = None
+    ) -> KoneksiGenerationResult:
+        """Parse a 200/202 body; both spellings of the count fields are read (``redact``: see ``parse``)."""
         if not isinstance(data, Mapping) or not isinstance(data.get("metadata"), Mapping):
             raise LinkMsgResponseError(
                 f"retrieve_messages for {request_id} answered {status} without a metadata object",
@@ -107,7 +109,7 @@ class KoneksiGenerationResult:
                 endpoint=RETRIEVE_ENDPOINT,
                 status=status,
             )
-        parse(schema.RetrieveAnswer, data, vendor="koneksi", route=f"GET {RETRIEVE_ENDPOINT}")
+        parse(schema.RetrieveAnswer, data, vendor="koneksi", route=f"GET {RETRIEVE_ENDPOINT}", redact=redact)
         meta = data["metadata"]
         campaign = data.get("campaign") or {}
         return cls(
@@ -328,7 +330,7 @@ class KoneksiHook(ConnectionFormMixin, LinkMsgHook):
         response = self.request(
             "GET", RETRIEVE_ENDPOINT, params={RETRIEVE_PARAM: request_id}, headers=self._call_headers("get")
         )
-        return KoneksiGenerationResult.from_response(request_id, response.status, response.data)
+        return KoneksiGenerationResult.from_response(request_id, response.status, response.data, self.redact)
 
     async def aretrieve_messages(self, secure_request_id: str) -> KoneksiGenerationResult:
         """
@@ -341,7 +343,7 @@ class KoneksiHook(ConnectionFormMixin, LinkMsgHook):
         response = await self.arequest(
             "GET", RETRIEVE_ENDPOINT, params={RETRIEVE_PARAM: request_id}, headers=self._call_headers("get")
         )
-        return KoneksiGenerationResult.from_response(request_id, response.status, response.data)
+        return KoneksiGenerationResult.from_response(request_id, response.status, response.data, self.redact)
 
     def iter_generated_messages(
         self, secure_request_id: str, *, include_raw: bool = False, allow_partial: bool = False

@@ -365,7 +365,7 @@ class LinkedApiHook(ConnectionFormMixin, LinkMsgHook):
         route = {"seed": "POST /account/conversations.get", "current": "POST /conversations/poll"}.get(
             api, "POST conversations.get or /conversations/poll"
         )
-        parse(schema.Message, raw, vendor=self.vendor, route=route, prefix="messages[]")
+        parse(schema.Message, raw, vendor=self.vendor, route=route, prefix="messages[]", redact=self.redact)
         outbound = raw.get("sender") == "us"
         return Message(
             vendor=self.vendor,

@@ -133,7 +133,14 @@ class CurrentApi:
     def answer(self, data: Any) -> list[dict[str, Any]]:
         """The items of a poll answer, once it fits :class:`PollAnswer`."""
         return (
-            parse(schema.PollAnswer, data, vendor=self.hook.vendor, route=f"POST {POLL}").get("result") or []
+            parse(
+                schema.PollAnswer,
+                data,
+                vendor=self.hook.vendor,
+                route=f"POST {POLL}",
+                redact=self.hook.redact,
+            ).get("result")
+            or []
         )
 
     @staticmethod

@@ -72,7 +72,13 @@ class SeedApi:
         :raises LinkMsgResponseError: when the answer does not have the seed's shape (checked first, whole).
         """
         method = "GET" if endpoint == RESULTS else "POST"
-        parse(schema.SeedAnswer, answer, vendor=self.hook.vendor, route=f"{method} {endpoint}")
+        parse(
+            schema.SeedAnswer,
+            answer,
+            vendor=self.hook.vendor,
+            route=f"{method} {endpoint}",
+            redact=self.hook.redact,
+        )
         completion = answer.get("completion") or {}
         for channel, name in SEED_LISTS.items():
             for item in completion.get(name) or []:

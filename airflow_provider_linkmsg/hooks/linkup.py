@@ -173,7 +173,13 @@ class LinkupHook(ConnectionFormMixin, LinkMsgHook):
                 code=code,
             )
         try:
-            parse(schema.Envelope, envelope, vendor=self.vendor, route=f"POST /{category} {action}")
+            parse(
+                schema.Envelope,
+                envelope,
+                vendor=self.vendor,
+                route=f"POST /{category} {action}",
+                redact=self.redact,
+            )
         except LinkMsgResponseError as exc:
             exc.credits = estimate  # type: ignore[attr-defined]  # the vendor may have charged: the most it could
             raise
@@ -303,7 +309,12 @@ class LinkupHook(ConnectionFormMixin, LinkMsgHook):
                 estimate=per_ten(count),
             )
             parse(
-                schema.InboxData, data, vendor=self.vendor, route="POST /messages list_inbox", prefix="data"
+                schema.InboxData,
+                data,
+                vendor=self.vendor,
+                route="POST /messages list_inbox",
+                prefix="data",
+                redact=self.redact,
             )
             return Page(
                 list(data.get("conversations") or []), data.get("next_cursor"), meta={"credits": credits}
@@ -367,7 +378,14 @@ class LinkupHook(ConnectionFormMixin, LinkMsgHook):
                 estimate=per_ten(count, minimum=1),
             )
             route = "POST /messages get_conversation"
-            parse(schema.ConversationData, data, vendor=self.vendor, route=route, prefix="data")
+            parse(
+                schema.ConversationData,
+                data,
+                vendor=self.vendor,
+                route=route,
+                prefix="data",
+                redact=self.redact,
+            )
             total = data.get("total_message_count")  # paginate bounds the read by it
             meta = {"credits": credits, "total_message_count": total, "total": total}
             return Page(list(data.get("messages") or []), data.get("next_cursor"), meta=meta)

@@ -14,11 +14,16 @@ when read as seconds is refused as "seconds sent for milliseconds"; later ones a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from airflow_provider_linkmsg.exceptions import LinkMsgResponseError
+from airflow_provider_linkmsg.hooks.transport.redact import masked
+
+#: how much of a bad field's value an error quotes (after redaction, never before)
+MAX_QUOTED = 80
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -41,7 +46,27 @@ def field_path(loc: tuple[Any, ...], data: Any, prefix: str = "") -> str:
     return ".".join(parts) or "(body)"
 
 
-def parse(model: type[M], data: Any, *, vendor: str, route: str, prefix: str = "") -> Any:
+def quoted(value: Any, redact: Callable[[str], str]) -> str:
+    """
+    ``repr(value)`` redacted as a whole, then cut to :data:`MAX_QUOTED` characters: a secret the cut would
+    split is masked before the cut, so no prefix of it survives.
+    """
+    try:
+        text = redact(repr(value))
+    except RecursionError:  # nested deeper than repr goes
+        return f"a {type(value).__name__} nested too deep to show"
+    return text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "..."
+
+
+def parse(
+    model: type[M],
+    data: Any,
+    *,
+    vendor: str,
+    route: str,
+    prefix: str = "",
+    redact: Callable[[str], str] | None = None,
+) -> Any:
     """
     ``data`` if it fits ``model``, else :class:`LinkMsgResponseError` naming the first bad field.
 
@@ -50,19 +75,23 @@ def parse(model: type[M], data: Any, *, vendor: str, route: str, prefix: str = "
     :param vendor: names the vendor in the error.
     :param route: ``METHOD /path`` (plus the action, for vendors with one endpoint) in the error.
     :param prefix: the path of ``data`` inside the answer, for the field path.
+    :param redact: the hook's redactor (its connection's secrets, then Airflow's masker); Airflow's masker
+        alone when not given. The vendor's text in the error (the field path, the value, the validator's
+        words) passes it whole, before any shortening.
     """
     try:
         model.model_validate(data)
     except ValidationError as exc:
+        scrub = redact or masked
         first = exc.errors(include_url=False)[0]
-        path = field_path(tuple(first.get("loc") or ()), data, prefix)
-        got = repr(first.get("input"))[:80]
+        path = scrub(field_path(tuple(first.get("loc") or ()), data, prefix))
+        got = quoted(first.get("input"), scrub)
         count = exc.error_count()
         more = f" (and {count - 1} more problem(s))" if count > 1 else ""
         method, _, endpoint = route.partition(" ")
         error = LinkMsgResponseError(
-            f"malformed answer: {path}: {first.get('msg')} (got {got}){more}. Nothing from this answer was "
-            "mapped or staged; the vendor's answer does not match its documented shape.",
+            f"malformed answer: {path}: {scrub(str(first.get('msg')))} (got {got}){more}. Nothing from this "
+            "answer was mapped or staged; the vendor's answer does not match its documented shape.",
             vendor=vendor,
             method=method or None,
             endpoint=endpoint or None,

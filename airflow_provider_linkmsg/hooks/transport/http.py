@@ -127,16 +127,18 @@ def check_origin(url: str, expected: tuple[str, str, int], where: Mapping[str, A
         raise LinkMsgForeignOriginError(
             f"{what} holds {odd} (its host reads as {' or '.join(sorted(readings))} depending on the "
             "parser); it was not followed and nothing was sent there",
-            location=describe_location(url),
+            location=_show(sent_origin(url)),
             **where,
         )
     if _parsed_origin(url) != expected or sent_origin(url) != expected:
         scheme, host, port = expected
+        # the origin only: the path and query of a vendor's URL may hold a key (the redirect echoing it)
+        elsewhere = _show(_parsed_origin(url))
         raise LinkMsgForeignOriginError(
-            f"{what} points to {describe_location(url)}, outside the connection's origin "
+            f"{what} points to {elsewhere}, outside the connection's origin "
             f"{scheme}://{host}:{port}; nothing was sent there (the keys stay with the vendor's host). "
             "If the vendor really moved, change the connection's base URL",
-            location=describe_location(url),
+            location=elsewhere,
             **where,
         )
 
@@ -191,7 +193,7 @@ def next_hop(
     check_origin(target, expected_origin, where, what)
     if hop >= MAX_REDIRECTS:
         raise LinkMsgVendorError(
-            f"more than {MAX_REDIRECTS} redirects (last to {describe_location(target)})",
+            f"more than {MAX_REDIRECTS} redirects (last to {_show(_parsed_origin(target))}, path not shown)",
             status=status,
             **where,
         )

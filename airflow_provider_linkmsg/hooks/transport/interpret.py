@@ -93,19 +93,24 @@ def interpret(
     try:
         body = json.loads(text) if text.strip() else None
         parsed = True
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         body, parsed = None, False
     if 200 <= status < 300:
         if not parsed:
             error = LinkMsgResponseError(
-                f"a {status} response whose body is not valid JSON ({len(content)} bytes)",
+                f"a {status} response whose body is not valid JSON, or nested deeper than it can be read "
+                f"({len(content)} bytes)",
                 status=status,
                 **where,
             )
             raise lost(error, f"HTTP {status} with an unparsable body", idempotent)
         return ApiResponse(status=status, data=body, headers=headers)
     # redact first, then let describe_error shorten: a key cut in two by the shortening would leak its prefix
-    message, code = hook.describe_error(status, hook.redact.deep(body), hook.redact(text))
+    try:
+        redacted = hook.redact.deep(body)
+    except RecursionError:  # nested deeper than the redactor goes: quote the (redacted) text instead
+        redacted = None
+    message, code = hook.describe_error(status, redacted, hook.redact(text))
     message = hook.redact(message)
     code = hook.redact(str(code)) if code is not None else None
     error_type = hook.error_class(status, code)

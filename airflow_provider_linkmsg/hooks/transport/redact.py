@@ -15,6 +15,11 @@ SECRET_EXTRA = re.compile(r"(key|token|secret|password|passwd|credential)", re.I
 #: shorter values are not redacted by value (they would blank out ordinary words); Airflow's masker agrees
 MIN_SECRET_LENGTH = 5
 MASK = "***"
+#: what may split an echoed secret without hiding it from a reader: whitespace (a line break a vendor or the
+#: shortening put in), and the JSON escapes of whitespace as they appear in a raw body (``\\n``)
+_GAP = r"(?:\s|\\[nrtfb])*"
+#: a JSON ``\\uXXXX`` escape (a vendor may spell every character of an echoed key that way)
+_JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 
 
 def secret_values(api_key: str, extra: Mapping[str, Any]) -> list[str]:
@@ -35,18 +40,22 @@ class Redactor:
         plain = {s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}
         forms = {form for s in plain for form in encoded_forms(s)}
         self.secrets = sorted(plain | forms, key=len, reverse=True)
+        # each secret, longest first, also when whitespace splits it anywhere (``kon-ab\\ncd``): a reader
+        # (or a later ``" ".join(text.split())``) would put the halves back together
+        self._pattern = (
+            re.compile("|".join(_GAP.join(map(re.escape, s)) for s in self.secrets)) if self.secrets else None
+        )
 
     def __call__(self, text: str) -> str:
-        # entity- or percent-encoded in any spelling: decode the text when that reveals a secret
-        for marker, decode in (("&", html.unescape), ("%", unquote_plus)):
-            if marker in text and self.secrets:
+        if self._pattern is None:
+            return _airflow_redact(text)
+        # entity-, percent- or JSON-\\u-encoded in any spelling: decode the text when that reveals a secret
+        for marker, decode in (("&", html.unescape), ("%", unquote_plus), ("\\u", _json_unescape)):
+            if marker in text:
                 decoded = decode(text)
-                if decoded != text and any(secret in decoded for secret in self.secrets):
+                if decoded != text and self._pattern.search(decoded):
                     text = decoded
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        return _airflow_redact(text)
+        return _airflow_redact(self._pattern.sub(MASK, text))
 
     def deep(self, value: Any) -> Any:
         """``value`` (a parsed JSON body) with every string in it redacted."""
@@ -57,6 +66,11 @@ class Redactor:
         if isinstance(value, list):
             return [self.deep(v) for v in value]
         return value
+
+
+def _json_unescape(text: str) -> str:
+    """``text`` with its JSON ``\\uXXXX`` escapes read (the rest left as it is)."""
+    return _JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
 
 
 def encoded_forms(secret: str) -> set[str]:
@@ -90,6 +104,11 @@ def _masker() -> Callable[[Any], Any] | None:
     except ImportError:  # pragma: no cover - an Airflow without the masker
         return None
     return redact
+
+
+def masked(text: str) -> str:
+    """``text`` through Airflow's secrets masker only (every secret registered in the process)."""
+    return _airflow_redact(text)
 
 
 def _airflow_redact(text: str) -> str:
