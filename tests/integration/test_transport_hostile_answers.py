@@ -1,0 +1,165 @@
+"""
+Hostile answers over real HTTP, for every vendor hook, sync and async (the triggers' path): JSON nested
+deeper than a parser goes, keys echoed in forms a plain search misses (split by a line break, spelt with
+JSON ``\\u`` escapes, in a wrong-typed field of a 2xx answer, in a redirect's path, in a field the
+connection test quotes). Each ends as a typed error, or a message, that holds no key nor a prefix of one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from airflow_provider_linkmsg.exceptions import (
+    LinkMsgError,
+    LinkMsgForeignOriginError,
+    LinkMsgResponseError,
+)
+from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
+from airflow_provider_linkmsg.sandbox.koneksi import SEED_001_ID
+from tests.fixtures.hostile import send
+from tests.integration import test_transport_safety as _safety
+from tests.integration.test_transport_safety import VENDORS, _secrets
+
+vendor_at = _safety.vendor_at  # the fixture: a vendor's connection pointed at a new hostile server
+
+JSON = {"Content_Type": "application/json"}
+
+
+def _exposed(secret: str, text: str) -> bool:
+    """Whether ``text`` shows ``secret``, or a form a reader undoes: split by whitespace, JSON-escaped."""
+    unescaped = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text)
+    return any(secret in re.sub(r"\s+", "", t) for t in (text, unescaped)) or secret[:12] in text
+
+
+async def _async_call(hook_class, route: str, **kwargs):
+    hook = hook_class(**kwargs)
+    try:
+        return await hook.arequest("GET", route)
+    finally:
+        await hook.aclose()
+
+
+# ---- a 2xx body nested deeper than the parser goes -----------------------------------------------------
+@pytest.mark.parametrize("vendor", VENDORS)
+async def test_deeply_nested_json_is_a_typed_error_sync_and_async(vendor, vendor_at):
+    server = vendor_at(vendor)
+    depth = 100_000
+    server.answer = lambda seen, h: send(h, 200, b"[" * depth + b"]" * depth, **JSON)
+    hook_class, route = VENDORS[vendor]
+    with pytest.raises(LinkMsgResponseError) as sync_err:
+        hook_class(max_retries=0).request("GET", route)
+    with pytest.raises(LinkMsgResponseError) as async_err:
+        await _async_call(hook_class, route, max_retries=0)
+    for err in (sync_err, async_err):
+        assert err.value.vendor == vendor and err.value.endpoint == route
+        assert "unparsable" in str(err.value)
+
+
+# ---- echoed keys in forms a plain search misses ---------------------------------------------------------
+def _forms(secret: str) -> dict[str, bytes]:
+    half = len(secret) // 2
+    escaped = "".join(f"\\u{ord(c):04x}" for c in secret)
+    return {
+        "split in a JSON message": json.dumps(
+            {"message": f"bad key {secret[:half]}\n{secret[half:]}"}
+        ).encode(),
+        "split in a text body": f"bad key {secret[:half]}\r\n{secret[half:]}".encode(),
+        "escaped in a list body": f'["bad key {escaped}"]'.encode(),
+        "escaped in a body without envelope": f'{{"detail": "bad key {escaped}"}}'.encode(),
+    }
+
+
+@pytest.mark.parametrize("form", list(_forms("x" * 10)))
+@pytest.mark.parametrize("vendor", VENDORS)
+async def test_split_and_escaped_echoes_of_a_key_are_masked(vendor, form, vendor_at):
+    server = vendor_at(vendor)
+    secret = _secrets(vendor)[0]
+    body = _forms(secret)[form]
+    server.answer = lambda seen, h: send(h, 400, body, **JSON)
+    hook_class, route = VENDORS[vendor]
+    with pytest.raises(LinkMsgError) as sync_err:
+        hook_class(max_retries=0).request("GET", route)
+    with pytest.raises(LinkMsgError) as async_err:
+        await _async_call(hook_class, route, max_retries=0)
+    ok, message = hook_class().test_connection()
+    assert not ok
+    for where, text in (("sync", str(sync_err.value)), ("async", str(async_err.value)), ("test", message)):
+        assert not _exposed(secret, text), f"{vendor} {form}: the key shows in the {where} text: {text!r}"
+        assert "***" in text
+
+
+# ---- a key in a wrong-typed field of a 2xx answer (the schema check quotes the field) --------------------
+@pytest.mark.parametrize("pad", [0, 60], ids=["whole", "across-the-cut"])
+async def test_a_key_in_a_wrong_typed_field_is_not_quoted_by_the_schema_check(pad, vendor_at):
+    server = vendor_at("koneksi")
+    secret = _secrets("koneksi")[0]
+    answer = {"metadata": {"generation_status": ["x" * pad + secret]}}
+    server.answer = lambda seen, h: send(h, 200, json.dumps(answer).encode(), **JSON)
+    with pytest.raises(LinkMsgResponseError) as sync_err:
+        KoneksiHook(max_retries=0).retrieve_messages(SEED_001_ID)
+    hook = KoneksiHook(max_retries=0)
+    try:
+        with pytest.raises(LinkMsgResponseError) as async_err:
+            await hook.aretrieve_messages(SEED_001_ID)
+    finally:
+        await hook.aclose()
+    for err in (sync_err, async_err):
+        text = str(err.value)
+        assert "metadata.generation_status" in text and "***" in text
+        assert not _exposed(secret, text) and secret[:8] not in text, text
+
+
+def test_the_schema_check_masks_what_the_masker_knows_without_a_redactor(sandbox):
+    from airflow_provider_linkmsg.schemas import parse
+    from airflow_provider_linkmsg.schemas.koneksi import RetrieveAnswer
+
+    secret = _secrets("koneksi")[0]
+    assert KoneksiHook().conn_params.base_url  # the connection read: Airflow's masker knows its password
+    with pytest.raises(LinkMsgResponseError) as err:
+        parse(
+            RetrieveAnswer,
+            {"metadata": {"generation_status": ["y" * 70 + secret]}},
+            vendor="koneksi",
+            route="GET /x",
+        )
+    assert secret[:8] not in str(err.value)
+
+
+# ---- a key in a foreign redirect's path -------------------------------------------------------------------
+@pytest.mark.parametrize("vendor", VENDORS)
+async def test_a_foreign_redirect_names_only_its_origin(vendor, vendor_at, hostile_factory):
+    server = vendor_at(vendor)
+    other = hostile_factory()
+    secret = _secrets(vendor)[0]
+    server.answer = lambda seen, h: send(h, 302, Location=f"{other.url}/x/{secret}?k={secret}")
+    hook_class, route = VENDORS[vendor]
+    with pytest.raises(LinkMsgForeignOriginError) as sync_err:
+        hook_class(max_retries=0).request("GET", route)
+    with pytest.raises(LinkMsgForeignOriginError) as async_err:
+        await _async_call(hook_class, route, max_retries=0)
+    for err in (sync_err, async_err):
+        assert other.url in str(err.value) and err.value.location == other.url
+        assert not _exposed(secret, str(err.value)) and "/x/" not in str(err.value)
+    assert other.received == []
+
+
+# ---- the connection test's success message quotes vendor fields -------------------------------------------
+SUCCESS = {
+    "koneksi": lambda key: {"plan_name": key},
+    "linkedapi": lambda key: {"result": {"name": f"a\n{key[:10]}\n{key[10:]}"}},
+    "linkup": lambda key: {"data": {"total": [key]}},
+}
+
+
+@pytest.mark.parametrize("vendor", SUCCESS)
+def test_a_key_in_the_connection_test_answer_is_masked(vendor, vendor_at):
+    server = vendor_at(vendor)
+    secret = _secrets(vendor)[0]
+    body = json.dumps(SUCCESS[vendor](secret)).encode()
+    server.answer = lambda seen, h: send(h, 200, body, **JSON)
+    ok, message = VENDORS[vendor][0]().test_connection()
+    assert ok and "succeeded" in message and "***" in message
+    assert not _exposed(secret, message), message
