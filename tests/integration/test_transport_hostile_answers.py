@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import tracemalloc
+import zlib
 
 import pytest
 
@@ -16,6 +18,7 @@ from airflow_provider_linkmsg.exceptions import (
     LinkMsgError,
     LinkMsgForeignOriginError,
     LinkMsgResponseError,
+    LinkMsgResponseTooLargeError,
 )
 from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
 from airflow_provider_linkmsg.sandbox.koneksi import SEED_001_ID
@@ -163,3 +166,70 @@ def test_a_key_in_the_connection_test_answer_is_masked(vendor, vendor_at):
     ok, message = VENDORS[vendor][0]().test_connection()
     assert ok and "succeeded" in message and "***" in message
     assert not _exposed(secret, message), message
+
+
+# ---- compressed bodies on the async path: the cap holds while decoding ------------------------------------
+def _deflate(data: bytes, wbits: int) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    return packer.compress(data) + packer.flush()
+
+
+def _gzip(data: bytes) -> bytes:
+    return _deflate(data, zlib.MAX_WBITS | 16)
+
+
+def _zeros_gzip(size: int) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    block = bytes(1 << 20)
+    return b"".join(packer.compress(block) for _ in range(size >> 20)) + packer.flush()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "gzip, gzip", "deflate, gzip"])
+async def test_an_inflating_body_holds_no_more_than_the_cap_while_decoded(encoding, vendor_at):
+    inner = _zeros_gzip(64 << 20)  # 64 MiB of zeros
+    wire = {"gzip": inner, "gzip, gzip": _gzip(inner), "deflate, gzip": None}[encoding]
+    if wire is None:  # deflate first, then gzip over it
+        packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS)
+        wire = _gzip(b"".join(packer.compress(bytes(1 << 20)) for _ in range(64)) + packer.flush())
+    server = vendor_at("koneksi", max_response_bytes=1 << 20)
+    server.answer = lambda seen, h: send(h, 200, wire, Content_Encoding=encoding, **JSON)
+    tracemalloc.start()
+    try:
+        with pytest.raises(LinkMsgResponseTooLargeError):
+            await _async_call(KoneksiHook, "/account", max_retries=0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, (
+        f"{peak >> 20} MiB held while decoding a {len(wire)}-byte {encoding} body (cap 1 MiB)"
+    )
+
+
+@pytest.mark.parametrize(
+    "encoding, encode",
+    [
+        ("gzip", _gzip),
+        ("x-gzip", _gzip),
+        ("gzip, gzip", lambda b: _gzip(_gzip(b))),
+        ("deflate", lambda b: _deflate(b, zlib.MAX_WBITS)),
+        ("deflate", lambda b: _deflate(b, -zlib.MAX_WBITS)),  # raw deflate, as some servers send it
+        ("identity", lambda b: b),
+        ("br", lambda b: b),  # not decoded (as httpx, without brotli): read as it came
+    ],
+)
+async def test_compressed_answers_within_the_cap_are_decoded(encoding, encode, vendor_at):
+    answer = {"plan_name": "p" * 300_000, "n": list(range(1000))}
+    server = vendor_at("koneksi")
+    server.answer = lambda seen, h: send(
+        h, 200, encode(json.dumps(answer).encode()), Content_Encoding=encoding, **JSON
+    )
+    assert (await _async_call(KoneksiHook, "/account", max_retries=0)).data == answer
+
+
+async def test_a_corrupt_gzip_body_is_a_typed_error(vendor_at):
+    server = vendor_at("koneksi")
+    server.answer = lambda seen, h: send(
+        h, 200, b"\x1f\x8b\x08\x00garbage" * 10, Content_Encoding="gzip", **JSON
+    )
+    with pytest.raises(LinkMsgResponseError, match="truncated response body"):
+        await _async_call(KoneksiHook, "/account", max_retries=0)

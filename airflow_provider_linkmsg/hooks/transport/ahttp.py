@@ -21,14 +21,14 @@ from typing import Any
 import httpx
 import requests
 
+from airflow_provider_linkmsg.hooks.transport.decode import BoundedDecoder
 from airflow_provider_linkmsg.hooks.transport.http import (
     BodyDeadline,
     check_length,
     next_hop,
-    too_large,
 )
 
-#: what the vendors may compress with that httpx decodes (streamed, under the size cap)
+#: what the vendors may compress with (decoded streamed, under the size cap: :mod:`.decode`)
 ACCEPT_ENCODING = "gzip, deflate"
 
 
@@ -149,13 +149,12 @@ async def _exchange(
                 url, params, hop = target, None, hop + 1
                 continue
             check_length(response.headers, max_bytes, call.where)
+            # raw bytes, decoded here under the cap (httpx would inflate a whole chunk, every layer, first)
+            decoder = BoundedDecoder(response.headers, max_bytes, call.where)
             parts: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise too_large("more", max_bytes, call.where)
-                parts.append(chunk)
+            async for raw in response.aiter_raw():
+                parts += decoder.feed(raw)
+            parts += decoder.finish()
             return response.status_code, response.headers, b"".join(parts)
         finally:
             await response.aclose()
