@@ -7,16 +7,21 @@ connection test quotes). Each ends as a typed error, or a message, that holds no
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import threading
+import time
 import tracemalloc
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from airflow_provider_linkmsg.exceptions import (
     LinkMsgError,
     LinkMsgForeignOriginError,
+    LinkMsgRateLimitedError,
     LinkMsgResponseError,
     LinkMsgResponseTooLargeError,
 )
@@ -233,3 +238,57 @@ async def test_a_corrupt_gzip_body_is_a_typed_error(vendor_at):
     )
     with pytest.raises(LinkMsgResponseError, match="truncated response body"):
         await _async_call(KoneksiHook, "/account", max_retries=0)
+
+
+# ---- a pause the vendor asks for, answer after answer, never holds the connection past the cap -----------
+CAP, IN_FLIGHT, SPREAD = 2.0, 6, 0.5
+
+
+def _staggered_429s(server) -> threading.Event:
+    """The calls in flight answered 429 ``Retry-After: 3600`` one every ``SPREAD`` s; ``/next`` at once."""
+    first, lock, order = threading.Event(), threading.Lock(), [0]
+
+    def answer(seen, h):
+        if "/next" in seen.path:
+            return send(h, 200, b"{}", **JSON)
+        with lock:
+            order[0] += 1
+            i = order[0]
+        time.sleep(0.2 + SPREAD * (i - 1))
+        first.set()
+        send(h, 429, b'{"error": "slow down"}', Retry_After="3600", **JSON)
+
+    server.answer = answer
+    return first
+
+
+async def test_later_429s_extend_the_async_pause_no_further_than_the_cap(vendor_at):
+    first = _staggered_429s(vendor_at("koneksi", max_retry_wait=CAP, requests_per_second=0, max_in_flight=16))
+    hooks = [KoneksiHook() for _ in range(IN_FLIGHT + 1)]
+    calls = [asyncio.create_task(h.arequest("GET", "/x")) for h in hooks[:-1]]
+    try:
+        while not first.is_set():
+            await asyncio.sleep(0.01)
+        start = time.monotonic()
+        await hooks[-1].arequest("GET", "/next")
+        waited = time.monotonic() - start
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    finally:
+        for hook in hooks:
+            await hook.aclose()
+    assert all(isinstance(o, LinkMsgRateLimitedError) for o in outcomes), outcomes
+    assert waited <= CAP + 0.4, f"the next call waited {waited:.2f} s (cap {CAP} s)"
+
+
+def test_later_429s_extend_the_sync_pause_no_further_than_the_cap(vendor_at):
+    first = _staggered_429s(vendor_at("koneksi", max_retry_wait=CAP, requests_per_second=0, max_in_flight=16))
+    hook = KoneksiHook()
+    with ThreadPoolExecutor(IN_FLIGHT) as pool:
+        calls = [pool.submit(hook.request, "GET", "/x") for _ in range(IN_FLIGHT)]
+        assert first.wait(10)
+        start = time.monotonic()
+        hook.request("GET", "/next")
+        waited = time.monotonic() - start
+        outcomes = [c.exception() for c in calls]
+    assert all(isinstance(o, LinkMsgRateLimitedError) for o in outcomes), outcomes
+    assert waited <= CAP + 0.4, f"the next call waited {waited:.2f} s (cap {CAP} s)"

@@ -118,7 +118,8 @@ def interpret(
     retry_after = hook.retry_after(headers, body)
     if error_type is LinkMsgRateLimitedError:
         if retry_after is not None:  # never past the cap: a longer wait fails this call instead
-            (limiter or hook.limiter).pause(min(retry_after, hook.conn_params.max_retry_wait))
+            cap = hook.conn_params.max_retry_wait  # nor a pause, however many answers ask for one
+            (limiter or hook.limiter).pause(min(retry_after, cap), cap)
         raise Transient(error, f"HTTP {status} {message}", retry_after)
     if error_type is LinkMsgVendorError and status >= 500 and idempotent:
         raise Transient(error, f"HTTP {status} {message}", retry_after)

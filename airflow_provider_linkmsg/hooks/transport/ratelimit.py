@@ -20,7 +20,7 @@ class TokenBucket:
     debt): a waiter learns when its turn comes and sleeps once until then, instead of asking again.
     """
 
-    __slots__ = ("burst", "paused_until", "rate", "stamp", "tokens")
+    __slots__ = ("burst", "pause_start", "paused_until", "rate", "stamp", "tokens")
 
     def __init__(self, rate: float, burst: int, now: float) -> None:
         self.rate = rate
@@ -28,6 +28,7 @@ class TokenBucket:
         self.tokens = float(self.burst)
         self.stamp = now  # the time ``tokens`` was counted at (after a pause: the pause's end)
         self.paused_until = 0.0
+        self.pause_start = 0.0
 
     def _refill(self, now: float) -> None:
         if self.rate <= 0:  # no rate limit: only the pauses hold callers
@@ -54,9 +55,15 @@ class TokenBucket:
         self.tokens -= 1
         return max(0.0, self.stamp - now) + max(0.0, -self.tokens) / self.rate
 
-    def pause(self, seconds: float, now: float) -> None:
-        """Hold every caller for ``seconds`` from ``now``: no tokens until then, and none piled up after."""
-        self.paused_until = max(self.paused_until, now + seconds)
+    def pause(self, seconds: float, now: float, cap: float = math.inf) -> None:
+        """
+        Hold every caller for ``seconds`` from ``now``: no tokens until then, and none piled up after. A
+        pause lasts at most ``cap`` from its start: one asked for while it runs (another answer of the calls
+        in flight) extends it up to that, never past it.
+        """
+        if now >= self.paused_until:  # not paused: a new pause starts
+            self.pause_start = now
+        self.paused_until = max(self.paused_until, min(now + seconds, self.pause_start + cap))
         self.tokens = min(self.tokens, 0.0)  # bookings already made stay booked, after the pause
         self.stamp = max(self.stamp, self.paused_until)
 
@@ -89,12 +96,15 @@ class RateLimiter:
                 time.sleep(delay)
             yield
 
-    def pause(self, seconds: float) -> None:
-        """Hold every caller for ``seconds`` from now (the vendor asked us to wait); finite values only."""
+    def pause(self, seconds: float, cap: float = math.inf) -> None:
+        """
+        Hold every caller for ``seconds`` from now (the vendor asked us to wait); finite values only. A
+        pause lasts at most ``cap`` from its start (:meth:`TokenBucket.pause`).
+        """
         if not 0 < seconds < math.inf:  # also refuses NaN: the caller caps the wait, this guards the limiter
             return
         with self._lock:
-            self._bucket.pause(seconds, time.monotonic())
+            self._bucket.pause(seconds, time.monotonic(), cap)
 
 
 _LIMITERS: dict[tuple[str, ...], RateLimiter] = {}
