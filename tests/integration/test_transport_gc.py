@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gc
+import json
+import os
+import time
 import types
 from collections import Counter
 
@@ -10,6 +13,7 @@ import pytest
 
 from airflow_provider_linkmsg.exceptions import LinkMsgError
 from airflow_provider_linkmsg.hooks.linkup import LinkupHook
+from tests.fixtures.hostile import send
 
 ROUTE = "GET /accounts"
 RETRIEVE = "GET /messages/retrieve_messages"
@@ -143,3 +147,53 @@ def _async_clients(obj: object) -> bool:
 
 def _kind(obj) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+#: failed async calls that drop their connection, and the hostile server's answer to each
+_DROPPING = {
+    "foreign redirect": lambda h: send(h, 302, Location="http://127.0.0.1:1/x"),
+    "body too large": lambda h: send(h, 200, b" " * 300_000, Content_Type="application/json"),
+    "read timeout": lambda h: (time.sleep(0.6), send(h, 200, b"{}")),
+}
+
+
+@pytest.mark.parametrize("outcome", _DROPPING)
+async def test_async_calls_that_drop_their_connection_leave_no_cyclic_garbage(
+    outcome, sandbox, hostile_factory, monkeypatch
+):
+    from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
+
+    server = hostile_factory()
+    server.answer = lambda seen, h: _DROPPING[outcome](h)
+    conn = json.loads(os.environ["AIRFLOW_CONN_KONEKSI_DEFAULT"])
+    conn["extra"].update(
+        {"base_url": server.url, "max_retries": 0, "read_timeout": 0.3, "max_response_bytes": 100_000}
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_KONEKSI_DEFAULT", json.dumps(conn))
+    hook = KoneksiHook()
+    n = 3 if outcome == "read timeout" else 20
+
+    async def calls(count: int) -> int:
+        failed = 0
+        for _ in range(count):
+            try:
+                await hook.arequest("GET", "/account")
+            except LinkMsgError:
+                failed += 1
+        return failed
+
+    try:
+        await calls(2)  # warm up: the transport and its pool are made once
+        gc.collect()
+        gc.disable()
+        failed = await calls(n)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        found = Counter(_kind(obj) for obj in gc.garbage if _async_clients(obj))
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+        await hook.aclose()
+    assert failed == n, f"expected every call to fail ({outcome})"
+    assert sum(found.values()) == 0, f"{sum(found.values())} cyclic objects left by {n} calls: {found}"

@@ -75,17 +75,20 @@ class _Clock:
     hundreds of requests a second, thousands of objects for the collector to walk). Two timers an attempt.
     """
 
-    __slots__ = ("scope", "seconds", "sent")
+    __slots__ = ("scope", "seconds", "sent", "stream")
 
     def __init__(self, scope: asyncio.Timeout, seconds: float) -> None:
         self.scope = scope
         self.seconds = seconds
         self.sent = False
+        self.stream: Any = None  # the connection this attempt opened, if it opened one
 
     async def __call__(self, event: str, info: Any) -> None:
         if not self.sent and event == "http11.send_request_headers.started":
             self.sent = True
             self.scope.reschedule(asyncio.get_running_loop().time() + self.seconds)
+        elif event == "connection.connect_tcp.complete":
+            self.stream = info.get("return_value")
 
 
 async def aexchange(
@@ -102,15 +105,16 @@ async def aexchange(
     attempt's read deadline (see :class:`_Clock`) it raises :class:`BodyDeadline`.
     """
     scope = asyncio.timeout(connect_timeout + call.read_timeout)
+    clock = _Clock(scope, call.read_timeout)
     try:
         async with scope:
-            clock = _Clock(scope, call.read_timeout)
             return await _exchange(
                 transport, base_headers, call, clock, expected_origin, connect_timeout, max_bytes
             )
     except TimeoutError:
         if not scope.expired():
             raise
+    _unlink(clock.stream)  # cancelled before any response: the connection it opened was dropped
     raise BodyDeadline()
 
 
@@ -157,4 +161,22 @@ async def _exchange(
             parts += decoder.finish()
             return response.status_code, response.headers, b"".join(parts)
         finally:
+            stream = response.extensions.get("network_stream")
             await response.aclose()
+            _unlink(stream)
+
+
+def _unlink(stream: Any) -> None:
+    """
+    Break the reference cycle a dropped connection leaves (a response not read to its end: a foreign
+    redirect, a body too large, a read timeout). asyncio's socket transport keeps a bound method of itself
+    (``_read_ready_cb``, CPython 3.11-3.13), so a closed transport and its socket are freed only by the
+    cyclic collector: about 7 objects per failed call. Once it is closing, the callback is never called
+    again. A connection kept for reuse is left alone; any other stream (another backend) too.
+    """
+    inner = getattr(stream, "_stream", None)  # httpcore's AnyIOStream -> anyio's stream
+    inner = getattr(inner, "transport_stream", inner)  # under TLS, the socket stream beneath
+    transport = getattr(inner, "_transport", None)
+    closing = isinstance(transport, asyncio.Transport) and transport.is_closing()
+    if closing and getattr(transport, "_read_ready_cb", None) is not None:
+        transport._read_ready_cb = None  # type: ignore[attr-defined]
