@@ -72,7 +72,9 @@ async def test_a_redirect_to_another_origin_sends_nothing_there(vendor, status, 
     server.answer = lambda seen, h: send(h, status, Location=f"{other.url}/steal?token=x")
     with pytest.raises(LinkMsgForeignOriginError) as err:
         await _twin(vendor, max_retries=2)
-    assert err.value.location == other.url and "/steal" not in str(err.value) and "token=x" not in str(err.value)
+    assert (
+        err.value.location == other.url and "/steal" not in str(err.value) and "token=x" not in str(err.value)
+    )
     assert other.received == [] and len(server.received) == 1
 
 
