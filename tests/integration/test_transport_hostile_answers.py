@@ -241,7 +241,7 @@ async def test_a_corrupt_gzip_body_is_a_typed_error(vendor_at):
 
 
 # ---- a pause the vendor asks for, answer after answer, never holds the connection past the cap -----------
-CAP, IN_FLIGHT, SPREAD = 2.0, 6, 0.5
+CAP, IN_FLIGHT, SPREAD = 2.0, 6, 0.5  # uncapped, the last 429 would hold the connection ~4.5 s: 1 s of load slack
 
 
 def _staggered_429s(server) -> threading.Event:
@@ -278,7 +278,7 @@ async def test_later_429s_extend_the_async_pause_no_further_than_the_cap(vendor_
         for hook in hooks:
             await hook.aclose()
     assert all(isinstance(o, LinkMsgRateLimitedError) for o in outcomes), outcomes
-    assert 1 < waited <= CAP + 0.3, f"the next call waited {waited:.2f} s (cap {CAP} s)"
+    assert 1 < waited <= CAP + 1.0, f"the next call waited {waited:.2f} s (cap {CAP} s)"
 
 
 def test_later_429s_extend_the_sync_pause_no_further_than_the_cap(vendor_at):
@@ -293,4 +293,4 @@ def test_later_429s_extend_the_sync_pause_no_further_than_the_cap(vendor_at):
         waited = time.monotonic() - start
         outcomes = [c.exception() for c in calls]
     assert all(isinstance(o, LinkMsgRateLimitedError) for o in outcomes), outcomes
-    assert 1 < waited <= CAP + 0.3, f"the next call waited {waited:.2f} s (cap {CAP} s)"
+    assert 1 < waited <= CAP + 1.0, f"the next call waited {waited:.2f} s (cap {CAP} s)"

@@ -141,6 +141,68 @@ async def test_the_watcher_logs_a_malformed_answer_survives_and_fires_after(
 
 
 # ---- the policy: a malformed answer is survived, a bug in the provider is not ---------------------------
+DEEP = b"[" * 100_000 + b"]" * 100_000  # 200 KB of nesting, far below max_response_bytes
+
+
+@requires_airflow(
+    "3.0.0", "activity watchers run as asset watchers (BaseEventTrigger, AssetWatcher), from Airflow 3.0"
+)
+async def test_a_body_nested_too_deep_is_logged_and_survived(
+    inbox_sandbox, hostile_factory, tmp_path, capsys, monkeypatch
+):
+    import json
+    import os
+
+    import requests
+
+    from airflow_provider_linkmsg.triggers.watchers.connectsafely import ConnectSafelyInboxActivityTrigger
+    from tests.fixtures.hostile import send
+
+    sandbox = inbox_sandbox("connectsafely", conversations=4)
+    real = json.loads(os.environ["AIRFLOW_CONN_CONNECTSAFELY_DEFAULT"])["extra"]["base_url"]
+    deep_answers = 3
+
+    def answer(seen, handler) -> None:  # three answers nested too deep, then the sandbox's own
+        if sum(r.path.startswith("/x/") for r in server.received) <= deep_answers:
+            send(handler, 200, DEEP, Content_Type="application/json")
+            return
+        headers = {k: v for k, v in seen.headers.items() if k.lower() not in ("host", "accept-encoding")}
+        upstream = requests.get(real + seen.path[2:], headers=headers, timeout=10)
+        send(handler, upstream.status_code, upstream.content, Content_Type="application/json")
+
+    server = hostile_factory()
+    server.answer = answer
+    conn = json.loads(os.environ["AIRFLOW_CONN_CONNECTSAFELY_DEFAULT"])
+    conn["extra"].update(base_url=server.url + "/x", max_retries=0)  # each bad answer: a failed look
+    monkeypatch.setenv("AIRFLOW_CONN_CONNECTSAFELY_DEFAULT", json.dumps(conn))
+    trigger = ConnectSafelyInboxActivityTrigger(
+        account_id=sandbox.truth("connectsafely")["accounts"][0]["id"],
+        poll_interval=POLL,
+        staging_path=str(tmp_path),
+    )
+    events: list[dict] = []
+
+    async def collect() -> None:
+        async for event in trigger.run():
+            events.append(event.payload)
+
+    task = asyncio.create_task(collect())
+    try:
+        deadline = time.monotonic() + 30
+        while not events:  # the three bad looks (backing off 2, 4, 8 intervals), then a good one fires
+            assert not task.done(), f"the watcher ended on a malformed answer: {task.exception()!r}"
+            assert time.monotonic() < deadline, "timed out waiting for the look after the bad ones"
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert [e["changed"] for e in events] == [4]
+    out = capsys.readouterr()
+    failed = [line for line in (out.out + out.err).splitlines() if "look failed" in line]
+    assert len(failed) == deep_answers and all("unparsable body" in line for line in failed), failed
+
+
 @requires_airflow(
     "3.0.0", "activity watchers run as asset watchers (BaseEventTrigger, AssetWatcher), from Airflow 3.0"
 )

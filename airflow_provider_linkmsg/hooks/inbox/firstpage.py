@@ -62,7 +62,7 @@ async def connectsafely_first_page(hook: ConnectSafelyHook, account_id: str, cou
     check_count(count, maximum=MAX_COUNT, vendor=hook.vendor)
     response = await hook.arequest("GET", "/conversations", params={"accountId": account_id, "count": count})
     data = response.data
-    parse(schema.ConversationsPage, data, vendor=hook.vendor, route="GET /conversations")
+    parse(schema.ConversationsPage, data, vendor=hook.vendor, route="GET /conversations", redact=hook.redact)
     out = []
     for item in data.get("conversations") or []:
         latest = item.get("latestMessage") or {}
@@ -102,7 +102,7 @@ async def linkup_first_page(
         )
         data, credits = hook.open_envelope(response, "list_inbox", estimate=estimate)
         try:
-            parse(schema.InboxData, data, vendor=hook.vendor, route=route, prefix="data")
+            parse(schema.InboxData, data, vendor=hook.vendor, route=route, prefix="data", redact=hook.redact)
         except LinkMsgResponseError:
             credits = estimate  # the vendor may have charged: count the most it could
             raise
@@ -150,5 +150,12 @@ async def linkedapi_since(
     route = "POST /account/conversations.get" if hook.api == "seed" else "POST /conversations/poll"
     for result in results:
         for message in result.messages:
-            parse(schema.Message, message, vendor=hook.vendor, route=route, prefix="messages[]")
+            parse(
+                schema.Message,
+                message,
+                vendor=hook.vendor,
+                route=route,
+                prefix="messages[]",
+                redact=hook.redact,
+            )
     return results
