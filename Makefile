@@ -34,13 +34,14 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The suite in one process by default (PYTEST_WORKERS=0); PYTEST_WORKERS=2 runs it on pytest-xdist workers, each with
-# its own AIRFLOW_HOME, metadata DB, sandboxes and PostgreSQL (tests/conftest.py); a module's tests stay on one
-# worker (--dist loadfile), so module-scoped servers start once and its timing-sensitive tests run in order.
-PYTEST_WORKERS ?= 0
+# The suite on two pytest-xdist workers (PYTEST_WORKERS=0: one process), each with its own AIRFLOW_HOME, metadata
+# DB, keys, sandboxes and PostgreSQL (tests/conftest.py); a module's tests stay on one worker (--dist loadfile),
+# so module-scoped servers start once and its timing-sensitive tests run in order. Modules go out in the order
+# tests/conftest.py sorts them (the minutes-long ones first), not xdist's largest-module-first.
+PYTEST_WORKERS ?= 2
 test: venv
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The model-based suite with at least 100 random examples per inbox vendor (docs/reliability.md).
 soak: venv

@@ -11,7 +11,9 @@ without editing this file.
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -24,6 +26,14 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME / 'airflow.db'}"
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 os.environ["AIRFLOW__OPENLINEAGE__DISABLED"] = "True"
+# One set of keys for this process and every Airflow process it starts (API server, webserver, triggerer,
+# CLI): without them, Airflow here runs with no Fernet key while the first CLI or server started on this
+# home writes an airflow.cfg with keys of its own; a written, empty airflow.cfg keeps any from being generated.
+os.environ["AIRFLOW__CORE__FERNET_KEY"] = base64.urlsafe_b64encode(os.urandom(32)).decode()
+os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = secrets.token_urlsafe(64)
+os.environ["AIRFLOW__API__SECRET_KEY"] = secrets.token_urlsafe(32)
+os.environ["AIRFLOW__WEBSERVER__SECRET_KEY"] = secrets.token_urlsafe(32)
+(_HOME / "airflow.cfg").write_text("# the tests' settings are in the environment (tests/conftest.py)\n")
 (_HOME / "dags").mkdir()
 
 pytest_plugins = sorted(
@@ -35,9 +45,10 @@ pytest_plugins = sorted(
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """
-    Modules with a ``slow`` test first, each module's order kept: with ``make test``'s two workers
-    (``--dist loadfile`` hands out modules in this order) the minutes-long ones start at once instead of
-    leaving one worker busy alone at the end.
+    Modules with a ``slow`` test first, then the model-based suites (a minute or more each), each module's
+    order kept: with ``make test``'s two workers (``--dist loadfile --no-loadscope-reorder`` hands out modules
+    in this order) the minutes-long ones start at once instead of leaving one worker busy alone at the end.
     """
     slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)
+    model = Path(__file__).parent / "model"
+    items.sort(key=lambda item: (item.path not in slow, model not in item.path.parents))

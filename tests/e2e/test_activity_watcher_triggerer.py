@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.compat import requires_airflow
+from tests.fixtures.browser import airflow_env
 
 pytestmark = [
     requires_airflow("3.0.0", "asset watchers (AssetWatcher, BaseEventTrigger) exist from Airflow 3.0"),
@@ -36,7 +37,7 @@ class Triggerer:
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [str(AIRFLOW), "triggerer", "--skip-serve-logs"],  # no log server on its fixed port
-                env=dict(os.environ),
+                env=airflow_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
