@@ -35,7 +35,8 @@ COMPLETIONS = koneksi_completion_asset("koneksi_default")
 def generation_ids(triggering_asset_events=None) -> list[str]:
     """The ``secure_request_id`` of every completion that triggered this run, oldest first, once each."""
     ids: list[str] = []
-    for event in (triggering_asset_events or {}).get(COMPLETIONS, []):
+    # no `or {}`: a plain dict hashes the asset, which Airflow 3.0's Asset does not allow (a run with no events)
+    for event in triggering_asset_events.get(COMPLETIONS, []) if triggering_asset_events else []:
         request_id = (event.extra or {}).get("secure_request_id")
         if request_id and request_id not in ids:
             ids.append(request_id)

