@@ -241,7 +241,11 @@ async def test_a_corrupt_gzip_body_is_a_typed_error(vendor_at):
 
 
 # ---- a pause the vendor asks for, answer after answer, never holds the connection past the cap -----------
-CAP, IN_FLIGHT, SPREAD = 2.0, 6, 0.5  # uncapped, the last 429 would hold the connection ~4.5 s: 1 s of load slack
+CAP, IN_FLIGHT, SPREAD = (
+    2.0,
+    6,
+    0.5,
+)  # uncapped, the last 429 would hold the connection ~4.5 s: 1 s of load slack
 
 
 def _staggered_429s(server) -> threading.Event:
