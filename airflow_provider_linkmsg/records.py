@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from json.encoder import encode_basestring as _json_str  # the C escaper json.dumps(ensure_ascii=False) uses
 from typing import Any, ClassVar, Literal, Self
 
 Direction = Literal["inbound", "outbound"]
@@ -97,6 +98,8 @@ class _Record:
 
     #: the field names, in order (set per class below: ``dataclasses.fields`` per record is costly)
     _names: ClassVar[tuple[str, ...]] = ()
+    #: ``(name, ',"name":')`` per field but ``raw`` (the last), in order: the JSON line's labels (set below)
+    _labels: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def to_dict(self, *, include_raw: bool = True) -> dict[str, Any]:
         """A plain dict with ``key`` first; ``raw`` is dropped when ``include_raw`` is false or unset."""
@@ -108,8 +111,30 @@ class _Record:
         return data
 
     def to_json(self, *, include_raw: bool = True) -> str:
-        """One line of JSON (no newline), keys in field order: the JSON Lines form of staging."""
-        return _JSON_LINE.encode(self.to_dict(include_raw=include_raw))
+        """
+        One line of JSON (no newline), keys in field order: the JSON Lines form of staging.
+
+        The bytes of ``json.dumps(self.to_dict(include_raw=...), ensure_ascii=False, separators=(",", ":"))``,
+        written without the intermediate dict: text, ``None`` and booleans through the encoder's own pieces,
+        any other value (numbers, ``raw``) through the encoder itself.
+        """
+        parts = ['{"key":', _json_str(self.key)]
+        for name, label in self._labels:
+            value = getattr(self, name)
+            kind = type(value)
+            if kind is str:
+                parts += (label, _json_str(value))
+            elif value is None:
+                parts += (label, "null")
+            elif kind is bool:
+                parts += (label, "true" if value else "false")
+            else:
+                parts += (label, _JSON_LINE.encode(value))
+        raw = self.raw if include_raw else None  # the last field (checked below)
+        if raw is not None:
+            parts += (',"raw":', _JSON_LINE.encode(raw))
+        parts.append("}")
+        return "".join(parts)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
@@ -210,6 +235,9 @@ class GeneratedMessage(_Record):
 
 for _cls in (Message, GeneratedMessage):
     _cls._names = tuple(f.name for f in dataclasses.fields(_cls))
+    if _cls._names[-1] != "raw":  # to_json writes raw last
+        raise TypeError(f"{_cls.__name__}: raw must be the last field")
+    _cls._labels = tuple((name, f",{_json_str(name)}:") for name in _cls._names[:-1])
 del _cls
 
 RECORD_TYPES: dict[str, type[Message] | type[GeneratedMessage]] = {

@@ -12,6 +12,7 @@ not guessed: a vendor that changes units must not move watermarks by a factor of
 from __future__ import annotations
 
 import math
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -22,6 +23,8 @@ from pydantic import BaseModel as _BaseModel
 EARLIEST = datetime(2003, 5, 5, tzinfo=UTC)
 #: how far after now a timestamp may be (clock skew between the vendor and us)
 FUTURE_SLACK = timedelta(days=1)
+#: :data:`EARLIEST` in epoch milliseconds (exact: a whole second)
+_EARLIEST_MS = int(EARLIEST.timestamp()) * 1000
 
 
 class Loose(_BaseModel):
@@ -41,6 +44,14 @@ def _check_range(moment: datetime, value: Any, *, as_ms: float | None = None) ->
 
 
 def _timestamp(value: Any) -> Any:
+    """The timestamp rule; epoch ms as an int between :data:`EARLIEST` and now is taken at once."""
+    if type(value) is int and _EARLIEST_MS <= value <= time.time() * 1000:
+        return value  # in range whatever the clock does next: what _checked_timestamp returns for it
+    return _checked_timestamp(value)
+
+
+def _checked_timestamp(value: Any) -> Any:
+    """The timestamp rule, every form (see the module docstring): ``value`` or a ValueError saying why."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"a timestamp is epoch milliseconds or ISO-8601 text, not {type(value).__name__}")
     text = value.strip() if isinstance(value, str) else None
