@@ -34,6 +34,29 @@ def _format_utc(dt: datetime) -> str:
     return f"{dt.replace(tzinfo=None).isoformat(timespec='microseconds')}Z"
 
 
+#: epoch ms below this (2^33 s, year 2242) convert through ``value / 1000`` without rounding: there
+#: :func:`_format_epoch_ms` writes what ``datetime.fromtimestamp(value / 1000)`` would
+_EXACT_MS = (1 << 33) * 1000
+_EPOCH_DAY = _EPOCH.date()
+#: ``YYYY-MM-DD`` by days since 1970 (the dates a run meets; emptied past _MAX_DAYS)
+_DAYS: dict[int, str] = {}
+_MAX_DAYS = 10_000
+
+
+def _format_epoch_ms(value: int) -> str:
+    """Epoch ms, 0 <= value < :data:`_EXACT_MS`, in :func:`to_utc_iso`'s form, by integer arithmetic."""
+    day, ms = divmod(value, 86_400_000)
+    date = _DAYS.get(day)
+    if date is None:
+        if len(_DAYS) >= _MAX_DAYS:
+            _DAYS.clear()
+        date = _DAYS[day] = (_EPOCH_DAY + timedelta(days=day)).isoformat()
+    seconds, ms = divmod(ms, 1000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{date}T{hours:02d}:{minutes:02d}:{seconds:02d}.{ms:03d}000Z"
+
+
 def to_utc_iso(value: datetime | int | float | str) -> str:
     """
     Normalize a vendor timestamp to ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC).
@@ -42,6 +65,8 @@ def to_utc_iso(value: datetime | int | float | str) -> str:
     LinkupAPI send), or an ISO-8601 string (as Linked API sends, with ``Z`` or an offset).
     """
     if type(value) is int:  # epoch ms, the common case: already UTC
+        if 0 <= value < _EXACT_MS:
+            return _format_epoch_ms(value)
         return _format_utc(datetime.fromtimestamp(value / 1000, tz=UTC))
     if isinstance(value, bool):
         raise TypeError(f"not a timestamp: {value!r}")

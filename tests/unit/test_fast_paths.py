@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from airflow_provider_linkmsg.hooks.pagination import _CANONICAL, _fingerprint
-from airflow_provider_linkmsg.records import GeneratedMessage, Message
+from airflow_provider_linkmsg.records import _EXACT_MS, GeneratedMessage, Message, _format_utc, to_utc_iso
 from airflow_provider_linkmsg.schemas.types import _EARLIEST_MS, _checked_timestamp, _timestamp
 
 #: what ``to_json`` replaced: the dict through the staging encoder
@@ -150,3 +151,23 @@ def test_timestamp_fast_path_answers_like_the_general_rule(value: object) -> Non
 def test_timestamp_fast_path_still_refuses_out_of_range_ms(value: int) -> None:
     with pytest.raises(ValueError, match=r"epoch seconds|before 2003|far future"):
         _timestamp(value)
+
+
+@given(
+    st.integers(min_value=0, max_value=_EXACT_MS - 1)
+    | st.integers(min_value=_EARLIEST_MS, max_value=_NOW_MS + 10**11)
+    | st.integers()
+)
+@example(0)
+@example(_EXACT_MS - 1)
+@example(_EXACT_MS)
+@example(-1)
+@example(86_399_999)
+def test_epoch_ms_text_is_what_fromtimestamp_writes(value: int) -> None:
+    try:
+        expected = _format_utc(datetime.fromtimestamp(value / 1000, tz=UTC))
+    except (ValueError, OverflowError, OSError) as error:
+        with pytest.raises(type(error)):
+            to_utc_iso(value)
+        return
+    assert to_utc_iso(value) == expected
