@@ -96,10 +96,12 @@ def _sleep_trigger(until: float) -> Any:
 def trigger_runner() -> Any:
     """
     Airflow's ``TriggerRunner`` (the triggerer's async side), whose ``run_trigger`` :func:`start_trigger` wraps
-    each trigger in; ``None`` where this Airflow has none to borrow (the triggers then run as bare tasks).
+    each trigger in; ``None`` where this Airflow has none to borrow (the triggers then run as bare tasks): Airflow
+    2's ``TriggerRunner`` is a thread with another bookkeeping, and has no event triggers.
     """
     try:
         from airflow.jobs.triggerer_job_runner import TriggerRunner
+        from airflow.triggers.base import BaseEventTrigger  # noqa: F401 - Airflow 3's runner
 
         runner = TriggerRunner()
         runner.triggers, runner.events  # noqa: B018 - what start_trigger uses

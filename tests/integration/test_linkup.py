@@ -184,7 +184,7 @@ def test_max_credits_refuses_a_call_before_sending_it(inbox_sandbox):
     assert calls(sandbox) == 1 and credits(sandbox) == 2
 
 
-def test_an_answer_without_credits_consumed_counts_the_most_the_call_can_cost(inbox_sandbox, capsys):
+def test_an_answer_without_credits_consumed_counts_the_most_the_call_can_cost(inbox_sandbox, capsys, caplog):
     sandbox = inbox_sandbox(VENDOR, conversations=50)
     sandbox.set_faults(
         [
@@ -205,8 +205,12 @@ def test_an_answer_without_credits_consumed_counts_the_most_the_call_can_cost(in
     with pytest.raises(LinkMsgBudgetExceededError, match="3 of max_credits=3 are spent"):
         next(pages)
     assert calls(sandbox) == 3 and sandbox.stats()["faults"]["linkup corrupt"] == 3
-    logged = capsys.readouterr()
-    said = (logged.out + logged.err).count("reports no metadata.credits_consumed")
+    logged = (
+        capsys.readouterr()
+    )  # Airflow 3 prints the hook's log; Airflow 2 logs records (and may print them)
+    said = max(
+        text.count("reports no metadata.credits_consumed") for text in (logged.out + logged.err, caplog.text)
+    )
     assert said == 1, said  # said once, not per call
 
 
