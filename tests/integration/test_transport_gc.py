@@ -197,3 +197,30 @@ async def test_async_calls_that_drop_their_connection_leave_no_cyclic_garbage(
         await hook.aclose()
     assert failed == n, f"expected every call to fail ({outcome})"
     assert sum(found.values()) == 0, f"{sum(found.values())} cyclic objects left by {n} calls: {found}"
+
+
+async def test_async_calls_leave_no_timer_in_the_loop(sandbox):
+    """
+    An attempt's read deadline leaves no cancelled timer in the loop's schedule: one armed and cancelled per
+    attempt (``asyncio.timeout``) would stay there until it would have fired (connect + read timeout), and
+    at the triggerer's hundreds of attempts a second reach the collector's oldest generation.
+    """
+    import asyncio
+
+    from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
+    from airflow_provider_linkmsg.sandbox.koneksi import SEED_001_ID
+
+    hook = KoneksiHook()
+    loop = asyncio.get_running_loop()
+    # a sleeping trigger's timer, due first: asyncio drops cancelled timers only from the head of its heap
+    sleeper = loop.call_later(5, lambda: None)
+    try:
+        await hook.aretrieve_messages(SEED_001_ID)  # warm up: the connection, the transport and its pool
+        before = sum(1 for h in loop._scheduled if h.cancelled())
+        for _ in range(20):
+            await hook.aretrieve_messages(SEED_001_ID)
+        left = sum(1 for h in loop._scheduled if h.cancelled()) - before
+    finally:
+        sleeper.cancel()
+        await hook.aclose()
+    assert left == 0, f"{left} cancelled timers left in the loop's schedule by 20 calls"

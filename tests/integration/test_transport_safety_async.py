@@ -205,3 +205,16 @@ async def test_a_netrc_never_adds_credentials(vendor_at, tmp_path, monkeypatch):
     with pytest.raises(LinkMsgError):
         await _twin("koneksi", max_retries=0)
     assert "Authorization" not in server.received[0].headers
+
+
+async def test_a_trigger_cancelled_during_an_attempt_is_cancelled_not_timed_out(vendor_at):
+    """Cancelling the task (a trigger ended by the triggerer) mid-attempt cancels it: no read timeout."""
+    import asyncio
+
+    server = vendor_at("koneksi", read_timeout=5)
+    server.answer = lambda seen, h: trickle(h, size=100, every=0.2)
+    task = asyncio.ensure_future(_twin("koneksi", max_retries=0))
+    await asyncio.sleep(1.0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

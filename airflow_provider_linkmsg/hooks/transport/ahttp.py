@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import requests
 
+from airflow_provider_linkmsg.hooks.transport.adeadline import Deadline, loop_deadlines
 from airflow_provider_linkmsg.hooks.transport.decode import BoundedDecoder
 from airflow_provider_linkmsg.hooks.transport.http import (
     BodyDeadline,
@@ -63,34 +64,6 @@ def client_on(transport: httpx.AsyncHTTPTransport, headers: Mapping[str, str]) -
     )
 
 
-class _Clock:
-    """
-    The read deadline of one attempt: ``seconds`` from the moment its first request starts being sent
-    (connecting is bounded by the connect timeout), for the status line, headers and body of every hop.
-    httpcore reports that moment through its ``trace`` extension; until it does, the deadline is the connect
-    timeout plus ``seconds`` from the start. Past the deadline the attempt is cancelled.
-
-    This one deadline replaces httpx's per-read and per-write timeouts (each read would arm and cancel a
-    timer of its own, and a cancelled timer stays in the loop's heap until it would have fired: at
-    hundreds of requests a second, thousands of objects for the collector to walk). Two timers an attempt.
-    """
-
-    __slots__ = ("scope", "seconds", "sent", "stream")
-
-    def __init__(self, scope: asyncio.Timeout, seconds: float) -> None:
-        self.scope = scope
-        self.seconds = seconds
-        self.sent = False
-        self.stream: Any = None  # the connection this attempt opened, if it opened one
-
-    async def __call__(self, event: str, info: Any) -> None:
-        if not self.sent and event == "http11.send_request_headers.started":
-            self.sent = True
-            self.scope.reschedule(asyncio.get_running_loop().time() + self.seconds)
-        elif event == "connection.connect_tcp.complete":
-            self.stream = info.get("return_value")
-
-
 async def aexchange(
     transport: httpx.AsyncHTTPTransport,
     base_headers: Mapping[str, str],
@@ -102,19 +75,20 @@ async def aexchange(
 ) -> tuple[int, Mapping[str, str], bytes]:
     """
     Send ``call`` and return ``(status, headers, body)``, with the rules of :func:`.http.exchange`; past the
-    attempt's read deadline (see :class:`_Clock`) it raises :class:`BodyDeadline`.
+    attempt's read deadline (:mod:`.adeadline`: one timer for every attempt of the loop, instead of httpx's
+    per-read and per-write timers) it raises :class:`BodyDeadline`.
     """
-    scope = asyncio.timeout(connect_timeout + call.read_timeout)
-    clock = _Clock(scope, call.read_timeout)
+    deadline = loop_deadlines().new(call.read_timeout)
     try:
-        async with scope:
-            return await _exchange(
-                transport, base_headers, call, clock, expected_origin, connect_timeout, max_bytes
-            )
-    except TimeoutError:
-        if not scope.expired():
+        return await _exchange(
+            transport, base_headers, call, deadline, expected_origin, connect_timeout, max_bytes
+        )
+    except asyncio.CancelledError:
+        if not deadline.timed_out():
             raise
-    _unlink(clock.stream)  # cancelled before any response: the connection it opened was dropped
+    finally:
+        deadline.owner.end(deadline)
+    _unlink(deadline.stream)  # cancelled before any response: the connection it opened was dropped
     raise BodyDeadline()
 
 
@@ -122,7 +96,7 @@ async def _exchange(
     transport: httpx.AsyncHTTPTransport,
     base_headers: Mapping[str, str],
     call: Any,
-    clock: _Clock,
+    clock: Deadline,
     expected_origin: tuple[str, str, int],
     connect_timeout: float,
     max_bytes: int,
