@@ -176,6 +176,13 @@ class IndexUpdate:
             raise failed
         publish_local(pairs)
 
+    def settle(self) -> None:
+        """Wait until every index file prepared so far is written (an error waits for :meth:`publish`)."""
+        for item in list(self._pending.values()):
+            if item is not None:
+                item[1].exception()
+        self._queued.clear()
+
     def discard(self) -> None:
         """Delete the prepared files (the run failed or its staging was aborted)."""
         for _, future in self._wait():

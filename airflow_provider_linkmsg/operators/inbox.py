@@ -76,6 +76,11 @@ class _IndexingWriter:
         self._writer.write_many(messages)
         self._update.stage(messages)
 
+    def close(self) -> Manifest:
+        """The staging commit, once the index files prepared in the background are on disk (one order of steps)."""
+        self._update.settle()
+        return self._writer.close()
+
     def abort(self) -> None:
         try:
             self._writer.abort()
