@@ -149,7 +149,11 @@ def first_payloads(runner: Any, tasks: list[asyncio.Task]) -> list[Any]:
         return [t.result() if not t.cancelled() and t.exception() is None else None for t in tasks]
     first: dict[int, Any] = {}
     for entry in runner.events:
-        first.setdefault(entry.trigger_id, entry.event.payload)
+        if hasattr(entry, "trigger_id"):
+            trigger_id, event = entry.trigger_id, entry.event
+        else:  # Airflow 3.0: (trigger_id, event) pairs
+            trigger_id, event = entry
+        first.setdefault(trigger_id, event.payload)
     return [first.get(i) for i in range(len(tasks))]
 
 
