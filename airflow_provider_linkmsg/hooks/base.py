@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any, ClassVar
@@ -402,6 +403,7 @@ class LinkMsgHook(AsyncTransport, BaseHook):
         with self.limiter.slot():
             with self._stats_lock:
                 self.http_requests += 1
+            sent = time.monotonic()
             try:
                 status, headers, content = exchange(
                     self.session,
@@ -431,7 +433,7 @@ class LinkMsgHook(AsyncTransport, BaseHook):
                     f"the response body was cut off or malformed ({type(exc).__name__})", **where
                 )
                 raise lost(error, "truncated response body", idempotent) from exc
-        return _interpret.interpret(self, status, headers, content, where, idempotent)
+        return _interpret.interpret(self, status, headers, content, where, idempotent, sent=sent)
 
     def retry_after(self, headers: Mapping[str, str], body: Any) -> float | None:
         """

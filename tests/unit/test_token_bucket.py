@@ -99,3 +99,29 @@ async def test_async_limiter_turns_are_spaced_by_the_rate_and_sleep_once(monkeyp
     assert _conforms(sent, 50, 5)
     # each of the 25 held back slept for its turn once; the send bucket let (nearly) all of them through
     assert len(sleeps) <= 25 + 5, sleeps
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cap=st.floats(min_value=0.5, max_value=60),
+    waits=st.lists(st.floats(min_value=0.1, max_value=1e6), min_size=1, max_size=30),
+    delays=st.lists(st.floats(min_value=0, max_value=200), min_size=1, max_size=30),
+)
+def test_the_answers_of_calls_in_flight_together_hold_the_connection_at_most_one_cap(cap, waits, delays):
+    """Calls sent together, answered 429 one after another at any times (before, at or after the pause's
+    end), each asking any wait: the connection is held at most ``cap`` in all, from the first answer."""
+    bucket, sent = TokenBucket(0, 1, 0.0), 1.0
+    answers = sorted(sent + d for d in delays)
+    for at, wait in zip(answers, waits * len(answers), strict=False):
+        bucket.pause(min(wait, cap), at, cap, sent)
+    assert bucket.paused_until <= answers[0] + cap + 1e-9
+    assert bucket.take(answers[0] + cap) == 0
+
+
+def test_a_call_sent_after_a_pause_ended_may_start_the_next():
+    bucket = TokenBucket(0, 1, 0.0)
+    bucket.pause(2, 1.0, cap=2, sent=0.5)  # paused 1.0 .. 3.0
+    bucket.pause(2, 3.5, cap=2, sent=0.9)  # the late answer of a call sent before it: nothing new
+    assert bucket.take(3.5) == 0
+    bucket.pause(2, 4.0, cap=2, sent=3.6)  # a call sent after it ended: the vendor still says wait
+    assert bucket.take(4.5) == pytest.approx(1.5)

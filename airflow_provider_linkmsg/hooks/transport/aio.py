@@ -7,6 +7,7 @@ path, and the client, limiter and settings shared by the hooks of one connection
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -149,6 +150,7 @@ class AsyncTransport:
         async with self.alimiter:
             with self._stats_lock:
                 self.http_requests += 1
+            sent = time.monotonic()
             try:
                 status, headers, content = await aexchange(
                     self._shared.transport,
@@ -178,7 +180,7 @@ class AsyncTransport:
                 raise lost(error, "truncated response body", idempotent) from None
             except httpx.TransportError as exc:  # reset or closed while sending or reading
                 raise dropped(where, type(exc).__name__, idempotent) from None
-        return _interpret.interpret(self, status, headers, content, where, idempotent, self.alimiter)
+        return _interpret.interpret(self, status, headers, content, where, idempotent, self.alimiter, sent)
 
     async def aclose(self) -> None:
         """Leave the shared client (a trigger calls this when it ends); the last hook out closes it."""

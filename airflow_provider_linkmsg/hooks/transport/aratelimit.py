@@ -52,13 +52,14 @@ class AsyncRateLimiter:
     async def __aexit__(self, *exc_info: object) -> None:
         self._in_flight.release()
 
-    def pause(self, seconds: float, cap: float = math.inf) -> None:
+    def pause(self, seconds: float, cap: float = math.inf, sent: float = math.inf) -> None:
         """
         Hold every caller for ``seconds`` from now; finite values only (the caller caps them). A pause
-        lasts at most ``cap`` from its start (:meth:`~.ratelimit.TokenBucket.pause`).
+        lasts at most ``cap`` from its start, and the answer to a request ``sent`` before it began starts
+        none after it (:meth:`~.ratelimit.TokenBucket.pause`).
         """
         if not 0 < seconds < math.inf:
             return
         now = time.monotonic()
-        self._bucket.pause(seconds, now, cap)
-        self._schedule.pause(seconds, now, cap)
+        self._bucket.pause(seconds, now, cap, sent)
+        self._schedule.pause(seconds, now, cap, sent)

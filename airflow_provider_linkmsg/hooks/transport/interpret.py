@@ -7,6 +7,7 @@ the reasons a connection failed.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -83,11 +84,13 @@ def interpret(
     where: dict[str, Any],
     idempotent: bool,
     limiter: Any = None,
+    sent: float = math.inf,
 ) -> ApiResponse:
     """
     The :class:`ApiResponse` of a 2xx answer, else raise: a :class:`Transient` for what a retry may fix
     (429; 5xx of an idempotent call; an unparsable 2xx body), the typed error otherwise. The vendor's words
-    come from ``hook.describe_error``, the type from ``hook.error_class``, the pause from ``hook.retry_after``.
+    come from ``hook.describe_error``, the type from ``hook.error_class``, the pause from ``hook.retry_after``
+    (``sent``: when the request went out, ``time.monotonic()``; see :meth:`.TokenBucket.pause`).
     """
     text = content.decode("utf-8", errors="replace")
     try:
@@ -119,7 +122,7 @@ def interpret(
     if error_type is LinkMsgRateLimitedError:
         if retry_after is not None:  # never past the cap: a longer wait fails this call instead
             cap = hook.conn_params.max_retry_wait  # nor a pause, however many answers ask for one
-            (limiter or hook.limiter).pause(min(retry_after, cap), cap)
+            (limiter or hook.limiter).pause(min(retry_after, cap), cap, sent)
         raise Transient(error, f"HTTP {status} {message}", retry_after)
     if error_type is LinkMsgVendorError and status >= 500 and idempotent:
         raise Transient(error, f"HTTP {status} {message}", retry_after)

@@ -55,14 +55,18 @@ class TokenBucket:
         self.tokens -= 1
         return max(0.0, self.stamp - now) + max(0.0, -self.tokens) / self.rate
 
-    def pause(self, seconds: float, now: float, cap: float = math.inf) -> None:
+    def pause(self, seconds: float, now: float, cap: float = math.inf, sent: float = math.inf) -> None:
         """
         Hold every caller for ``seconds`` from ``now``: no tokens until then, and none piled up after. A
         pause lasts at most ``cap`` from its start: one asked for while it runs (another answer of the calls
-        in flight) extends it up to that, never past it.
+        in flight) extends it up to that, never past it. An answer to a request ``sent`` before the last
+        pause began belongs to that pause, even when it arrives after it ended: it starts no new one (else
+        the calls in flight, answered one after another, would hold the connection cap after cap).
         """
-        if now >= self.paused_until:  # not paused: a new pause starts
-            self.pause_start = now
+        if now >= self.paused_until:  # not paused
+            if sent <= self.pause_start:  # a late answer of the pause that just ended
+                return
+            self.pause_start = now  # a new pause starts
         self.paused_until = max(self.paused_until, min(now + seconds, self.pause_start + cap))
         self.tokens = min(self.tokens, 0.0)  # bookings already made stay booked, after the pause
         self.stamp = max(self.stamp, self.paused_until)
@@ -96,15 +100,16 @@ class RateLimiter:
                 time.sleep(delay)
             yield
 
-    def pause(self, seconds: float, cap: float = math.inf) -> None:
+    def pause(self, seconds: float, cap: float = math.inf, sent: float = math.inf) -> None:
         """
         Hold every caller for ``seconds`` from now (the vendor asked us to wait); finite values only. A
-        pause lasts at most ``cap`` from its start (:meth:`TokenBucket.pause`).
+        pause lasts at most ``cap`` from its start, and the answer to a request ``sent`` before it began
+        starts none after it (:meth:`TokenBucket.pause`).
         """
         if not 0 < seconds < math.inf:  # also refuses NaN: the caller caps the wait, this guards the limiter
             return
         with self._lock:
-            self._bucket.pause(seconds, time.monotonic(), cap)
+            self._bucket.pause(seconds, time.monotonic(), cap, sent)
 
 
 _LIMITERS: dict[tuple[str, ...], RateLimiter] = {}
