@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import requests
 import tenacity
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
+from pydantic import BaseModel
 
 from airflow_provider_linkmsg.exceptions import (
     LinkMsgAuthError,
@@ -71,6 +72,7 @@ from airflow_provider_linkmsg.hooks.transport.retry import (
     parse_retry_after,
     run_attempt,
 )
+from airflow_provider_linkmsg.schemas import parse
 from airflow_provider_linkmsg.vendors import VENDORS, VendorInfo
 
 __all__ = [
@@ -279,6 +281,14 @@ class LinkMsgHook(AsyncTransport, BaseHook):
         except Exception:  # no readable connection (missing, no key): no secret of it can be in vendor text
             return Redactor(())
         return Redactor(secret_values(params.api_key, params.extra))
+
+    def check(self, model: type[BaseModel], data: Any, *, route: str, prefix: str = "") -> Any:
+        """
+        ``data`` if it fits the vendor's answer ``model``, else :class:`LinkMsgResponseError` naming this
+        hook's vendor, ``route`` and the first bad field (at ``prefix``), its text redacted
+        (:func:`~airflow_provider_linkmsg.schemas.parse`).
+        """
+        return parse(model, data, vendor=self.vendor, route=route, prefix=prefix, redact=self.redact)
 
     def get_conn(self) -> requests.Session:
         """The configured ``requests.Session`` (Airflow's conventional accessor)."""

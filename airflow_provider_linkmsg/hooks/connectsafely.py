@@ -26,7 +26,6 @@ from airflow_provider_linkmsg.hooks.pagination import (
 )
 from airflow_provider_linkmsg.records import Message, to_utc_iso, utc_to_epoch_ms
 from airflow_provider_linkmsg.schemas import connectsafely as schema
-from airflow_provider_linkmsg.schemas import parse
 
 ACCOUNT_ID = re.compile(r"\A[0-9a-f]{24}\Z")  # \Z: a trailing newline is no id
 SALES_NAV_PREFIX = "urn:li:salesNav_thread:"
@@ -147,13 +146,7 @@ class ConnectSafelyHook(ConnectionFormMixin, LinkMsgHook):
 
         def fetch(page_cursor: str | None) -> Page[dict[str, Any]]:
             data = self.request("GET", "/conversations", params={**params, "nextCursor": page_cursor}).data
-            parse(
-                schema.ConversationsPage,
-                data,
-                vendor=self.vendor,
-                route="GET /conversations",
-                redact=self.redact,
-            )
+            self.check(schema.ConversationsPage, data, route="GET /conversations")
             return Page(list(data.get("conversations") or []), data.get("nextCursor"), data.get("hasMore"))
 
         return paginate(
@@ -215,13 +208,7 @@ class ConnectSafelyHook(ConnectionFormMixin, LinkMsgHook):
 
         def fetch(page_cursor: str | None) -> Page[dict[str, Any]]:
             data = self.request("GET", endpoint, params={**params, "cursor": page_cursor}).data
-            parse(
-                schema.MessagesPage,
-                data,
-                vendor=self.vendor,
-                route="GET /conversations/{urn}/messages",
-                redact=self.redact,
-            )
+            self.check(schema.MessagesPage, data, route="GET /conversations/{urn}/messages")
             items = list(data.get("messages") or [])
             if since is not None:
                 newer = [m for m in items if utc_to_epoch_ms(m["sentAt"]) > since]  # ms or ISO

@@ -69,7 +69,6 @@ from airflow_provider_linkmsg.hooks.linkedapi_model import (
 from airflow_provider_linkmsg.hooks.linkedapi_seed import SeedApi
 from airflow_provider_linkmsg.records import Message, to_utc_iso
 from airflow_provider_linkmsg.schemas import linkedapi as schema
-from airflow_provider_linkmsg.schemas import parse
 
 __all__ = [  # the names this module has always offered (the vocabulary now lives in linkedapi_model)
     "APIS",
@@ -365,7 +364,7 @@ class LinkedApiHook(ConnectionFormMixin, LinkMsgHook):
         route = {"seed": "POST /account/conversations.get", "current": "POST /conversations/poll"}.get(
             api, "POST conversations.get or /conversations/poll"
         )
-        parse(schema.Message, raw, vendor=self.vendor, route=route, prefix="messages[]", redact=self.redact)
+        self.check(schema.Message, raw, route=route, prefix="messages[]")
         outbound = raw.get("sender") == "us"
         return Message(
             vendor=self.vendor,

@@ -26,7 +26,6 @@ from airflow_provider_linkmsg.hooks.linkedapi_model import (
     outcome,
 )
 from airflow_provider_linkmsg.schemas import linkedapi as schema
-from airflow_provider_linkmsg.schemas import parse
 
 if TYPE_CHECKING:
     from airflow_provider_linkmsg.hooks.linkedapi import LinkedApiHook
@@ -132,16 +131,7 @@ class CurrentApi:
 
     def answer(self, data: Any) -> list[dict[str, Any]]:
         """The items of a poll answer, once it fits :class:`PollAnswer`."""
-        return (
-            parse(
-                schema.PollAnswer,
-                data,
-                vendor=self.hook.vendor,
-                route=f"POST {POLL}",
-                redact=self.hook.redact,
-            ).get("result")
-            or []
-        )
+        return self.hook.check(schema.PollAnswer, data, route=f"POST {POLL}").get("result") or []
 
     @staticmethod
     def messages(batch: Sequence[Person], since: Since, items: list[dict[str, Any]]) -> list[PersonMessages]:

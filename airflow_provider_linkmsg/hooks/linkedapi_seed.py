@@ -33,7 +33,6 @@ from airflow_provider_linkmsg.hooks.linkedapi_model import (
     outcome,
 )
 from airflow_provider_linkmsg.schemas import linkedapi as schema
-from airflow_provider_linkmsg.schemas import parse
 
 if TYPE_CHECKING:
     from airflow_provider_linkmsg.hooks.linkedapi import LinkedApiHook
@@ -72,13 +71,7 @@ class SeedApi:
         :raises LinkMsgResponseError: when the answer does not have the seed's shape (checked first, whole).
         """
         method = "GET" if endpoint == RESULTS else "POST"
-        parse(
-            schema.SeedAnswer,
-            answer,
-            vendor=self.hook.vendor,
-            route=f"{method} {endpoint}",
-            redact=self.hook.redact,
-        )
+        self.hook.check(schema.SeedAnswer, answer, route=f"{method} {endpoint}")
         completion = answer.get("completion") or {}
         for channel, name in SEED_LISTS.items():
             for item in completion.get(name) or []:

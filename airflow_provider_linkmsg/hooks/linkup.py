@@ -38,7 +38,6 @@ from airflow_provider_linkmsg.hooks.pagination import (
 )
 from airflow_provider_linkmsg.records import Message, to_utc_iso
 from airflow_provider_linkmsg.schemas import linkup as schema
-from airflow_provider_linkmsg.schemas import parse
 
 ACCOUNT_ID = re.compile(r"\Aacc_[A-Za-z0-9_-]{1,64}\Z")  # \Z: a trailing newline is no id
 #: the largest ``count`` asked for (undocumented; the sandbox caps at 100)
@@ -173,13 +172,7 @@ class LinkupHook(ConnectionFormMixin, LinkMsgHook):
                 code=code,
             )
         try:
-            parse(
-                schema.Envelope,
-                envelope,
-                vendor=self.vendor,
-                route=f"POST /{category} {action}",
-                redact=self.redact,
-            )
+            self.check(schema.Envelope, envelope, route=f"POST /{category} {action}")
         except LinkMsgResponseError as exc:
             exc.credits = estimate  # type: ignore[attr-defined]  # the vendor may have charged: the most it could
             raise
@@ -308,14 +301,7 @@ class LinkupHook(ConnectionFormMixin, LinkMsgHook):
                 account_id=account_id,
                 estimate=per_ten(count),
             )
-            parse(
-                schema.InboxData,
-                data,
-                vendor=self.vendor,
-                route="POST /messages list_inbox",
-                prefix="data",
-                redact=self.redact,
-            )
+            self.check(schema.InboxData, data, route="POST /messages list_inbox", prefix="data")
             return Page(
                 list(data.get("conversations") or []), data.get("next_cursor"), meta={"credits": credits}
             )
@@ -377,15 +363,7 @@ class LinkupHook(ConnectionFormMixin, LinkMsgHook):
                 account_id=account_id,
                 estimate=per_ten(count, minimum=1),
             )
-            route = "POST /messages get_conversation"
-            parse(
-                schema.ConversationData,
-                data,
-                vendor=self.vendor,
-                route=route,
-                prefix="data",
-                redact=self.redact,
-            )
+            self.check(schema.ConversationData, data, route="POST /messages get_conversation", prefix="data")
             total = data.get("total_message_count")  # paginate bounds the read by it
             meta = {"credits": credits, "total_message_count": total, "total": total}
             return Page(list(data.get("messages") or []), data.get("next_cursor"), meta=meta)

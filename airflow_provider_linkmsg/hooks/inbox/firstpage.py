@@ -17,7 +17,6 @@ from airflow_provider_linkmsg.engine.windows import listing_marker
 from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgResponseError
 from airflow_provider_linkmsg.hooks.pagination import CreditBudget, check_count, per_ten
 from airflow_provider_linkmsg.records import to_utc_iso
-from airflow_provider_linkmsg.schemas import parse
 
 if TYPE_CHECKING:
     from airflow_provider_linkmsg.hooks.connectsafely import ConnectSafelyHook
@@ -62,7 +61,7 @@ async def connectsafely_first_page(hook: ConnectSafelyHook, account_id: str, cou
     check_count(count, maximum=MAX_COUNT, vendor=hook.vendor)
     response = await hook.arequest("GET", "/conversations", params={"accountId": account_id, "count": count})
     data = response.data
-    parse(schema.ConversationsPage, data, vendor=hook.vendor, route="GET /conversations", redact=hook.redact)
+    hook.check(schema.ConversationsPage, data, route="GET /conversations")
     out = []
     for item in data.get("conversations") or []:
         latest = item.get("latestMessage") or {}
@@ -102,7 +101,7 @@ async def linkup_first_page(
         )
         data, credits = hook.open_envelope(response, "list_inbox", estimate=estimate)
         try:
-            parse(schema.InboxData, data, vendor=hook.vendor, route=route, prefix="data", redact=hook.redact)
+            hook.check(schema.InboxData, data, route=route, prefix="data")
         except LinkMsgResponseError:
             credits = estimate  # the vendor may have charged: count the most it could
             raise
@@ -150,12 +149,5 @@ async def linkedapi_since(
     route = "POST /account/conversations.get" if hook.api == "seed" else "POST /conversations/poll"
     for result in results:
         for message in result.messages:
-            parse(
-                schema.Message,
-                message,
-                vendor=hook.vendor,
-                route=route,
-                prefix="messages[]",
-                redact=hook.redact,
-            )
+            hook.check(schema.Message, message, route=route, prefix="messages[]")
     return results
