@@ -101,9 +101,13 @@ async def test_a_koneksi_link_to_another_origin_is_refused(sandbox, hostile_fact
     assert other.received == []
 
 
+#: the cap of the wait-past-the-cap test, and the slack a loaded machine (CI runs two suites on 2 cores) needs
+CAP, SLACK = 10.0, 5.0
+
+
 @pytest.mark.parametrize("vendor", TWINS)
 async def test_a_wait_past_the_cap_fails_at_once_and_the_next_call_proceeds_within_it(vendor, vendor_at):
-    server = vendor_at(vendor, max_retry_wait=3)
+    server = vendor_at(vendor, max_retry_wait=CAP)
     calls = []
 
     def answer(seen, h):
@@ -120,12 +124,13 @@ async def test_a_wait_past_the_cap_fails_at_once_and_the_next_call_proceeds_with
         with pytest.raises(LinkMsgRateLimitedError, match="asked to wait 3600"):
             await twin(first_hook)
         first = time.monotonic() - started
-        assert (await second_hook.arequest("GET", route)).status == 200  # the shared limiter, paused <= 3 s
+        assert (await second_hook.arequest("GET", route)).status == 200  # the shared limiter, paused <= CAP
         second = time.monotonic() - started - first
     finally:
         await first_hook.aclose()
         await second_hook.aclose()
-    assert first < 2 and second < 3 + 2 and len(calls) == 2, (first, second)
+    # "at once" against waiting the cap, "within it" against the 3600 s asked: both with load slack
+    assert first < CAP - SLACK and second < CAP + SLACK and len(calls) == 2, (first, second)
 
 
 @pytest.fixture(scope="module")
@@ -157,14 +162,18 @@ async def test_an_oversized_body_stops_at_the_cap(vendor, vendor_at):
     assert time.monotonic() - started < 5
 
 
+#: the read timeout of the trickle tests (2 s) plus scheduling slack on a loaded machine
+TRICKLE_BOUND = 2 + 8.0
+
+
 @pytest.mark.parametrize("vendor", TWINS)
 async def test_a_trickled_body_ends_within_the_read_timeout(vendor, vendor_at):
     server = vendor_at(vendor, read_timeout=2)
-    server.answer = lambda seen, h: trickle(h, size=100, every=0.2)
+    server.answer = lambda seen, h: trickle(h, size=300, every=0.2)  # 60 s, uncut
     started = time.monotonic()
     with pytest.raises(LinkMsgVendorError, match="read timeout"):
         await _twin(vendor, max_retries=0)
-    assert time.monotonic() - started < 3.5
+    assert time.monotonic() - started < TRICKLE_BOUND
 
 
 @pytest.mark.parametrize("vendor", TWINS)
@@ -172,11 +181,11 @@ async def test_trickled_headers_end_within_the_read_timeout(vendor, vendor_at):
     from tests.fixtures.hostile import trickle_head
 
     server = vendor_at(vendor, read_timeout=2)
-    server.answer = lambda seen, h: trickle_head(h)
+    server.answer = lambda seen, h: trickle_head(h)  # ~40 s, uncut
     started = time.monotonic()
     with pytest.raises(LinkMsgVendorError, match="read timeout"):
         await _twin(vendor, max_retries=0)
-    assert time.monotonic() - started < 3.5
+    assert time.monotonic() - started < TRICKLE_BOUND
 
 
 async def test_redirect_hops_share_one_deadline(vendor_at):
