@@ -125,3 +125,15 @@ def test_a_call_sent_after_a_pause_ended_may_start_the_next():
     assert bucket.take(3.5) == 0
     bucket.pause(2, 4.0, cap=2, sent=3.6)  # a call sent after it ended: the vendor still says wait
     assert bucket.take(4.5) == pytest.approx(1.5)
+
+
+def test_a_late_answer_still_holds_the_rest_of_its_pauses_bound():
+    """A late 429 (its call sent before a short pause began) asking more than that pause lasted: held on,
+    up to the first answer's start + cap, not dropped."""
+    bucket = TokenBucket(0, 1, 0.0)
+    bucket.pause(1, 1.0, cap=10, sent=0.5)  # paused 1.0 .. 2.0
+    bucket.pause(5, 2.5, cap=10, sent=0.9)  # asks 5 s: held until 7.5 (within 1.0 + 10)
+    assert bucket.take(2.6) == pytest.approx(4.9)
+    bucket.pause(60, 8.0, cap=10, sent=0.9)  # another late one: only up to 11.0, the bound of that pause
+    assert bucket.take(8.0) == pytest.approx(3.0)
+    assert bucket.take(11.0) == 0

@@ -60,14 +60,16 @@ class TokenBucket:
         Hold every caller for ``seconds`` from ``now``: no tokens until then, and none piled up after. A
         pause lasts at most ``cap`` from its start: one asked for while it runs (another answer of the calls
         in flight) extends it up to that, never past it. An answer to a request ``sent`` before the last
-        pause began belongs to that pause, even when it arrives after it ended: it starts no new one (else
-        the calls in flight, answered one after another, would hold the connection cap after cap).
+        pause began belongs to that pause, even when it arrives after it ended: it may extend it again up to
+        the same bound, and starts no new one (else the calls in flight, answered one after another, would
+        hold the connection cap after cap).
         """
-        if now >= self.paused_until:  # not paused
-            if sent <= self.pause_start:  # a late answer of the pause that just ended
-                return
+        if now >= self.paused_until and sent > self.pause_start:  # not paused, and a fresh answer
             self.pause_start = now  # a new pause starts
-        self.paused_until = max(self.paused_until, min(now + seconds, self.pause_start + cap))
+        until = min(now + seconds, self.pause_start + cap)
+        if until <= now:  # a late answer of a pause whose bound has passed: nothing left to hold
+            return
+        self.paused_until = max(self.paused_until, until)
         self.tokens = min(self.tokens, 0.0)  # bookings already made stay booked, after the pause
         self.stamp = max(self.stamp, self.paused_until)
 
