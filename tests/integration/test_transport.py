@@ -60,6 +60,10 @@ def test_parse_retry_after_forms():
     assert parse_retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now=now.timestamp()) == 10.0
     assert parse_retry_after("Wed, 31 Dec 2025 00:00:10 GMT", now=now.timestamp()) == 0.0
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+    # the header sent twice arrives joined: the longest delta-seconds; nonsense parts count for nothing
+    assert parse_retry_after("2, 1") == 2.0 and parse_retry_after("1,2.5") == 2.5
+    assert parse_retry_after("nan, 3") == 3.0 and parse_retry_after("-1, nan") is None
+    assert parse_retry_after("2, soon") is None
 
 
 def test_parse_reset_time_forms():

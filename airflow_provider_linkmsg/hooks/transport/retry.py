@@ -45,7 +45,10 @@ def dropped(where: dict[str, Any], reason: str, retry: bool) -> Exception:
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header in either of its forms (delta-seconds or HTTP-date)."""
+    """
+    Seconds to wait from a ``Retry-After`` header in either of its forms (delta-seconds or HTTP-date).
+    A header sent more than once reaches us joined by commas (``2, 1``): the longest of the delta-seconds.
+    """
     if not value:
         return None
     value = value.strip()
@@ -53,6 +56,14 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return _seconds(float(value))
     except ValueError:
         pass
+    if "," in value:  # repeated delta-seconds headers (an HTTP-date's comma follows its day name: no number)
+        try:
+            waits = [_seconds(float(part)) for part in value.split(",") if part.strip()]
+        except ValueError:
+            pass
+        else:
+            known = [wait for wait in waits if wait is not None]
+            return max(known) if known else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
