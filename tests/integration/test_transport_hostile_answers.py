@@ -216,6 +216,8 @@ async def test_an_inflating_body_holds_no_more_than_the_cap_while_decoded(encodi
         ("gzip", _gzip),
         ("x-gzip", _gzip),
         ("gzip, gzip", lambda b: _gzip(_gzip(b))),
+        ("gzip", lambda b: _gzip(b[: len(b) // 2]) + _gzip(b[len(b) // 2 :])),  # two members (RFC 1952 2.2)
+        ("gzip", lambda b: _gzip(b) + b"\x00" * 8),  # padding after the last member: ignored, as urllib3 does
         ("deflate", lambda b: _deflate(b, zlib.MAX_WBITS)),
         ("deflate", lambda b: _deflate(b, -zlib.MAX_WBITS)),  # raw deflate, as some servers send it
         ("identity", lambda b: b),

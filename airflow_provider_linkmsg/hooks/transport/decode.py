@@ -23,28 +23,48 @@ _GZIP = zlib.MAX_WBITS | 16
 
 
 class _Layer:
-    """One encoding layer: a ``zlib`` decompressor drained :data:`STEP` bytes at a time."""
+    """
+    One encoding layer: a ``zlib`` decompressor drained :data:`STEP` bytes at a time. ``deflate`` is read
+    with its zlib header, or raw when the first bytes are no such header (as urllib3 and httpx do; the bytes
+    fed before that shows are kept to start over). A gzip body of several members (RFC 1952 2.2) is decoded
+    member after member; from the first undecodable byte after the first member on, the rest is ignored, as
+    urllib3 (the sync path) does.
+    """
 
-    __slots__ = ("name", "obj", "started")
+    __slots__ = ("done", "head", "members", "name", "obj")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.obj = zlib.decompressobj(_GZIP if name != "deflate" else zlib.MAX_WBITS)
-        self.started = False
+        self.head: bytes | None = b"" if name == "deflate" else None  # deflate, until its header is read
+        self.members = 1
+        self.done = False  # trailing bytes after the last member: swallowed
 
     def decompress(self, data: bytes) -> Iterator[bytes]:
-        while True:
+        if self.head is not None:
+            self.head += data
+        while not self.done:
             try:
                 out = self.obj.decompress(data, STEP)
             except zlib.error as exc:
-                if self.name == "deflate" and not self.started:  # raw deflate, without the zlib header
-                    self.obj, self.started = zlib.decompressobj(-zlib.MAX_WBITS), True
+                if self.head is not None:  # no zlib header: raw deflate, from the first byte again
+                    self.obj, data, self.head = zlib.decompressobj(-zlib.MAX_WBITS), self.head, None
                     continue
+                if self.members > 1:  # not a member after the first: the rest is ignored, as urllib3 does
+                    self.done = True
+                    return
                 raise httpx.RemoteProtocolError(f"undecodable {self.name} body ({exc})") from None
-            self.started = True
-            data = self.obj.unconsumed_tail
+            if self.head is not None and (out or len(self.head) >= 2):  # the 2-byte zlib header passed
+                self.head = None
             if out:
                 yield out
+            if self.obj.eof:  # the member ended; what came after it is in unused_data (unconsumed_tail too)
+                data = self.obj.unused_data
+                if self.name == "deflate" or not data:
+                    return
+                self.obj, self.members = zlib.decompressobj(_GZIP), self.members + 1
+                continue  # the next gzip member
+            data = self.obj.unconsumed_tail
             if not data and len(out) < STEP:
                 return
 
