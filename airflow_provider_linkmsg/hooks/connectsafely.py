@@ -21,7 +21,9 @@ from airflow_provider_linkmsg.hooks.pagination import (
     Page,
     check_conversation_urn,
     check_count,
+    page_items,
     paginate,
+    paginate_messages,
     require,
 )
 from airflow_provider_linkmsg.records import Message, to_utc_iso, utc_to_epoch_ms
@@ -162,8 +164,7 @@ class ConnectSafelyHook(ConnectionFormMixin, LinkMsgHook):
         self, account_id: str | Sequence[str] | None = None, **kwargs: Any
     ) -> Iterator[dict]:
         """Every conversation, one at a time; takes the arguments of :meth:`iter_conversation_pages`."""
-        for page in self.iter_conversation_pages(account_id, **kwargs):
-            yield from page.items
+        yield from page_items(self.iter_conversation_pages(account_id, **kwargs))
 
     # ---- messages -------------------------------------------------------------------------------------
     def iter_message_pages(
@@ -222,22 +223,18 @@ class ConnectSafelyHook(ConnectionFormMixin, LinkMsgHook):
                 meta={"participants": data.get("participants")},
             )
 
-        what = f"messages of {conversation_urn}"
-        key = lambda item: item.get("messageUrn")  # noqa: E731
-        return paginate(
+        return paginate_messages(
             fetch,
+            conversation=conversation_urn,
+            id_field="messageUrn",
             cursor=cursor,
             max_pages=max_pages,
-            what=what,
             vendor=self.vendor,
-            item_key=key,
-            immutable=True,
         )
 
     def iter_messages(self, conversation_urn: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every message asked for, one at a time; takes the arguments of :meth:`iter_message_pages`."""
-        for page in self.iter_message_pages(conversation_urn, **kwargs):
-            yield from page.items
+        yield from page_items(self.iter_message_pages(conversation_urn, **kwargs))
 
     # ---- records --------------------------------------------------------------------------------------
     @staticmethod

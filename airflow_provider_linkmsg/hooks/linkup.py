@@ -32,7 +32,9 @@ from airflow_provider_linkmsg.hooks.pagination import (
     check_conversation_urn,
     check_count,
     check_profile_url,
+    page_items,
     paginate,
+    paginate_messages,
     per_ten,
     require,
 )
@@ -313,8 +315,7 @@ class LinkupHook(ConnectionFormMixin, LinkMsgHook):
 
     def iter_inbox(self, account_id: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every conversation of the inbox; takes the arguments of :meth:`iter_inbox_pages`."""
-        for page in self.iter_inbox_pages(account_id, **kwargs):
-            yield from page.items
+        yield from page_items(self.iter_inbox_pages(account_id, **kwargs))
 
     # ---- conversations --------------------------------------------------------------------------------
     def iter_conversation_pages(
@@ -368,22 +369,18 @@ class LinkupHook(ConnectionFormMixin, LinkMsgHook):
             meta = {"credits": credits, "total_message_count": total, "total": total}
             return Page(list(data.get("messages") or []), data.get("next_cursor"), meta=meta)
 
-        what = f"messages of {conversation_id or profile_url}"
-        key = lambda item: item.get("entity_urn")  # noqa: E731
-        return paginate(
+        return paginate_messages(
             fetch,
+            conversation=conversation_id or profile_url,
+            id_field="entity_urn",
             cursor=cursor,
             max_pages=max_pages,
-            what=what,
             vendor=self.vendor,
-            item_key=key,
-            immutable=True,
         )
 
     def iter_messages(self, account_id: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """A conversation's messages, newest first; takes the arguments of :meth:`iter_conversation_pages`."""
-        for page in self.iter_conversation_pages(account_id, **kwargs):
-            yield from page.items
+        yield from page_items(self.iter_conversation_pages(account_id, **kwargs))
 
     # ---- records --------------------------------------------------------------------------------------
     @staticmethod

@@ -27,7 +27,7 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Generic, TypeVar
@@ -215,6 +215,39 @@ def _check_items(
         elif digests[key] != digest:
             raise fail(f"id {key!r} came back on a later page with different content")
     return new
+
+
+def paginate_messages(
+    fetch: Callable[[str | None], Page[dict[str, Any]]],
+    *,
+    conversation: str,
+    id_field: str,
+    cursor: str | None = None,
+    max_pages: int | None = DEFAULT_MAX_PAGES,
+    vendor: str | None = None,
+) -> Iterator[Page[dict[str, Any]]]:
+    """
+    :func:`paginate` for one conversation's messages: items keyed by their ``id_field``, and ``immutable``
+    (a message seen again with other content is an error).
+
+    :param conversation: names the conversation in messages (``"messages of <conversation>"``).
+    :param id_field: the vendor's field holding a message's id.
+    """
+    return paginate(
+        fetch,
+        cursor=cursor,
+        max_pages=max_pages,
+        what=f"messages of {conversation}",
+        vendor=vendor,
+        item_key=lambda item: item.get(id_field),
+        immutable=True,
+    )
+
+
+def page_items(pages: Iterable[Page[T]]) -> Iterator[T]:
+    """The items of ``pages``, one at a time."""
+    for page in pages:
+        yield from page.items
 
 
 class CreditBudget:
