@@ -50,13 +50,48 @@ def test_a_manifest_indexes_the_same_bytes_as_one_conversation_at_a_time(tmp_pat
     assert batched.load("urn:li:c2/é") == {"old", "urn:li:c2/é-0", "urn:li:c2/é-1", "urn:li:c2/é-2"}
 
 
-def test_a_conversation_met_again_in_one_batch_keeps_the_ids_of_both_groups(tmp_path):
-    # carried-over records, then the same conversation read again: two groups of one conversation
-    manifest = _manifest(tmp_path / "staging", [("c1", range(2)), ("c2", range(1)), ("c1", range(2, 4))])
-    index = KeyIndex(to_path(str(tmp_path / "keys")))
+def _fail_fsync(monkeypatch, at: int, error: OSError) -> None:
+    """The ``at``-th fsync of the index's atomic writes from now on raises ``error``; the others sync."""
+    real_fsync, calls = os.fsync, []
+
+    def failing_fsync(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == at:
+            raise error
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", failing_fsync)
+
+
+def _index_in_one_batch(index: KeyIndex, manifest, groups) -> None:
     index.add_manifest(manifest)
-    assert index.load("c1") == {"c1-0", "c1-1", "c1-2", "c1-3"}
-    assert index.load("c2") == {"c2-0"}
+
+
+def _index_as_a_run(index: KeyIndex, manifest, groups) -> None:
+    from airflow_provider_linkmsg.io.keys import IndexUpdate
+
+    update = IndexUpdate(index)
+    for conversation, numbers in groups:
+        update.stage([_message(conversation, i) for i in numbers])
+    update.publish(manifest)
+
+
+#: the two ways a manifest's ids enter the index: one batched write, or a run's staged files published
+WAYS = [
+    pytest.param(_index_in_one_batch, id="add_manifest"),
+    pytest.param(_index_as_a_run, id="stage-publish"),
+]
+
+
+@pytest.mark.parametrize("index_manifest", WAYS)
+def test_a_conversation_met_again_keeps_the_ids_of_both_groups(tmp_path, index_manifest):
+    # carried-over records, then the same conversation read again: two groups of one conversation
+    groups = [("c1", range(2)), ("c2", range(1)), ("c1", range(2, 4))]
+    manifest = _manifest(tmp_path / "staging", groups)
+    index = KeyIndex(to_path(str(tmp_path / "keys")))
+    index_manifest(index, manifest, groups)
+    assert index.load("c1") == {"c1-0", "c1-1", "c1-2", "c1-3"} and index.load("c2") == {"c2-0"}
+    assert sorted(os.listdir(tmp_path / "keys")) == ["c1.json", "c2.json"]  # no temporary file left
 
 
 def test_a_failed_batch_leaves_the_old_files_and_no_temporary_file(tmp_path, monkeypatch):
@@ -64,15 +99,7 @@ def test_a_failed_batch_leaves_the_old_files_and_no_temporary_file(tmp_path, mon
     index.add("c0", ["before"])
     before = _files(tmp_path / "keys")
     manifest = _manifest(tmp_path / "staging", [(f"c{n}", range(2)) for n in range(5)])
-    real_fsync, calls = os.fsync, []
-
-    def failing_fsync(fd: int) -> None:
-        calls.append(fd)
-        if len(calls) == 3:
-            raise OSError(5, "Input/output error")
-        real_fsync(fd)
-
-    monkeypatch.setattr(atomic.os, "fsync", failing_fsync)
+    _fail_fsync(monkeypatch, 3, OSError(5, "Input/output error"))
     with pytest.raises(OSError, match="Input/output error"):
         index.add_manifest(manifest)
     assert _files(tmp_path / "keys") == before
@@ -108,31 +135,12 @@ def test_a_discarded_run_leaves_the_index_as_it_was(tmp_path):
     assert _files(tmp_path / "keys") == before
 
 
-def test_a_conversation_staged_twice_in_a_run_is_indexed_from_the_manifest(tmp_path):
-    index, update = _update(tmp_path)
-    groups = [("c1", range(2)), ("c2", range(1)), ("c1", range(2, 4))]
-    manifest = _manifest(tmp_path / "staging", groups)
-    for conversation, numbers in groups:
-        update.stage([_message(conversation, i) for i in numbers])
-    update.publish(manifest)
-    assert index.load("c1") == {"c1-0", "c1-1", "c1-2", "c1-3"} and index.load("c2") == {"c2-0"}
-    assert sorted(os.listdir(tmp_path / "keys")) == ["c1.json", "c2.json"]
-
-
 def test_a_failed_preparation_fails_the_publish_and_leaves_nothing(tmp_path, monkeypatch):
     index, update = _update(tmp_path)
     index.add("c0", ["before"])
     before = _files(tmp_path / "keys")
     manifest = _manifest(tmp_path / "staging", [(f"c{n}", range(2)) for n in range(5)])
-    real_fsync, calls = os.fsync, []
-
-    def failing_fsync(fd: int) -> None:
-        calls.append(fd)
-        if len(calls) == 2:
-            raise OSError(28, "No space left on device")
-        real_fsync(fd)
-
-    monkeypatch.setattr(atomic.os, "fsync", failing_fsync)
+    _fail_fsync(monkeypatch, 2, OSError(28, "No space left on device"))
     for n in range(5):
         update.stage([_message(f"c{n}", i) for i in range(2)])
     with pytest.raises(OSError, match="No space left"):
