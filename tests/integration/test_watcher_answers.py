@@ -70,6 +70,33 @@ def _synced(world):
     return persons
 
 
+@contextlib.asynccontextmanager
+async def _watching(trigger):
+    """Run ``trigger`` in the background as the triggerer does; its events, and a wait that fails if it ends."""
+    events: list[dict] = []
+    deadline = time.monotonic() + 30
+
+    async def collect() -> None:
+        async for event in trigger.run():
+            events.append(event.payload)
+
+    task = asyncio.create_task(collect())
+
+    async def until(check, what: str) -> None:
+        while not check():
+            assert not task.done(), f"the watcher ended on a malformed answer: {task.exception()!r}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.02)
+        assert not task.done()
+
+    try:
+        yield events, until
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 @pytest.mark.parametrize(("api", "route", "field", "value", "path"), CASES)
 async def test_a_malformed_answer_is_a_typed_error_of_the_look(
     linkedapi_world, api, route, field, value, path
@@ -103,41 +130,29 @@ async def test_the_watcher_logs_a_malformed_answer_survives_and_fires_after(
     trigger = LinkedApiInboxActivityTrigger(
         persons=persons, poll_interval=POLL, staging_path=str(tmp_path), fire_on_start=False
     )
-    events: list[dict] = []
+    async with _watching(trigger) as (events, until):
+        try:
+            # the three malformed looks, then (backing off 2, 4, 8 intervals) a good one that sets the state
+            await until(
+                lambda: (
+                    world.sandbox.stats().get("faults", {}).get("linkedapi corrupt", 0) >= 3
+                    and any((tmp_path / "_state").rglob("*.json"))
+                ),
+                "the malformed looks",
+            )
+            assert events == []
+            out = capsys.readouterr()
+            failed = [line for line in (out.out + out.err).splitlines() if "look failed" in line]
+            assert len(failed) >= 3 and all("malformed answer" in m and path in m for m in failed[:3]), failed
 
-    async def collect() -> None:
-        async for event in trigger.run():
-            events.append(event.payload)
-
-    task = asyncio.create_task(collect())
-    try:
-        deadline = time.monotonic() + 30
-        # the three malformed looks, then (backing off 2, 4, 8 intervals) a good one that sets the state
-        while world.sandbox.stats().get("faults", {}).get("linkedapi corrupt", 0) < 3 or not any(
-            (tmp_path / "_state").rglob("*.json")
-        ):
-            assert not task.done(), f"the watcher ended on a malformed answer: {task.exception()!r}"
-            assert time.monotonic() < deadline, "timed out waiting for the malformed looks"
-            await asyncio.sleep(0.02)
-        assert not task.done() and events == []
-        out = capsys.readouterr()
-        failed = [line for line in (out.out + out.err).splitlines() if "look failed" in line]
-        assert len(failed) >= 3 and all("malformed answer" in m and path in m for m in failed[:3]), failed
-
-        added = world.sandbox.advance(seconds=5, linkedapi={"persons": 1, "messages": 2})["linkedapi"][
-            "added"
-        ]
-        while not events:
-            assert not task.done(), f"the watcher ended: {task.exception()!r}"
-            assert time.monotonic() < deadline, "timed out waiting for the event after the malformed looks"
-            await asyncio.sleep(0.02)
-        person = added[0]["person"] + ("" if added[0]["type"] == "st" else "#sales_navigator")
-        assert [e["conversations"] for e in events] == [[person]]
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        world.sandbox.set_faults([])
+            added = world.sandbox.advance(seconds=5, linkedapi={"persons": 1, "messages": 2})["linkedapi"][
+                "added"
+            ]
+            await until(lambda: events, "the event after the malformed looks")
+            person = added[0]["person"] + ("" if added[0]["type"] == "st" else "#sales_navigator")
+            assert [e["conversations"] for e in events] == [[person]]
+        finally:
+            world.sandbox.set_faults([])
 
 
 # ---- the policy: a malformed answer is survived, a bug in the provider is not ---------------------------
@@ -180,23 +195,9 @@ async def test_a_body_nested_too_deep_is_logged_and_survived(
         poll_interval=POLL,
         staging_path=str(tmp_path),
     )
-    events: list[dict] = []
-
-    async def collect() -> None:
-        async for event in trigger.run():
-            events.append(event.payload)
-
-    task = asyncio.create_task(collect())
-    try:
-        deadline = time.monotonic() + 30
-        while not events:  # the three bad looks (backing off 2, 4, 8 intervals), then a good one fires
-            assert not task.done(), f"the watcher ended on a malformed answer: {task.exception()!r}"
-            assert time.monotonic() < deadline, "timed out waiting for the look after the bad ones"
-            await asyncio.sleep(0.02)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async with _watching(trigger) as (events, until):
+        # the three bad looks (backing off 2, 4, 8 intervals), then a good one fires
+        await until(lambda: events, "the look after the bad ones")
     assert [e["changed"] for e in events] == [4]
     out = capsys.readouterr()
     failed = [line for line in (out.out + out.err).splitlines() if "look failed" in line]
