@@ -50,20 +50,25 @@ async def _async_call(hook_class, route: str, **kwargs):
         await hook.aclose()
 
 
+async def _fails_sync_and_async(vendor: str, error: type[LinkMsgError]) -> list[LinkMsgError]:
+    """The ``error`` of the vendor's cheap GET on the sync path and on the async one (the triggers')."""
+    hook_class, route = VENDORS[vendor]
+    with pytest.raises(error) as sync_err:
+        hook_class(max_retries=0).request("GET", route)
+    with pytest.raises(error) as async_err:
+        await _async_call(hook_class, route, max_retries=0)
+    return [sync_err.value, async_err.value]
+
+
 # ---- a 2xx body nested deeper than the parser goes -----------------------------------------------------
 @pytest.mark.parametrize("vendor", VENDORS)
 async def test_deeply_nested_json_is_a_typed_error_sync_and_async(vendor, vendor_at):
     server = vendor_at(vendor)
     depth = 100_000
     server.answer = lambda seen, h: send(h, 200, b"[" * depth + b"]" * depth, **JSON)
-    hook_class, route = VENDORS[vendor]
-    with pytest.raises(LinkMsgResponseError) as sync_err:
-        hook_class(max_retries=0).request("GET", route)
-    with pytest.raises(LinkMsgResponseError) as async_err:
-        await _async_call(hook_class, route, max_retries=0)
-    for err in (sync_err, async_err):
-        assert err.value.vendor == vendor and err.value.endpoint == route
-        assert "unparsable" in str(err.value)
+    for err in await _fails_sync_and_async(vendor, LinkMsgResponseError):
+        assert err.vendor == vendor and err.endpoint == VENDORS[vendor][1]
+        assert "unparsable" in str(err)
 
 
 # ---- echoed keys in forms a plain search misses ---------------------------------------------------------
@@ -87,14 +92,10 @@ async def test_split_and_escaped_echoes_of_a_key_are_masked(vendor, form, vendor
     secret = _secrets(vendor)[0]
     body = _forms(secret)[form]
     server.answer = lambda seen, h: send(h, 400, body, **JSON)
-    hook_class, route = VENDORS[vendor]
-    with pytest.raises(LinkMsgError) as sync_err:
-        hook_class(max_retries=0).request("GET", route)
-    with pytest.raises(LinkMsgError) as async_err:
-        await _async_call(hook_class, route, max_retries=0)
-    ok, message = hook_class().test_connection()
+    sync_err, async_err = await _fails_sync_and_async(vendor, LinkMsgError)
+    ok, message = VENDORS[vendor][0]().test_connection()
     assert not ok
-    for where, text in (("sync", str(sync_err.value)), ("async", str(async_err.value)), ("test", message)):
+    for where, text in (("sync", str(sync_err)), ("async", str(async_err)), ("test", message)):
         assert not _exposed(secret, text), f"{vendor} {form}: the key shows in the {where} text: {text!r}"
         assert "***" in text
 
@@ -143,14 +144,9 @@ async def test_a_foreign_redirect_names_only_its_origin(vendor, vendor_at, hosti
     other = hostile_factory()
     secret = _secrets(vendor)[0]
     server.answer = lambda seen, h: send(h, 302, Location=f"{other.url}/x/{secret}?k={secret}")
-    hook_class, route = VENDORS[vendor]
-    with pytest.raises(LinkMsgForeignOriginError) as sync_err:
-        hook_class(max_retries=0).request("GET", route)
-    with pytest.raises(LinkMsgForeignOriginError) as async_err:
-        await _async_call(hook_class, route, max_retries=0)
-    for err in (sync_err, async_err):
-        assert other.url in str(err.value) and err.value.location == other.url
-        assert not _exposed(secret, str(err.value)) and "/x/" not in str(err.value)
+    for err in await _fails_sync_and_async(vendor, LinkMsgForeignOriginError):
+        assert other.url in str(err) and err.location == other.url
+        assert not _exposed(secret, str(err)) and "/x/" not in str(err)
     assert other.received == []
 
 
