@@ -78,8 +78,9 @@ def _drop_connections():
     from airflow.models.connection import Connection
     from airflow.utils.session import create_session
 
+    dropped = [KONEKSI_CONN, LINKUP_CONN, "linkmsg_test_db"]  # the last: the refusal test's Postgres one
     with create_session() as session:
-        session.query(Connection).filter(Connection.conn_id.in_([KONEKSI_CONN, LINKUP_CONN])).delete()
+        session.query(Connection).filter(Connection.conn_id.in_(dropped)).delete()
 
 
 def save_connection(monkeypatch, conn_id: str, conn: dict[str, Any]) -> None:
