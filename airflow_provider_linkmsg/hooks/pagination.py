@@ -126,14 +126,19 @@ def paginate(
     :param vendor: names the vendor in errors.
     :param item_key: an item's id; with it, duplicate ids, changed content, pages without progress and a
         count past ``meta["total"]`` raise :class:`LinkMsgResponseError` (see the module docstring; an id and a
-        12-byte digest of its item are kept, not items).
+        12-byte digest of its item are kept, not items, but for the last page's until the next one comes).
     :param max_stalled_pages: see ``item_key``.
     :param immutable: the items do not change (messages): an id seen again with other content is an error.
-        Conversations do change (new activity), so a listing leaves it off.
+        Conversations do change (new activity), so a listing leaves it off. A page's digests are taken when
+        the next page comes (a list of one page takes none), so its items must not be changed in place
+        before then.
     """
     seen = {cursor} if cursor else set()
     fetched = stalled = 0
     digests: dict[Any, str] = {}
+    # (id, item) of the last page whose digests are not taken yet: a digest only matters once a later page
+    # comes (a duplicate within a page is caught by its id), so a list of one page (most reads) takes none
+    held: list[tuple[Any, Any]] = []
     window: list[tuple[int, int]] = []  # (items, new ids) of the last pages
 
     def fail(problem: str) -> LinkMsgResponseError:
@@ -154,7 +159,11 @@ def paginate(
         fetched += 1
         following = page.cursor or None
         if item_key is not None and page.items:
-            new = _check_items(page, item_key, digests, fail, immutable)
+            if held:
+                for key, item in held:
+                    digests[key] = _fingerprint(item)
+                held = []
+            new = _check_items(page, item_key, digests, fail, held if immutable else None)
             stalled = 0 if new else stalled + 1
             if stalled >= max_stalled_pages:
                 raise fail(
@@ -198,9 +207,15 @@ def _check_items(
     item_key: Callable[[Any], Any],
     digests: dict[Any, str],
     fail: Callable[[str], LinkMsgResponseError],
-    immutable: bool,
+    held: list[tuple[Any, Any]] | None,
 ) -> int:
-    """Record the page's ids in ``digests``; the number of new ones. Raises on a duplicate or changed item."""
+    """
+    Record the page's ids in ``digests``; the number of new ones. Raises on a duplicate or changed item.
+
+    :param held: for immutable items, where the page's new ``(id, item)`` go: their digests are taken
+        when a later page comes (:func:`paginate`); an id seen on an earlier page is compared at once.
+        ``None``: content is not compared.
+    """
     in_page: set[Any] = set()
     new = 0
     for item in page.items:
@@ -208,11 +223,12 @@ def _check_items(
         if key in in_page:
             raise fail(f"id {key!r} appears twice in one page")
         in_page.add(key)
-        digest = _fingerprint(item) if immutable else ""
         if key not in digests:
-            digests[key] = digest
+            digests[key] = ""
             new += 1
-        elif digests[key] != digest:
+            if held is not None:
+                held.append((key, item))
+        elif held is not None and digests[key] != _fingerprint(item):
             raise fail(f"id {key!r} came back on a later page with different content")
     return new
 

@@ -291,3 +291,36 @@ def test_vendor_objects_missing_their_id_or_time_are_response_errors():
         )
     with pytest.raises(LinkMsgResponseError, match="without entity_urn, timestamp"):
         LinkupHook("unused").to_message({"text": "hi"}, account_id="acc_1", conversation_id="c")
+
+
+def test_an_immutable_item_changed_two_pages_later_is_a_typed_error():
+    pages = {
+        None: Page([{"id": 1, "text": "a"}, {"id": 2}], "c1"),
+        "c1": Page([{"id": 3}, {"id": 4}], "c2"),
+        "c2": Page([{"id": 5}, {"id": 1, "text": "b"}], None),
+    }
+    with pytest.raises(LinkMsgResponseError, match="id 1 came back on a later page with different content"):
+        list(paginate(PageSource(pages), item_key=lambda item: item["id"], immutable=True))
+
+
+def test_an_immutable_item_repeated_unchanged_on_a_later_page_is_not_new():
+    pages = {
+        None: Page([{"id": 1, "text": "a"}, {"id": 2}], "c1"),
+        "c1": Page([{"id": 1, "text": "a"}, {"id": 3}], None),
+    }
+    got = [
+        i["id"]
+        for p in paginate(PageSource(pages), item_key=lambda item: item["id"], immutable=True)
+        for i in p.items
+    ]
+    assert got == [1, 2, 1, 3]
+
+
+def test_a_list_of_one_page_takes_no_digest(monkeypatch):
+    import airflow_provider_linkmsg.hooks.pagination as pagination
+
+    taken = []
+    monkeypatch.setattr(pagination, "_fingerprint", lambda item: taken.append(item) or "d")
+    pages = {None: Page([{"id": 1}, {"id": 2}], None)}
+    assert len(list(paginate(PageSource(pages), item_key=lambda item: item["id"], immutable=True))) == 1
+    assert taken == []
