@@ -54,38 +54,49 @@ class KeyIndex:
 
     def __init__(self, directory: ObjectStoragePath) -> None:
         self.directory = directory
+        #: the folder on the local disk, as text (``None``: an object store); local files are named by text,
+        #: not through ``ObjectStoragePath`` (~10 us a path)
+        self._local_dir: str | None = directory.path if is_local(directory) else None
+
+    @staticmethod
+    def _name(conversation_id: str) -> str:
+        return f"{safe_name(conversation_id, max_length=40)}.json"
 
     def _path(self, conversation_id: str) -> ObjectStoragePath:
-        return self.directory / f"{safe_name(conversation_id, max_length=40)}.json"
+        return self.directory / self._name(conversation_id)
+
+    def local_path(self, conversation_id: str) -> str:
+        """The index file of a conversation on the local disk (``self._path(...).path``), for a local index."""
+        if self._local_dir is None:
+            raise ValueError(f"the key index in {self.directory} is not on the local disk")
+        return f"{self._local_dir}/{self._name(conversation_id)}"
 
     def load(self, conversation_id: str) -> set[str] | None:
         """The staged ids of a conversation, or ``None`` when it has no index yet."""
+        if self._local_dir is not None:
+            return _load_local(self.local_path(conversation_id))
         return self._load(self._path(conversation_id))
 
     @staticmethod
     def _load(path: ObjectStoragePath) -> set[str] | None:
-        if is_local(path):  # one open, no separate look-up
-            try:
-                with open(path.path, "rb") as f:
-                    content = f.read()
-            except FileNotFoundError:
-                return None
-        else:
-            if not exists(path):
-                return None
-            with open_for_read(path) as f:
-                content = f.read()
-        return set(_DECODER.decode(content.decode("utf-8", "surrogatepass")).get("ids") or [])
+        if is_local(path):
+            return _load_local(path.path)
+        if not exists(path):
+            return None
+        with open_for_read(path) as f:
+            return _decoded(f.read())
 
     def _merged(self, conversation_id: str, ids: Iterable[str]) -> tuple[ObjectStoragePath, bytes] | None:
         """The conversation's index file with ``ids`` added, or ``None`` when it holds them all already."""
         path = self._path(conversation_id)
-        known = self._load(path)
-        merged = (known or set()) | set(ids)
-        if known is not None and merged == known:
-            return None  # nothing new: no write
-        document = {"conversation_id": conversation_id, "ids": sorted(merged)}
-        return path, json.dumps(document, ensure_ascii=False).encode()
+        content = _merge(conversation_id, self._load(path), ids)
+        return None if content is None else (path, content)
+
+    def merged_local(self, conversation_id: str, ids: Iterable[str]) -> tuple[str, bytes] | None:
+        """:meth:`_merged` of a local index, the path as text."""
+        path = self.local_path(conversation_id)
+        content = _merge(conversation_id, _load_local(path), ids)
+        return None if content is None else (path, content)
 
     def add(self, conversation_id: str, ids: Iterable[str]) -> None:
         """Add staged ids to a conversation's index (read, merge, replace atomically)."""
@@ -149,13 +160,13 @@ class IndexUpdate:
                 self._from_manifest = True
                 self.discard()
                 return
-            merged = self.index._merged(conversation_id, [m.message_id for m in group])
+            merged = self.index.merged_local(conversation_id, [m.message_id for m in group])
             if merged is None:
                 self._pending[conversation_id] = None  # nothing new
                 continue
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="linkmsg-index")
-            final = merged[0].path
+            final = merged[0]
             future = self._pool.submit(prepare_local, final, merged[1])
             self._pending[conversation_id] = (final, future)
             self._queued.append(future)
@@ -197,6 +208,29 @@ class IndexUpdate:
             self._pool.shutdown(wait=True)
             self._pool = None
         return [item for item in pending.values() if item is not None]
+
+
+def _load_local(path: str) -> set[str] | None:
+    """The ids in a local index file, or ``None`` when there is none (one open, no separate look-up)."""
+    try:
+        with open(path, "rb") as f:
+            content = f.read()
+    except FileNotFoundError:
+        return None
+    return _decoded(content)
+
+
+def _decoded(content: bytes) -> set[str]:
+    return set(_DECODER.decode(content.decode("utf-8", "surrogatepass")).get("ids") or [])
+
+
+def _merge(conversation_id: str, known: set[str] | None, ids: Iterable[str]) -> bytes | None:
+    """The index file of ``known`` ids with ``ids`` added, or ``None`` when ``known`` holds them all already."""
+    merged = (known or set()) | set(ids)
+    if known is not None and merged == known:
+        return None  # nothing new: no write
+    document = {"conversation_id": conversation_id, "ids": sorted(merged)}
+    return json.dumps(document, ensure_ascii=False).encode()
 
 
 def _ids(manifest: Manifest) -> Iterator[tuple[str, str]]:

@@ -300,6 +300,22 @@ def test_the_index_keeps_the_staged_ids_of_each_conversation(tmp_path):
     }
 
 
+@pytest.mark.parametrize("root", ["{tmp}/acc.keys", "{tmp}//./acc.keys/", "file://{tmp}/acc.keys"])
+def test_a_local_index_names_its_files_as_its_paths_do(tmp_path, root):
+    from airflow_provider_linkmsg.io.keys import KeyIndex
+    from airflow_provider_linkmsg.io.staging import to_path
+
+    index = KeyIndex(to_path(root.format(tmp=tmp_path)))
+    for conversation_id in ("c1", "urn:li:msg_conversation:(urn:li:fsd_profile:ACo,2-abc==)", "a/../b"):
+        assert index.local_path(conversation_id) == index._path(conversation_id).path
+        index.add(conversation_id, ["m1"])  # written through ObjectStoragePath, read back by text
+        assert index.load(conversation_id) == {"m1"}
+        assert index.merged_local(conversation_id, ["m1"]) is None
+        assert index.merged_local(conversation_id, ["m2"])[0] == index.local_path(conversation_id)
+    with pytest.raises(ValueError, match="not on the local disk"):
+        KeyIndex(to_path("memory://keys")).local_path("c1")
+
+
 def test_a_long_read_keeps_its_lease_and_a_stalled_holder_learns_it_lost_it(tmp_path):
     """Review E: renewal by a timer; a renewal or check after a takeover raises instead of overwriting."""
     import time
