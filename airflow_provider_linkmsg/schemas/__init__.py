@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import SchemaError, SchemaValidator, core_schema
 
 from airflow_provider_linkmsg.exceptions import LinkMsgResponseError
 from airflow_provider_linkmsg.hooks.transport.redact import masked
@@ -58,6 +59,75 @@ def quoted(value: Any, redact: Callable[[str], str]) -> str:
     return text if len(text) <= MAX_QUOTED else text[:MAX_QUOTED] + "..."
 
 
+class _Unsupported(Exception):
+    """A model that :func:`_checker` leaves to pydantic's own validation."""
+
+
+def _fields_only(schema: Any, configs: list[dict[str, Any]]) -> Any:
+    """
+    ``schema`` (a model's core schema) with each model replaced by its fields' validation: the same checks
+    and error locations, no instance built (the fields' dict is what a field validator such as
+    :func:`~airflow_provider_linkmsg.schemas.types.unique_ids` then sees). Each model's config goes into
+    ``configs`` (the validator is built with it: strictness and the like apply to every field).
+    """
+    if isinstance(schema, list):
+        return [_fields_only(item, configs) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if schema.get("type") == "model":
+        cls, fields, config = schema.get("cls"), schema.get("schema"), schema.get("config") or {}
+        decorators = getattr(cls, "__pydantic_decorators__", None)
+        if (
+            decorators is None
+            or decorators.model_validators
+            or schema.get("root_model")
+            or schema.get("custom_init")
+            or schema.get("post_init")
+            or not isinstance(fields, dict)
+            or fields.get("type") != "model-fields"
+            or fields.get("extras_schema") is not None
+            or fields.get("computed_fields")
+            or config.get("extra_fields_behavior") not in ("allow", "ignore")
+        ):
+            raise _Unsupported(cls)
+        configs.append({k: v for k, v in config.items() if k not in ("title", "extra_fields_behavior")})
+        inner = {**_fields_only(fields, configs), "extra_behavior": "ignore"}
+        return core_schema.no_info_after_validator_function(_declared, inner, ref=schema.get("ref"))
+    return {key: _fields_only(value, configs) for key, value in schema.items()}
+
+
+def _declared(validated: tuple[dict[str, Any], Any, Any]) -> dict[str, Any]:
+    return validated[0]
+
+
+#: per model, its fields-only validator (``None``: the model is validated by pydantic as it is)
+_CHECKERS: dict[type, SchemaValidator | None] = {}
+
+
+def _checker(model: type[BaseModel]) -> SchemaValidator | None:
+    """
+    A validator that accepts what ``model`` accepts without building the model's instances. Models with a
+    model validator, a root, a custom ``__init__``, an extra other than ``allow``/``ignore``, or nested
+    models of different configs get none (pydantic validates them as they are).
+    """
+    try:
+        return _CHECKERS[model]
+    except KeyError:
+        pass
+    checker = None
+    schema = model.__pydantic_core_schema__
+    if isinstance(schema, dict):
+        configs: list[dict[str, Any]] = []
+        try:
+            fields_only = _fields_only(schema, configs)
+            if all(config == configs[0] for config in configs):
+                checker = SchemaValidator(fields_only, core_schema.CoreConfig(**configs[0]))
+        except (_Unsupported, SchemaError):
+            checker = None
+    _CHECKERS[model] = checker
+    return checker
+
+
 def parse(
     model: type[M],
     data: Any,
@@ -79,6 +149,13 @@ def parse(
         alone when not given. The vendor's text in the error (the field path, the value, the validator's
         words) passes it whole, before any shortening.
     """
+    checker = _checker(model)
+    if checker is not None:
+        try:  # the common case, a valid answer: checked without building instances
+            checker.validate_python(data)
+            return data
+        except ValidationError:
+            pass  # the model itself says what is wrong, as it always has
     try:
         model.model_validate(data)
     except ValidationError as exc:
