@@ -51,10 +51,15 @@ def _format_epoch_ms(value: int) -> str:
         if len(_DAYS) >= _MAX_DAYS:
             _DAYS.clear()
         date = _DAYS[day] = (_EPOCH_DAY + timedelta(days=day)).isoformat()
-    seconds, ms = divmod(ms, 1000)
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{date}T{hours:02d}:{minutes:02d}:{seconds:02d}.{ms:03d}000Z"
+    minute, ms = divmod(ms, 60_000)
+    second, ms = divmod(ms, 1000)
+    return f"{date}T{_HH_MM[minute]}:{_SS[second]}.{_MILLIS[ms]}Z"
+
+
+#: ``HH:MM`` by minute of the day, ``SS`` by second, ``mmm000`` by millisecond: :func:`_format_epoch_ms`'s parts
+_HH_MM = tuple(f"{m // 60:02d}:{m % 60:02d}" for m in range(1440))
+_SS = tuple(f"{s:02d}" for s in range(60))
+_MILLIS = tuple(f"{ms:03d}000" for ms in range(1000))
 
 
 def to_utc_iso(value: datetime | int | float | str) -> str:
