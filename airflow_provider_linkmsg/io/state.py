@@ -74,7 +74,7 @@ class JsonState:
 
         :param data: a JSON-serializable dict.
         """
-        text = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True)
+        text = json.dumps(data, ensure_ascii=False, sort_keys=True)  # no indent: the C encoder
         with atomic_write(self.path, "w") as f:
             f.write(text)
 

@@ -223,8 +223,9 @@ class StagingWriter:
             for part, _ in self._parts:
                 part.commit()
                 committed.append(part)
+            text = json.dumps(manifest.to_dict(), ensure_ascii=False)  # the C encoder (no indent), one write
             with atomic_write(self.manifest_path, "w") as f:
-                json.dump(manifest.to_dict(), f, ensure_ascii=False, indent=1)
+                f.write(text)
         except BaseException:
             self._remove_unlisted(committed)
             self.abort()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import multiprocessing
@@ -379,14 +380,19 @@ def test_a_failed_manifest_write_keeps_the_previous_run_whole(tmp_path, monkeypa
     with StagingWriter(tmp_path, vendor="linkup", record_type="message", run_id="r") as first:
         for message in make_messages(5):
             first.write(message)
-    real_dump = json.dump
+    import airflow_provider_linkmsg.io.writer as writer_module
 
-    def full_disk(obj, fp, **kwargs):
-        if "files" in obj:  # the manifest
-            raise OSError(28, "No space left on device")
-        return real_dump(obj, fp, **kwargs)
+    real_atomic_write = writer_module.atomic_write
 
-    monkeypatch.setattr(json, "dump", full_disk)
+    @contextlib.contextmanager
+    def full_disk(path, *args, **kwargs):
+        with real_atomic_write(path, *args, **kwargs) as f:
+            if path.name == "manifest.json":
+                f.write('{"vendor"')  # part of it written, then the disk is full
+                raise OSError(28, "No space left on device")
+            yield f
+
+    monkeypatch.setattr(writer_module, "atomic_write", full_disk)
     retry = StagingWriter(tmp_path, vendor="linkup", record_type="message", run_id="r")
     with pytest.raises(OSError, match="No space left"), retry:
         for message in make_messages(9):
