@@ -56,18 +56,17 @@ class ConnectSafelyInbox:
         # backward ``cursor`` route (``sentAt < cursor``) skips messages sharing the millisecond a page is
         # cut in when more of them share it than a page holds
         since = window.since_ms()
-        for raw in self.hook.iter_messages(
+        to_message, account_id, include_raw = self.hook.to_message, self.account_id, self.include_raw
+        for page in self.hook.iter_message_pages(
             conversation.id,
-            account_id=self.account_id,
+            account_id=account_id,
             count=self.page_size,
             since=0 if since is None else since,
         ):
-            yield self.hook.to_message(
-                raw,
-                account_id=self.account_id,
-                conversation_urn=conversation.id,
-                include_raw=self.include_raw,
-            )
+            for raw in page.items:  # a page at a time (iter_messages would add a generator per message)
+                yield to_message(
+                    raw, account_id=account_id, conversation_urn=conversation.id, include_raw=include_raw
+                )
 
     def usage(self) -> dict[str, float]:
         return {"api_calls": self.hook.api_calls, "credits": 0}
