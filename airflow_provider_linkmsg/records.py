@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring as _json_str  # the C escaper json.dumps(ensure_ascii=False) uses
+from operator import attrgetter
 from typing import Any, ClassVar, Literal, Self
 
 Direction = Literal["inbound", "outbound"]
@@ -130,6 +131,8 @@ class _Record:
     _names: ClassVar[tuple[str, ...]] = ()
     #: ``(name, ',"name":')`` per field but ``raw`` (the last), in order: the JSON line's labels (set below)
     _labels: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: the values of the fields of ``_labels``, in order, in one call (set below)
+    _values: ClassVar[Callable[[Any], tuple[Any, ...]]] = staticmethod(lambda record: ())
 
     def to_dict(self, *, include_raw: bool = True) -> dict[str, Any]:
         """A plain dict with ``key`` first; ``raw`` is dropped when ``include_raw`` is false or unset."""
@@ -149,8 +152,7 @@ class _Record:
         any other value (numbers, ``raw``) through the encoder itself.
         """
         parts = ['{"key":', _json_str(self.key)]
-        for name, label in self._labels:
-            value = getattr(self, name)
+        for (_, label), value in zip(self._labels, self._values(self), strict=True):
             kind = type(value)
             if kind is str:
                 parts += (label, _json_str(value))
@@ -268,6 +270,7 @@ for _cls in (Message, GeneratedMessage):
     if _cls._names[-1] != "raw":  # to_json writes raw last
         raise TypeError(f"{_cls.__name__}: raw must be the last field")
     _cls._labels = tuple((name, f",{_json_str(name)}:") for name in _cls._names[:-1])
+    _cls._values = staticmethod(attrgetter(*_cls._names[:-1]))  # two names at least: a tuple
 del _cls
 
 RECORD_TYPES: dict[str, type[Message] | type[GeneratedMessage]] = {
