@@ -10,8 +10,8 @@ Exactly once: the replay store is the asset's own events in Airflow's metadata d
 API-server worker and kept across restarts. A delivery's ``delivery_id`` (Koneksi: the generation's
 ``secure_request_id``; LinkupAPI: the payload's ``event_id``, else the account and message id, else a
 hash of the raw body: never the signed timestamp, which a retry renews) is looked up among the asset's
-events since the delivery could first have been recorded (Koneksi: the maximum age bounds that window;
-LinkupAPI: :data:`LINKUP_DEDUPE_WINDOW`), under a row lock on the asset (PostgreSQL, MySQL; SQLite serialises writers itself). A duplicate
+events since the delivery could first have been recorded (Koneksi: the maximum age bounds that window,
+on the API server's clock, never the vendor's ``completed_at``; LinkupAPI: :data:`LINKUP_DEDUPE_WINDOW`), under a row lock on the asset (PostgreSQL, MySQL; SQLite serialises writers itself). A duplicate
 is answered 2xx with nothing recorded, so the vendor stops retrying; a delivery counts as seen only once its
 event is committed, so a failure answers 5xx and the vendor's retry records it.
 """
@@ -33,7 +33,6 @@ from airflow_provider_linkmsg.events import (
     koneksi_completion_uri,
     linkup_message_uri,
 )
-from airflow_provider_linkmsg.records import parse_utc
 from airflow_provider_linkmsg.webhooks import FUTURE_SKEW, WebhookVerificationError, verify_koneksi_webhook
 
 log = logging.getLogger(__name__)
@@ -141,7 +140,6 @@ def verify_koneksi(conn_id: str, body: bytes, signature: str | None) -> Delivery
     except WebhookVerificationError as exc:
         raise Refused(exc.reason, exc.detail) from None
     request_id = str(payload["secure_request_id"])
-    completed = _first_time(payload.get("completed_at"), payload.get("webhook_triggered_at"))
     extra = {
         "vendor": "koneksi",
         "conn_id": conn_id,
@@ -157,19 +155,23 @@ def verify_koneksi(conn_id: str, body: bytes, signature: str | None) -> Delivery
         conn_id,
         koneksi_completion_uri(conn_id),
         extra["delivery_id"],
-        completed - timedelta(seconds=FUTURE_SKEW),
+        koneksi_dedupe_since(),
         extra,
     )
 
 
-def _first_time(*values: Any) -> datetime:
-    """The first of ``values`` that is an ISO-8601 time; the oldest time a delivery may have when none is."""
-    for value in values:
-        try:
-            return parse_utc(str(value))
-        except (TypeError, ValueError):
-            continue
-    return datetime.now(UTC) - timedelta(seconds=KONEKSI_MAX_AGE)
+def koneksi_dedupe_since(now: datetime | None = None) -> datetime:
+    """
+    The oldest time (the API server's clock) at which an earlier copy of a Koneksi delivery arriving ``now``
+    can have been recorded: ``now`` minus :data:`KONEKSI_MAX_AGE` and :data:`~..webhooks.FUTURE_SKEW`.
+
+    Never a time the vendor states: ``completed_at`` is not bounded (a generation worker's clock ahead, a
+    naive local time read as UTC), and a window starting there would miss the first recording and count
+    a duplicate as new. The bound holds on our clock alone: an identical body is accepted only while its
+    ``webhook_triggered_at`` is at most the maximum age old and was at most ``FUTURE_SKEW`` ahead when
+    first recorded; a retry with a renewed time comes within Koneksi's 21 days of its first attempt.
+    """
+    return (now or datetime.now(UTC)) - timedelta(seconds=KONEKSI_MAX_AGE + FUTURE_SKEW)
 
 
 def add_koneksi_campaign(delivery: Delivery) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_linkmsg.events import (
+    koneksi_completion_asset,
     koneksi_completion_uri,
     linkup_message_asset,
     linkup_message_uri,
@@ -174,14 +175,14 @@ def consumer_dag(dag_id: str, asset):
 
 # ---- Koneksi -------------------------------------------------------------------------------------------------
 def koneksi_delivery(
-    secret: str, request_id: str, *, sent: datetime | None = None
+    secret: str, request_id: str, *, sent: datetime | None = None, completed_at: str | None = None
 ) -> tuple[bytes, dict[str, str]]:
     """A delivery signed as Koneksi (and the sandbox) sign it: hex HMAC-SHA256 of the raw body."""
     at = (sent or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     payload = {
         "secure_request_id": request_id,
         "status": "complete",
-        "completed_at": at,
+        "completed_at": at if completed_at is None else completed_at,
         "requested_messages_count": 12,
         "generated_messages_count": 8,
         "webhook_triggered_at": at,
@@ -257,6 +258,49 @@ def test_a_signed_koneksi_completion_queues_one_run_of_the_export_dag(
     status, answer = post(endpoint, *koneksi_delivery(secret, other))
     assert (status, answer["recorded"]) == (200, True)
     assert [e["secure_request_id"] for e in events(uri)] == [request_id, other]
+
+
+def test_a_koneksi_duplicate_records_nothing_new_whatever_completed_at_says(
+    airflow_api_server, sandbox_factory, monkeypatch
+):
+    """
+    The duplicate check runs on the API server's clock: a ``completed_at`` ahead of it (the vendor's worker
+    clock, a naive local time read as UTC) must not hide the first recording from the second delivery.
+    """
+    sandbox = sandbox_factory(seed=21)
+    conn = sandbox.connections()["koneksi_default"]
+    save_connection(monkeypatch, KONEKSI_CONN, conn)
+    deploy(consumer_dag("koneksi_on_completion_clock", koneksi_completion_asset(KONEKSI_CONN)))
+    uri = koneksi_completion_uri(KONEKSI_CONN)
+    endpoint = airflow_api_server.url + webhook_path("koneksi", KONEKSI_CONN)
+    secret = conn["extra"]["webhook_secret"]
+    now = datetime.now(UTC)
+    completed = {
+        "now": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "10 min ahead": (now + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "naive local time, UTC+2": (now + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S"),
+        "a day ahead": (now + timedelta(days=1)).isoformat(),
+    }
+    for i, (case, at) in enumerate(completed.items()):
+        request_id = f"{i:08d}-7c1d-4d2e-9f6a-1b2c3d4e5f6a"
+        before = len(events(uri))
+        delivery = koneksi_delivery(secret, request_id, completed_at=at)
+        answers = [post(endpoint, *delivery) for _ in range(3)]  # the first, then two identical re-deliveries
+        assert [(a[0], a[1]["recorded"]) for a in answers] == [(200, True), (200, False), (200, False)], (
+            case,
+            answers,
+        )
+        assert len(events(uri)) == before + 1, case
+    # Stale stays stale: a webhook_triggered_at past the maximum age is refused, whatever completed_at says.
+    stale = koneksi_delivery(
+        secret,
+        "0b3e8f7a-3c1d-4d2e-9f6a-1b2c3d4e5f62",
+        sent=now - timedelta(days=30),
+        completed_at=completed["now"],
+    )
+    before = len(events(uri))
+    status, answer = post(endpoint, *stale)
+    assert (status, answer["reason"], len(events(uri))) == (400, "too_old", before)
 
 
 # ---- LinkupAPI -----------------------------------------------------------------------------------------------
