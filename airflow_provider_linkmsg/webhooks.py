@@ -272,7 +272,7 @@ def verify_koneksi_webhook(
         )
     try:
         payload = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # nesting too deep for the parser: malformed too
         payload = None
     request_id = payload.get("secure_request_id") if isinstance(payload, dict) else None
     sent_at = (payload.get("webhook_triggered_at") or payload.get("completed_at")) if request_id else None

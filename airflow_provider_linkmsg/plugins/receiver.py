@@ -208,8 +208,10 @@ def verify_linkup(conn_id: str, body: bytes, timestamp: str | None, signature: s
     timestamp at most five minutes old, a JSON object naming its ``account_id``.
 
     The secret is the connection extra ``webhook_secrets`` (``{account_id: secret}``, as each
-    ``POST /v2/webhooks`` returns its own) or ``webhook_secret`` (one for every account); only the
-    payload's account's secret is tried, so an account cannot sign for another.
+    ``POST /v2/webhooks`` returns its own) or ``webhook_secret`` (one for every account). The signature is
+    checked against the connection's secrets before the body is parsed (a forged body, however deeply
+    nested, is a 401), then against the payload's account's secret alone, so an account cannot sign for
+    another.
     """
     from airflow_provider_linkmsg.hooks.linkup import LinkupHook
 
@@ -231,11 +233,14 @@ def verify_linkup(conn_id: str, body: bytes, timestamp: str | None, signature: s
             f"LinkupAPI connection {conn_id!r} has no webhook_secrets / webhook_secret extra: store the "
             "secret that POST /v2/webhooks returned (LinkupHook.create_webhook) there",
         )
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        payload = None
+    # Nothing of an unverified body is parsed: first, is it signed by any secret of the connection?
+    known = [s for s in (*per_account.values(), common) if isinstance(s, str) and s]
+    ok, reason = check_linkup_signature(body, timestamp, signature, known)
+    if not ok:
+        raise Refused(reason, f"LinkupAPI webhook refused ({reason}) for connection {conn_id!r}")
+    payload = _json(body)
     account = payload.get("account_id") if isinstance(payload, dict) else None
+    # then by its own account's secret (or the common one): an account cannot sign for another
     secrets = [per_account.get(account) or common] if isinstance(account, str) else [common]
     ok, reason = check_linkup_signature(body, timestamp, signature, [s for s in secrets if s])
     if not ok:
@@ -260,6 +265,14 @@ def verify_linkup(conn_id: str, body: bytes, timestamp: str | None, signature: s
     sent = datetime.fromtimestamp(int(str(timestamp)), tz=UTC)
     since = sent - timedelta(seconds=max(LINKUP_MAX_AGE, LINKUP_DEDUPE_WINDOW) + FUTURE_SKEW)
     return Delivery("linkup", conn_id, linkup_message_uri(conn_id), extra["delivery_id"], since, extra)
+
+
+def _json(body: bytes) -> Any:
+    """The parsed body, or ``None`` when it is no JSON (nesting too deep for the parser included)."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
 
 
 def linkup_delivery_id(payload: dict[str, Any], account: str, message_id: Any, body: bytes) -> str:

@@ -435,3 +435,30 @@ def test_a_linkup_retry_without_event_id_is_a_duplicate(airflow_api_server, sand
     assert [a[1]["recorded"] for a in answers] == [new for _, new in sent], answers
     assert [a[1]["duplicate"] for a in answers] == [not new for _, new in sent]
     assert len(events(uri)) == before + 3
+
+
+def test_a_deeply_nested_body_is_refused_like_any_other(airflow_api_server, sandbox_factory, monkeypatch):
+    """
+    Nested brackets under the size cap: unsigned or forged, the one 401 (the signature is checked before
+    anything is parsed); signed, 400 ``malformed``. Never the 503 that asks the vendor to retry.
+    """
+    sandbox = sandbox_factory(seed=9)
+    conn = sandbox.connections()["linkup_default"]
+    conn["extra"]["webhook_secret"] = secret = "whsec_linkmsg_test_deep"
+    save_connection(monkeypatch, LINKUP_CONN, conn)
+    deploy(consumer_dag("linkup_inbox_on_message_deep", linkup_message_asset(LINKUP_CONN)))
+    uri, endpoint = (
+        linkup_message_uri(LINKUP_CONN),
+        airflow_api_server.url + webhook_path("linkup", LINKUP_CONN),
+    )
+    before = len(events(uri))
+    now = int(time.time())
+    bodies = [b"[" * 40_000, b'{"a":' * 8_000, b'{"account_id": "acc_1", "data": ' + b"[" * 40_000]
+    assert all(len(body) < MAX_BODY for body in bodies)
+    forged = [post(endpoint, body, resign("whsec_wrong", body, now)) for body in bodies]
+    unsigned = [post(endpoint, body, {"X-Linkup-Timestamp": str(now)}) for body in bodies]
+    signed = [post(endpoint, body, resign(secret, body, now)) for body in bodies]
+    assert [(a[0], a[1]["reason"]) for a in forged + unsigned] == [(401, "unverified")] * 6
+    assert [(a[0], a[1]["reason"]) for a in signed] == [(400, "malformed")] * 3
+    assert len(events(uri)) == before
+    assert "RecursionError" not in airflow_api_server.log_tail(400)

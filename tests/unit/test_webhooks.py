@@ -185,3 +185,10 @@ def test_a_replay_store_entry_lives_at_least_as_long_as_a_delivery_is_accepted()
     assert store.asked == float("inf")  # any age accepted: the entry never expires
     with pytest.raises(WebhookVerificationError, match="already received"):
         verify_koneksi_webhook(body, signature, SECRET, seen_store=store, max_age=3 * 24 * 3600)
+
+
+def test_a_signed_body_nested_too_deep_for_the_parser_is_malformed():
+    for body in (b"[" * 40_000, b'{"a":' * 8_000):
+        with pytest.raises(WebhookVerificationError) as info:
+            verify_koneksi_webhook(body, sign_koneksi_payload(body, SECRET), SECRET, seen_store=None)
+        assert info.value.reason == "malformed"
