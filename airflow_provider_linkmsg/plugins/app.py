@@ -52,14 +52,23 @@ async def _body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _process(verify: Callable[[], receiver.Delivery]) -> dict[str, object]:
-    """Verify, skip a known duplicate, enrich, record (runs in a worker thread: DB and HTTP calls)."""
+def _verify_new(verify: Callable[[], receiver.Delivery]) -> tuple[receiver.Delivery, bool]:
+    """The verified delivery and whether it is a known duplicate (in a worker thread: DB reads)."""
     delivery = verify()
-    if receiver.is_duplicate(delivery):
+    return delivery, receiver.is_duplicate(delivery)
+
+
+async def _process(verify: Callable[[], receiver.Delivery]) -> dict[str, object]:
+    """
+    Verify, skip a known duplicate, enrich, record. The DB work runs in worker threads; the Koneksi campaign
+    lookup is awaited without holding one (at most ``receiver.CAMPAIGN_LOOKUP_TIMEOUT`` seconds).
+    """
+    delivery, duplicate = await run_in_threadpool(_verify_new, verify)
+    if duplicate:
         return {"recorded": False, "duplicate": True, "delivery_id": delivery.delivery_id}
     if delivery.vendor == "koneksi":
-        receiver.add_koneksi_campaign(delivery)
-    recorded = receiver.record(delivery)
+        await receiver.add_koneksi_campaign(delivery)
+    recorded = await run_in_threadpool(receiver.record, delivery)
     return {"recorded": recorded, "duplicate": not recorded, "delivery_id": delivery.delivery_id}
 
 
@@ -73,7 +82,7 @@ def _redacted(exc: Exception) -> str:
 async def _answer(vendor: str, conn_id: str, request: Request, verify: Callable[[bytes], receiver.Delivery]):
     try:
         body = await _body(request)
-        result = await run_in_threadpool(_process, lambda: verify(body))
+        result = await _process(lambda: verify(body))
     except receiver.Refused as exc:
         log.warning("%s webhook for %r refused (%s): %s", vendor, conn_id, exc.reason, _redacted(exc))
         if exc.reason in receiver.UNVERIFIED:  # one answer: no oracle of connections, types or secrets

@@ -18,6 +18,7 @@ event is committed, so a failure answers 5xx and the vendor's retry records it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -44,9 +45,14 @@ MAX_BODY = 64 * 1024
 #: Koneksi retries a delivery for 21 days: a shorter maximum age would refuse, for good, a late retry of a
 #: completion that was never recorded. The duplicate lookup covers this window.
 KONEKSI_MAX_AGE = 22 * 24 * 3600.0
-#: seconds the campaign lookup may take (Koneksi waits 10 s for an answer, then retries the delivery)
+#: seconds a delivery's answer may wait for its campaign lookup (Koneksi waits 10 s for an answer, then
+#: retries the delivery); the wait holds no request thread (see :func:`add_koneksi_campaign`)
 CAMPAIGN_LOOKUP_TIMEOUT = 4.0
-_LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="linkmsg-koneksi-lookup")
+#: campaign lookups at Koneksi in flight at once in this process; a delivery arriving while they are all
+#: busy is recorded without one, at once, rather than queued behind them
+CAMPAIGN_LOOKUPS = 4
+_LOOKUPS = ThreadPoolExecutor(max_workers=CAMPAIGN_LOOKUPS, thread_name_prefix="linkmsg-koneksi-lookup")
+_LOOKUP_SLOTS = threading.BoundedSemaphore(CAMPAIGN_LOOKUPS)
 
 #: HTTP status of each refusal reason
 STATUS = {
@@ -174,31 +180,61 @@ def koneksi_dedupe_since(now: datetime | None = None) -> datetime:
     return (now or datetime.now(UTC)) - timedelta(seconds=KONEKSI_MAX_AGE + FUTURE_SKEW)
 
 
-def add_koneksi_campaign(delivery: Delivery) -> None:
+async def add_koneksi_campaign(delivery: Delivery) -> None:
     """
-    Put the generation's campaign into the event (``campaign``: id and name, ``generation_status``).
+    Put the generation's campaign into the event (``campaign``: id and name, ``generation_status``) when
+    Koneksi gives it quickly; ``campaign_lookup`` says how it went.
 
-    The notification does not carry it; one retrieval (free, no retry) asks Koneksi. If that fails or
-    takes more than :data:`CAMPAIGN_LOOKUP_TIMEOUT` seconds, the event is recorded without it
-    (``campaign`` is ``None``): the DAG retrieves the generation anyway.
+    The notification does not carry it; one retrieval (free, no retry) asks Koneksi, on a pool of
+    :data:`CAMPAIGN_LOOKUPS` threads of its own, and the answer waits for it without holding a request
+    thread, at most :data:`CAMPAIGN_LOOKUP_TIMEOUT` seconds. So a slow or silent Koneksi costs no delivery
+    more than that, however many arrive at once, and the API server's other endpoints never wait behind it.
+    Without the campaign the event is recorded with ``campaign: None`` (the DAG retrieves the generation
+    anyway) and ``campaign_lookup`` is ``"busy"`` (every lookup slot taken: not asked), ``"timed_out"`` or
+    ``"failed"``; with it, ``"ok"``.
     """
-    from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
-
-    hook = KoneksiHook(delivery.conn_id, max_retries=0, max_retry_wait=0)
-    try:
-        lookup = _LOOKUPS.submit(hook.retrieve_messages, delivery.extra["secure_request_id"])
-        result = lookup.result(timeout=CAMPAIGN_LOOKUP_TIMEOUT)
-    except Exception as exc:  # a failure or FutureTimeout
+    request_id = delivery.extra["secure_request_id"]
+    delivery.extra["campaign"] = None
+    if not _LOOKUP_SLOTS.acquire(blocking=False):
+        delivery.extra["campaign_lookup"] = "busy"
         log.warning(
-            "Koneksi: could not look up the campaign of %s: %s", delivery.extra["secure_request_id"], exc
+            "Koneksi: campaign of %s not looked up: %d lookups already in flight (Koneksi slow?)",
+            request_id,
+            CAMPAIGN_LOOKUPS,
         )
-        delivery.extra["campaign"] = None
+        return
+    try:
+        lookup = _LOOKUPS.submit(_retrieve, delivery.conn_id, request_id)
+    except BaseException:
+        _LOOKUP_SLOTS.release()
+        raise
+    lookup.add_done_callback(lambda _: _LOOKUP_SLOTS.release())  # the slot is free once the call ends
+    try:
+        result = await asyncio.wait_for(asyncio.wrap_future(lookup), CAMPAIGN_LOOKUP_TIMEOUT)
+    except TimeoutError:
+        delivery.extra["campaign_lookup"] = "timed_out"
+        log.warning(
+            "Koneksi: campaign lookup of %s took more than %.0f s; recorded without it",
+            request_id,
+            CAMPAIGN_LOOKUP_TIMEOUT,
+        )
+        return
+    except Exception as exc:
+        delivery.extra["campaign_lookup"] = "failed"
+        log.warning("Koneksi: could not look up the campaign of %s: %s", request_id, exc)
         return
     delivery.extra["campaign"] = {
         "automation_tool_campaign_id": result.campaign_id,
         "automation_tool_campaign_name": result.campaign_name,
     }
     delivery.extra["generation_status"] = result.generation_status
+    delivery.extra["campaign_lookup"] = "ok"
+
+
+def _retrieve(conn_id: str, request_id: str) -> Any:
+    from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
+
+    return KoneksiHook(conn_id, max_retries=0, max_retry_wait=0).retrieve_messages(request_id)
 
 
 # ---- LinkupAPI ----------------------------------------------------------------------------------------

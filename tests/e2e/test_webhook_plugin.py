@@ -13,9 +13,14 @@ import hashlib
 import hmac
 import http.client
 import json
+import threading
 import time
 import urllib.parse
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,7 @@ from airflow_provider_linkmsg.events import (
 from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
 from airflow_provider_linkmsg.hooks.linkup import LinkupHook
 from airflow_provider_linkmsg.operators.koneksi import KoneksiRequestMessageGenerationOperator
+from airflow_provider_linkmsg.plugins import receiver
 from airflow_provider_linkmsg.plugins.receiver import MAX_BODY
 from tests.compat import dag_bag, requires_airflow, sync_bundles, sync_dag_to_db
 from tests.fixtures.koneksi import KONEKSI_SIZES, make_campaign
@@ -230,6 +236,7 @@ def test_a_signed_koneksi_completion_queues_one_run_of_the_export_dag(
         "automation_tool_campaign_name": "Campaign 1 - North America",
     }
     assert recorded[0]["generation_status"] == "complete"
+    assert recorded[0]["campaign_lookup"] == "ok"
 
     runs = schedule_runs(dag_id)
     assert [(r["state"], r["run_type"]) for r in runs] == [("queued", "asset_triggered")]
@@ -462,3 +469,74 @@ def test_a_deeply_nested_body_is_refused_like_any_other(airflow_api_server, sand
     assert [(a[0], a[1]["reason"]) for a in signed] == [(400, "malformed")] * 3
     assert len(events(uri)) == before
     assert "RecursionError" not in airflow_api_server.log_tail(400)
+
+
+class _HeldKoneksi(ThreadingHTTPServer):
+    """A Koneksi whose retrieve endpoint holds every request until :meth:`release` (then: 404, at once)."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+        self.asked = 0
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with outer.lock:
+                    outer.asked += 1
+                outer.released.wait(45)
+                body = b'{"error": "not found"}'
+                self.send_response(404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+    def release(self) -> None:
+        self.released.set()
+        self.shutdown()
+        self.server_close()
+
+
+def test_a_burst_of_koneksi_completions_does_not_queue_behind_a_silent_koneksi(
+    airflow_api_server, sandbox_factory, monkeypatch
+):
+    """
+    The campaign lookups at Koneksi are bounded in number (``CAMPAIGN_LOOKUPS``): a delivery arriving while
+    they are all in flight is recorded at once without the campaign (``campaign_lookup: "busy"``), instead
+    of holding a request thread behind the others' lookups until Koneksi's 10 s are over and it retries.
+    """
+    koneksi = _HeldKoneksi()
+    try:
+        conn = sandbox_factory(seed=22).connections()["koneksi_default"]
+        conn["extra"]["base_url"] = koneksi.url
+        save_connection(monkeypatch, KONEKSI_CONN, conn)
+        deploy(consumer_dag("koneksi_on_completion_burst", koneksi_completion_asset(KONEKSI_CONN)))
+        uri = koneksi_completion_uri(KONEKSI_CONN)
+        endpoint = airflow_api_server.url + webhook_path("koneksi", KONEKSI_CONN)
+        secret = conn["extra"]["webhook_secret"]
+        before = len(events(uri))
+        ids = [str(uuid.uuid4()) for _ in range(24)]
+        with ThreadPoolExecutor(len(ids)) as pool:
+            answers = list(pool.map(lambda rid: post(endpoint, *koneksi_delivery(secret, rid)), ids))
+        asked_while_held = koneksi.asked
+    finally:
+        koneksi.release()
+    assert [(a[0], a[1]["recorded"]) for a in answers] == [(200, True)] * len(ids), answers
+    recorded = events(uri)[before:]
+    assert sorted(e["secure_request_id"] for e in recorded) == sorted(ids)
+    assert all(e["campaign"] is None for e in recorded)
+    lookups = Counter(e.get("campaign_lookup") for e in recorded)
+    # At most CAMPAIGN_LOOKUPS deliveries waited for Koneksi (and each at most CAMPAIGN_LOOKUP_TIMEOUT);
+    # the others were not queued behind them
+    assert lookups == Counter({"timed_out": asked_while_held, "busy": len(ids) - asked_while_held}), lookups
+    assert asked_while_held <= receiver.CAMPAIGN_LOOKUPS
