@@ -23,9 +23,24 @@ _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 
 
 def secret_values(api_key: str, extra: Mapping[str, Any]) -> list[str]:
-    """The connection's secrets: the API key and every extra whose name says it is a key, token or secret."""
-    values = [api_key, *(str(v) for k, v in extra.items() if v and SECRET_EXTRA.search(str(k)))]
+    """
+    The connection's secrets: the API key and every extra whose name says it is a key, token or secret;
+    under such a name, every string it holds (``webhook_secrets: {"acc_1": "whsec_..."}``), not its repr.
+    """
+    values = [api_key]
+    for key, value in extra.items():
+        if value and SECRET_EXTRA.search(str(key)):
+            values.extend(_strings(value))
     return [v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH]
+
+
+def _strings(value: Any, depth: int = 0) -> list[str]:
+    """The strings (and numbers, as text) in a secret extra's value, down nested mappings and lists."""
+    if isinstance(value, Mapping) and depth < 8:
+        return [s for v in value.values() for s in _strings(v, depth + 1)]
+    if isinstance(value, (list, tuple)) and depth < 8:
+        return [s for v in value for s in _strings(v, depth + 1)]
+    return [value if isinstance(value, str) else str(value)]
 
 
 class Redactor:
