@@ -410,7 +410,7 @@ class LinkMsgHook(AsyncTransport, BaseHook):
     def send_attempt(self, call: Call) -> ApiResponse:
         """One attempt of ``call``: the parsed 2xx answer, else raise (a :class:`Transient` to retry)."""
         p, where, idempotent, read_timeout = self.conn_params, call.where, call.idempotent, call.read_timeout
-        with self.limiter.slot():
+        with self.limiter.slot(call):
             with self._stats_lock:
                 self.http_requests += 1
             sent = time.monotonic()

@@ -8,6 +8,7 @@ connection test quotes). Each ends as a typed error, or a message, that holds no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import threading
@@ -296,3 +297,101 @@ def test_later_429s_extend_the_sync_pause_no_further_than_the_cap(vendor_at):
         outcomes = [c.exception() for c in calls]
     assert all(isinstance(o, LinkMsgRateLimitedError) for o in outcomes), outcomes
     assert 1 < waited <= CAP + 1.0, f"the next call waited {waited:.2f} s (cap {CAP} s)"
+
+
+# ---- the time a call's retries are held by the connection's pauses counts towards its max_retry_wait ------
+HOLD_CAP = 3.0
+
+
+def _others_keep_the_connection_paused(server) -> threading.Event:
+    """``/x`` answers 429 ``Retry-After: 0.3`` three times, then 200; every other call 429 ``Retry-After: 3``
+    after 0.1 s: callers of ``/y`` in a loop keep opening new pauses of the connection, each up to the cap."""
+    stop, lock, seen = threading.Event(), threading.Lock(), [0]
+
+    def answer(seen_request, h):
+        if "/x" in seen_request.path:
+            with lock:
+                seen[0] += 1
+                n = seen[0]
+            if n > 3:
+                return send(h, 200, b"{}", **JSON)
+            return send(h, 429, b'{"error": "slow down"}', Retry_After="0.3", **JSON)
+        time.sleep(0.1)
+        send(h, 429, b'{"error": "slow down"}', Retry_After="3", **JSON)
+
+    server.answer = answer
+    return stop
+
+
+def test_a_sync_call_held_by_other_calls_pauses_gives_up_at_its_max_retry_wait(vendor_at):
+    stop = _others_keep_the_connection_paused(
+        vendor_at("koneksi", max_retry_wait=HOLD_CAP, requests_per_second=0, max_in_flight=16)
+    )
+
+    def others() -> None:
+        hook = KoneksiHook()
+        while not stop.is_set():
+            with contextlib.suppress(LinkMsgRateLimitedError):
+                hook.request("GET", "/y", max_retries=0)
+
+    threads = [threading.Thread(target=others, daemon=True) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    started = time.monotonic()
+    try:
+        # without counting the holds: each retry waits out a fresh 3 s pause, and the fourth attempt's 200
+        # comes after ~9 s of waiting between retries against a max_retry_wait of 3 s
+        with pytest.raises(LinkMsgRateLimitedError, match="max_retry_wait of 3 s"):
+            KoneksiHook().request("GET", "/x")
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    assert took < HOLD_CAP + 4, f"gave up after {took:.1f} s"
+
+
+async def test_an_async_call_held_by_other_calls_pauses_gives_up_at_its_max_retry_wait(vendor_at):
+    stop = _others_keep_the_connection_paused(
+        vendor_at("koneksi", max_retry_wait=HOLD_CAP, requests_per_second=0, max_in_flight=16)
+    )
+    hooks = [KoneksiHook() for _ in range(3)]
+
+    async def others(hook) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(LinkMsgRateLimitedError):
+                await hook.arequest("GET", "/y", max_retries=0)
+
+    tasks = [asyncio.create_task(others(h)) for h in hooks[1:]]
+    started = time.monotonic()
+    try:
+        with pytest.raises(LinkMsgRateLimitedError, match="max_retry_wait of 3 s"):
+            await hooks[0].arequest("GET", "/x")
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for hook in hooks:
+            await hook.aclose()
+    assert took < HOLD_CAP + 4, f"gave up after {took:.1f} s"
+
+
+async def test_a_secret_nested_in_a_secret_extra_is_redacted_when_echoed(vendor_at):
+    """``webhook_secrets`` holds one secret per account: each is hidden, not only the dict's repr."""
+    from airflow_provider_linkmsg.hooks.linkup import LinkupHook
+
+    secret = "whsec_NESTED0123456789abcdef"
+    server = vendor_at("linkup", webhook_secrets={"acc_1": secret, "acc_2": ["whsec_LISTED0123456789"]})
+    server.answer = lambda seen, h: send(
+        h, 400, json.dumps({"error": f"bad {secret} and whsec_LISTED0123456789"}).encode(), **JSON
+    )
+    hook = LinkupHook(max_retries=0)
+    with pytest.raises(LinkMsgError) as sync_error:
+        hook.request("GET", "/accounts")
+    try:
+        with pytest.raises(LinkMsgError) as async_error:
+            await hook.arequest("GET", "/accounts")
+    finally:
+        await hook.aclose()
+    for text in (str(sync_error.value), str(async_error.value)):
+        assert "NESTED0123456789" not in text and "LISTED0123456789" not in text, text

@@ -147,7 +147,9 @@ class AsyncTransport:
     async def asend_attempt(self, call: Call) -> ApiResponse:
         """One async attempt of ``call`` (see :meth:`send_attempt`)."""
         p, where, idempotent = self.conn_params, call.where, call.idempotent
-        async with self.alimiter:
+        limiter = self.alimiter
+        await limiter.enter(call)
+        try:
             with self._stats_lock:
                 self.http_requests += 1
             sent = time.monotonic()
@@ -180,7 +182,9 @@ class AsyncTransport:
                 raise lost(error, "truncated response body", idempotent) from None
             except httpx.TransportError as exc:  # reset or closed while sending or reading
                 raise dropped(where, type(exc).__name__, idempotent) from None
-        return _interpret.interpret(self, status, headers, content, where, idempotent, self.alimiter, sent)
+        finally:
+            limiter.leave()
+        return _interpret.interpret(self, status, headers, content, where, idempotent, limiter, sent)
 
     async def aclose(self) -> None:
         """Leave the shared client (a trigger calls this when it ends); the last hook out closes it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from typing import Any
 
 from airflow_provider_linkmsg.hooks.transport.ratelimit import TokenBucket
 
@@ -40,17 +41,35 @@ class AsyncRateLimiter:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    async def __aenter__(self) -> None:
+    async def enter(self, call: Any = None) -> None:
+        """
+        An in-flight slot, then a token (``async with limiter`` without a call); :meth:`leave` gives the
+        slot back. For a ``call``, the wait counts towards its ``max_wait`` as in
+        :meth:`~.ratelimit.RateLimiter.slot`.
+        """
         await self._in_flight.acquire()
         try:
+            budget = math.inf if call is None else call.hold_budget()
+            started = time.monotonic()
             while (delay := self._bucket.take(time.monotonic())) > 0:
+                held = time.monotonic() - started
+                if held + delay > budget:
+                    raise call.held_past_budget(delay)
                 await asyncio.sleep(delay)
+            if call is not None and budget < math.inf:
+                call.held += time.monotonic() - started
         except BaseException:
             self._in_flight.release()
             raise
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    def leave(self) -> None:
         self._in_flight.release()
+
+    async def __aenter__(self) -> None:
+        await self.enter()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.leave()
 
     def pause(self, seconds: float, cap: float = math.inf, sent: float = math.inf) -> None:
         """

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 class TokenBucket:
@@ -95,11 +96,22 @@ class RateLimiter:
             return self._bucket.take(time.monotonic())
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Wait for a token and an in-flight slot; release the slot when the request is done."""
+    def slot(self, call: Any = None) -> Iterator[None]:
+        """
+        Wait for a token and an in-flight slot; release the slot when the request is done. For a ``call``
+        (:class:`~.retry.Call`), the wait counts towards its ``max_wait``, and one that would pass what is
+        left of it fails the call at once (:meth:`~.retry.Call.held_past_budget`).
+        """
         with self._in_flight:
+            budget = math.inf if call is None else call.hold_budget()
+            started = time.monotonic()
             while (delay := self._take()) > 0:
+                held = time.monotonic() - started
+                if held + delay > budget:
+                    raise call.held_past_budget(delay)
                 time.sleep(delay)
+            if call is not None and budget < math.inf:
+                call.held += time.monotonic() - started
             yield
 
     def pause(self, seconds: float, cap: float = math.inf, sent: float = math.inf) -> None:

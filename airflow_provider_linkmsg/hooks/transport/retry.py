@@ -14,7 +14,7 @@ from typing import Any
 
 import tenacity
 
-from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgVendorError
+from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgRateLimitedError, LinkMsgVendorError
 
 
 class Transient(Exception):
@@ -148,6 +148,7 @@ class Call:
 
     __slots__ = (
         "headers",
+        "held",
         "hook",
         "idempotent",
         "json_body",
@@ -160,6 +161,7 @@ class Call:
         "paused_at",
         "read_timeout",
         "url",
+        "waited",
         "where",
     )
 
@@ -178,6 +180,26 @@ class Call:
         self.on_lost_answer = settings["on_lost_answer"]
         self.pause = 0.0
         self.paused_at = 0
+        self.waited = 0.0  # the policy's own sleeps between attempts so far
+        self.held = 0.0  # and the time its retries were held by the connection's limiter (another's pause)
+
+    def hold_budget(self) -> float:
+        """
+        How long the connection's limiter may still hold this call's next attempt: unbounded for the first
+        (the rate limit's queue), then what is left of ``max_wait`` for every wait between attempts.
+        """
+        if self.paused_at == 0:
+            return math.inf
+        return max(0.0, self.max_wait - self.waited - self.held)
+
+    def held_past_budget(self, held: float) -> LinkMsgRateLimitedError:
+        """The error of a retry the connection's pause would hold past the call's ``max_wait``."""
+        return LinkMsgRateLimitedError(
+            f"gave up after {self.paused_at} attempt(s): the connection is paused (another call's 429) for "
+            f"{held:.1f} s more, past what is left of the max_retry_wait of {self.max_wait:.0f} s "
+            f"({self.waited + self.held:.1f} s already spent waiting between retries)",
+            **self.where,
+        )
 
 
 def run_attempt(call: Call) -> Any:
@@ -218,7 +240,8 @@ def _pause(retry_state: Any) -> float:
 def _stop(retry_state: Any) -> bool:
     call: Call = retry_state.args[0]
     pause = _pause(retry_state)
-    return retry_state.attempt_number > call.max_retries or retry_state.idle_for + pause > call.max_wait
+    spent = retry_state.idle_for + call.held  # sleeps, and time held by the connection's pauses
+    return retry_state.attempt_number > call.max_retries or spent + pause > call.max_wait
 
 
 def _wait(retry_state: Any) -> float:
@@ -228,6 +251,7 @@ def _wait(retry_state: Any) -> float:
 def _before_sleep(retry_state: Any) -> None:
     call: Call = retry_state.args[0]
     exc: Transient = retry_state.outcome.result()
+    call.waited = retry_state.idle_for  # tenacity counted the coming sleep in already
     call.hook.count_retry()
     call.hook.log.warning(
         "%s: %s; retry %d in %.1f s", call.hook.vendor, exc.reason, retry_state.attempt_number, call.pause
@@ -239,7 +263,7 @@ def _give_up(retry_state: Any) -> LinkMsgError:
     return gave_up(
         retry_state.outcome.result(),
         retry_state.attempt_number,
-        retry_state.idle_for,
+        retry_state.idle_for + call.held,
         retry_state.seconds_since_start,
         call.max_wait,
     )
