@@ -162,6 +162,38 @@ async def test_an_oversized_body_stops_at_the_cap(vendor, vendor_at):
     assert time.monotonic() - started < 5
 
 
+async def test_a_pause_outlives_the_trigger_that_met_it(vendor_at):
+    """The trigger that got the 429 ends (its hook closed, the connection's loop entry dropped); the next
+    trigger of the connection still waits out the pause, as a sync call of the process would."""
+    server = vendor_at("koneksi", max_retry_wait=4, requests_per_second=0)
+    sent: dict[str, float] = {}
+
+    def answer(seen, h):
+        if "/first" in seen.path:
+            return send(
+                h, 429, b'{"error": "slow down"}', Content_Type="application/json", Retry_After="3600"
+            )
+        sent[seen.path] = time.monotonic()
+        send(h, 200, b"{}", Content_Type="application/json")
+
+    server.answer = answer
+    first = KoneksiHook()
+    paused_at = time.monotonic()
+    try:
+        with pytest.raises(LinkMsgRateLimitedError):
+            await first.arequest("GET", "/first")
+    finally:
+        await first.aclose()  # the last user of the connection in this loop
+    second = KoneksiHook()
+    try:
+        await second.arequest("GET", "/next")
+    finally:
+        await second.aclose()
+    assert sent["/api/next"] - paused_at >= 4 - 0.5, (
+        f"sent {sent['/api/next'] - paused_at:.2f} s after the 429"
+    )
+
+
 #: the read timeout of the trickle tests (2 s) plus scheduling slack on a loaded machine
 TRICKLE_BOUND = 2 + 8.0
 

@@ -70,6 +70,9 @@ class LoopPool:
     connections: dict[str, tuple[Any, float]] = field(default_factory=dict)
     lookups: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
     ssl_contexts: dict[str | None, ssl.SSLContext] = field(default_factory=dict)
+    #: the limiters of entries whose last user left while the vendor's pause still ran: the next trigger
+    #: of that connection in this loop waits out the rest of it, as the sync path's process-wide limiter does
+    paused: dict[tuple[Any, ...], AsyncRateLimiter] = field(default_factory=dict)
 
     async def connection(self, conn_id: str, lookup: Callable[[], Awaitable[Any]]) -> Any:
         """The connection ``conn_id``: cached if looked up less than :data:`CONNECTION_TTL` ago, else looked up
@@ -108,6 +111,9 @@ class LoopPool:
         shared = self.entries.get(key)
         if shared is None:
             shared = self.entries[key] = make(self, key)
+            limiter = self.paused.pop(key, None)
+            if limiter is not None and limiter.paused_until() > time.monotonic():
+                shared.limiter = limiter
         shared.users += 1
         return shared
 
@@ -117,6 +123,11 @@ class LoopPool:
         if shared.users <= 0:
             if self.entries.get(shared.key) is shared:
                 del self.entries[shared.key]
+                now = time.monotonic()
+                for key in [k for k, limiter in self.paused.items() if limiter.paused_until() <= now]:
+                    del self.paused[key]  # pauses that ended: nothing left to keep
+                if shared.limiter.paused_until() > now:
+                    self.paused[shared.key] = shared.limiter
             await shared.client.aclose()
 
 

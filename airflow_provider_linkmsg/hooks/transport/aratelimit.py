@@ -71,6 +71,10 @@ class AsyncRateLimiter:
     async def __aexit__(self, *exc_info: object) -> None:
         self.leave()
 
+    def paused_until(self) -> float:
+        """When the vendor's current pause ends (``time.monotonic()``; in the past when there is none)."""
+        return self._bucket.paused_until
+
     def pause(self, seconds: float, cap: float = math.inf, sent: float = math.inf) -> None:
         """
         Hold every caller for ``seconds`` from now; finite values only (the caller caps them). A pause
