@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_linkmsg.engine.windows import listing_marker
@@ -24,8 +24,11 @@ class LinkedApiInboxActivityTrigger(InboxActivityTrigger):
     (seed API, ``long`` result handling) call per look for all ``persons``, each with ``since`` set
     ``overlap_seconds`` before the newest message the watcher has seen in it. A message id not seen before
     fires, whatever its time within that window: the vendor does not say whether ``since`` is inclusive,
-    nor that messages surface in time order. Persons whose conversation is not synchronized are logged and
-    skipped; synchronize them (``LinkedApiSynchronizeConversationsOperator``) for the watcher to see them.
+    nor that messages surface in time order. A message older than that window never fires, whatever the
+    vendor answers: the watcher keeps the ids of the whole window, so a vendor that returns more than
+    ``since`` asks (the day's messages, say) cannot make an old message fire again. Persons whose
+    conversation is not synchronized are logged and skipped; synchronize them
+    (``LinkedApiSynchronizeConversationsOperator``) for the watcher to see them.
 
     Its bound: a message that surfaces more than ``overlap_seconds`` older than the newest one seen in its
     conversation is not seen by ``since`` reads (the incremental retrieve's own overlap still reads it on
@@ -74,10 +77,12 @@ class LinkedApiInboxActivityTrigger(InboxActivityTrigger):
     def account(self, hook: Any) -> str:
         return hook.account_id
 
-    def _since(self, entry: dict[str, Any] | None) -> str | None:
+    def _since(self, entry: dict[str, Any] | None, now: datetime) -> str | None:
+        """``overlap_seconds`` before the newest message seen: the floor of a look."""
         if not entry or not entry.get("newest"):
             return None
-        return to_utc_iso(parse_utc(entry["newest"]) - timedelta(seconds=self.overlap_seconds))
+        top = parse_utc(entry["newest"])
+        return to_utc_iso(top - timedelta(seconds=self.overlap_seconds))
 
     async def observe(self, hook: Any, state: dict[str, Any], store: WatcherStore) -> Observation:
         from airflow_provider_linkmsg.hooks.inbox.firstpage import Sighting, linkedapi_since
@@ -85,7 +90,9 @@ class LinkedApiInboxActivityTrigger(InboxActivityTrigger):
 
         persons = parse_persons(self.persons)
         kept: dict[str, Any] = state.get("persons") or {}
-        results = await linkedapi_since(hook, [(p, self._since(kept.get(p.key))) for p in persons])
+        now = datetime.now(UTC)
+        floors = {p.key: self._since(kept.get(p.key), now) for p in persons}
+        results = await linkedapi_since(hook, [(p, floors[p.key]) for p in persons])
         after: dict[str, Any] = {}
         new: list[Sighting] = []
         unread: dict[str, str] = {}
@@ -95,9 +102,11 @@ class LinkedApiInboxActivityTrigger(InboxActivityTrigger):
                 unread[key] = result.error
                 after[key] = entry
                 continue
-            ids = dict(entry.get("ids") or {})
+            ids, floor = dict(entry.get("ids") or {}), floors.get(key)
             for message in result.messages:
                 at = to_utc_iso(message["time"]) if message.get("time") else None
+                if floor and at and at < floor:
+                    continue  # before the window the look asked for: seen already (its id may be pruned)
                 mid = str(message.get("id") or listing_marker(at, message.get("sender"), message.get("text")))
                 if mid not in ids:
                     new.append(Sighting(result.person.conversation_id, mid, at or "", at))
@@ -106,7 +115,7 @@ class LinkedApiInboxActivityTrigger(InboxActivityTrigger):
                 [at for at in ids.values() if at] + ([entry["newest"]] if entry.get("newest") else []),
                 default=None,
             )
-            floor = self._since({"newest": top}) if top else None
+            floor = self._since({"newest": top}, now) if top else None  # the next look's is not earlier
             after[key] = {
                 "newest": top,
                 "ids": {m: at for m, at in ids.items() if not floor or (at or "") >= floor},
