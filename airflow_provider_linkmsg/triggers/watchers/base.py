@@ -12,6 +12,14 @@ other await comes first) fires it a second time, marked ``redelivered``; an even
 but not yet sent on to be committed when it dies is lost, like any trigger event (Airflow's window; the
 next run's incremental retrieve still reads those messages, since the watcher only starts runs).
 
+Two copies of one watcher at once (Airflow may run duplicates of a trigger; an asset watcher runs on each
+triggerer of an HA pair) share the state, and each write is a compare-and-swap on its revision
+(:class:`~airflow_provider_linkmsg.triggers.watchers.store.WatcherStore`): a copy whose look wrote second
+adopts the stored state and does not fire (the other copy fired, or its next look sees what is still new),
+and keeps the other copy's pending event in what it writes until that copy clears it. Bounds: two copies
+that start while an event is pending both fire it again (marked ``redelivered``); on an object store
+(no lock) the compare-and-swap narrows the race to the moment between its read and its write.
+
 Failures of a look: a vendor's error or malformed answer (every :class:`LinkMsgError`, e.g. a body nested
 too deep to read) and a network or staging failure (``OSError``) are logged and survived, backing off;
 arguments no look can work with (:class:`LinkMsgValidationError`) end the watcher; anything else is a bug
@@ -33,6 +41,7 @@ from airflow.providers.common.compat.triggers import BaseEventTrigger
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_linkmsg.exceptions import LinkMsgAuthError, LinkMsgError, LinkMsgValidationError
+from airflow_provider_linkmsg.triggers.watchers.store import WatcherStateConflict
 
 if TYPE_CHECKING:
     from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
@@ -110,6 +119,8 @@ class InboxActivityTrigger(BaseEventTrigger):
     """
 
     vendor: ClassVar[str]
+    #: the event this copy last wrote as pending (told apart from another copy's by identity)
+    _fired: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -257,10 +268,22 @@ class InboxActivityTrigger(BaseEventTrigger):
             found.state = {**found.state, "initialized": True}
         payload = None
         if found.changed and (self.fire_on_start or not first):
-            payload = self._payload(hook, key, found, first)
-        new = {**found.state, PENDING: payload} if payload else found.state
+            payload = self._fired = self._payload(hook, key, found, first)
+        theirs = state.get(PENDING)  # another copy's event not yet taken: kept for it; ours is cleared
+        if theirs is self._fired:
+            theirs = None
+        new = {**found.state, PENDING: payload or theirs} if payload or theirs else found.state
         if new != state:
-            await store.save(new)  # before the event: a restart fires a pending event again, never loses it
+            try:  # before the event: a restart fires a pending event again, never loses it
+                await store.save(new)
+            except WatcherStateConflict as lost:
+                self.log.info(
+                    "%s watcher %s: another copy of this watcher recorded a look first; taking its state, "
+                    "not firing (the next look fires for what is still new)",
+                    self.vendor,
+                    key,
+                )
+                return lost.stored, None, found.wait
         return new, payload, found.wait
 
     def _replay(self, key: str, state: dict[str, Any]) -> dict[str, Any] | None:
@@ -268,6 +291,7 @@ class InboxActivityTrigger(BaseEventTrigger):
         pending = state.get(PENDING)
         if not pending:
             return None
+        self._fired = pending
         self.log.warning(
             "%s watcher %s: firing again the event of the look of %s activity, pending when the watcher "
             "stopped (the triggerer may not have taken it)",
@@ -284,7 +308,15 @@ class InboxActivityTrigger(BaseEventTrigger):
         """
         done = {k: v for k, v in state.items() if k != PENDING}
         try:
-            await store.save(done)
+            try:
+                await store.save(done)
+            except WatcherStateConflict as lost:  # another copy wrote since: clear the event in its state
+                if lost.stored.get(PENDING) != state.get(PENDING):
+                    return lost.stored
+                done = {k: v for k, v in lost.stored.items() if k != PENDING}
+                await store.save(done)
+        except WatcherStateConflict as lost:  # raced twice: it stays pending (a restart fires it again)
+            return lost.stored
         except (LinkMsgError, OSError) as exc:
             self.log.warning(
                 "%s watcher %s: could not record that the triggerer took the event (%s); a restart before "
