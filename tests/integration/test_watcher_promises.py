@@ -96,3 +96,25 @@ async def test_linkedapi_an_old_message_returned_again_never_fires_again(
     events = await collect(watcher(tmp_path), lambda: len(sinces) >= 12)
     assert len(sinces) >= 12 and sinces[1] is not None, sinces  # looks with since, the test shows something
     assert events == []  # nothing happened after the first look (which only remembers)
+
+
+async def test_linkedapi_a_future_stamped_message_hides_no_later_reply(
+    monkeypatch, hostile_factory, tmp_path
+):
+    now = datetime.now(UTC)
+    inbox = [{"id": "m-skewed", "time": iso(now + timedelta(hours=2)), "sender": "them", "text": "2 h ahead"}]
+
+    def honest(since):  # since applied exactly; a real reply arrives at the third look
+        if len(sinces) == 3:
+            inbox.append({"id": "m-real", "time": iso(datetime.now(UTC)), "sender": "them", "text": "hi"})
+        cut = datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None
+        return [
+            m for m in inbox if cut is None or datetime.fromisoformat(m["time"].replace("Z", "+00:00")) >= cut
+        ]
+
+    sinces = linkedapi_vendor(monkeypatch, hostile_factory, honest)
+    events = await collect(watcher(tmp_path), lambda: len(sinces) >= 8)
+    assert len(sinces) >= 8, sinces
+    assert sinces[1] <= iso(datetime.now(UTC)), sinces  # never a since past the look's own clock
+    assert [(e["conversations"], e["changed"]) for e in events] == [([PERSON], 1)], events
+    assert events[0]["newest_activity"].startswith(inbox[1]["time"][:19]), events  # m-real, once

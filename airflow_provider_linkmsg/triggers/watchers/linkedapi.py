@@ -31,8 +31,9 @@ class LinkedApiInboxActivityTrigger(InboxActivityTrigger):
     (``LinkedApiSynchronizeConversationsOperator``) for the watcher to see them.
 
     Its bound: a message that surfaces more than ``overlap_seconds`` older than the newest one seen in its
-    conversation is not seen by ``since`` reads (the incremental retrieve's own overlap still reads it on
-    the next run).
+    conversation (or than the look's own clock, when that newest one is stamped in the future) is not seen
+    by ``since`` reads (the incremental retrieve's own overlap still reads it on the next run). A message
+    stamped in the future does not move ``since`` past the look's clock, so it hides no real reply.
 
     :param persons: the persons whose conversations to watch, as the Linked API operators take them.
     :param linkedapi_conn_id: Airflow connection of type ``linkedapi``.
@@ -78,10 +79,13 @@ class LinkedApiInboxActivityTrigger(InboxActivityTrigger):
         return hook.account_id
 
     def _since(self, entry: dict[str, Any] | None, now: datetime) -> str | None:
-        """``overlap_seconds`` before the newest message seen: the floor of a look."""
+        """
+        ``overlap_seconds`` before the newest message seen, or before ``now`` when that one is stamped in the
+        future (a vendor clock slip must not hide the replies that come next): the floor of a look.
+        """
         if not entry or not entry.get("newest"):
             return None
-        top = parse_utc(entry["newest"])
+        top = min(parse_utc(entry["newest"]), now)
         return to_utc_iso(top - timedelta(seconds=self.overlap_seconds))
 
     async def observe(self, hook: Any, state: dict[str, Any], store: WatcherStore) -> Observation:
