@@ -14,6 +14,8 @@ import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from airflow_provider_linkmsg.triggers.watchers.linkedapi import LinkedApiInboxActivityTrigger
 from tests.compat import requires_airflow
 from tests.fixtures.hostile import send
@@ -118,3 +120,87 @@ async def test_linkedapi_a_future_stamped_message_hides_no_later_reply(
     assert sinces[1] <= iso(datetime.now(UTC)), sinces  # never a since past the look's own clock
     assert [(e["conversations"], e["changed"]) for e in events] == [([PERSON], 1)], events
     assert events[0]["newest_activity"].startswith(inbox[1]["time"][:19]), events  # m-real, once
+
+
+# ---- the same activity spelled another way (first-page watchers) ------------------------------------------
+CS_ACCOUNT, LK_ACCOUNT = "b1637db17bfb96d6131b4708", "acc_880be66a5baf"
+URN = "urn:li:msg_conversation:(urn:li:fsd_profile:ACoAAB1,2-abc)"
+MS, ISO, ISO_MS = 1764496800000, "2025-11-30T10:00:00Z", "2025-11-30T10:00:00.000Z"
+
+
+def cs_page(activity, sent, name):
+    latest = {"sentAt": sent, "text": "see you then", "senderName": name}
+    return {"conversations": [{"conversationUrn": URN, "lastActivityAt": activity, "latestMessage": latest}]}
+
+
+def linkup_page(time, profile):
+    last = {"time": time, "text": "see you then", "sender": {"profile_url": profile, "name": "Ana"}}
+    data = {"conversations": [{"conversation_id": URN, "last_message": last}]}
+    return {"success": True, "data": data, "metadata": {"credits_consumed": 1}}
+
+
+SPELLINGS = [
+    pytest.param(
+        "connectsafely", [cs_page(ISO, ISO, "Ana Diaz"), cs_page(ISO_MS, ISO_MS, "Ana Diaz")], id="cs-millis"
+    ),
+    pytest.param(
+        "connectsafely", [cs_page(MS, MS, "Ana Diaz"), cs_page(ISO_MS, ISO_MS, "Ana Diaz")], id="cs-ms-iso"
+    ),
+    pytest.param(
+        "connectsafely", [cs_page(MS, MS, "Ana Diaz"), cs_page(MS, MS, "Ana Diaz, MBA")], id="cs-renamed"
+    ),
+    pytest.param(
+        "linkup",
+        [
+            linkup_page(MS, "https://www.linkedin.com/in/ana"),
+            linkup_page(ISO, "https://www.linkedin.com/in/ana"),
+        ],
+        id="linkup-ms-iso",
+    ),
+    pytest.param(
+        "linkup",
+        [
+            linkup_page(MS, "https://www.linkedin.com/in/ana"),
+            linkup_page(MS, "https://www.linkedin.com/in/ana-diaz"),
+        ],
+        id="linkup-renamed",
+    ),
+]
+
+
+@pytest.mark.parametrize(("vendor", "pages"), SPELLINGS)
+async def test_the_same_activity_spelled_another_way_does_not_fire(
+    monkeypatch, hostile_factory, tmp_path, vendor, pages
+):
+    from airflow_provider_linkmsg.triggers.watchers.connectsafely import ConnectSafelyInboxActivityTrigger
+    from airflow_provider_linkmsg.triggers.watchers.linkup import LinkupInboxActivityTrigger
+
+    server, looks = hostile_factory(), []
+
+    def answer(seen, handler):  # the two spellings of one activity, in turn
+        looks.append(seen.path)
+        body = json.dumps(pages[len(looks) % 2]).encode()
+        send(handler, 200, body, Content_Type="application/json")
+
+    server.answer = answer
+    key, account = (
+        ("cs-test-key-0123456789", CS_ACCOUNT)
+        if vendor == "connectsafely"
+        else ("lk-test-key-0123456789", LK_ACCOUNT)
+    )
+    extra = {"base_url": server.url, "requests_per_second": 0, "account_id": account}
+    conn = {"conn_type": vendor, "password": key, "extra": extra}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{vendor.upper()}_DEFAULT", json.dumps(conn))
+    common = {
+        "account_id": account,
+        "poll_interval": POLL,
+        "staging_path": str(tmp_path),
+        "fire_on_start": False,
+    }
+    if vendor == "connectsafely":
+        trigger = ConnectSafelyInboxActivityTrigger(**common)
+    else:
+        trigger = LinkupInboxActivityTrigger(daily_credit_budget=10_000, **common)
+    events = await collect(trigger, lambda: len(looks) >= 10)
+    assert len(looks) >= 10, looks
+    assert events == []  # one activity, seen on the first look (which only remembers)

@@ -4,7 +4,10 @@ Cheap async looks at an inbox, for the activity watchers: one listing page (Conn
 shared client, retries and rate limiter in the running event loop).
 
 Each look returns :class:`Sighting` values: a conversation (or a message, for Linked API) and an opaque
-marker of what was seen, so a watcher can tell a change of the set seen from a repeat of it.
+marker of what was seen, so a watcher can tell a change of the set seen from a repeat of it. A marker is
+made of normalized times (ISO-8601 UTC, whatever spelling the vendor used) and the message's text only:
+presentation (a sender's display name or profile URL, which a sender may change) is left out, so the same
+activity spelled another way is not taken for new.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ async def connectsafely_first_page(hook: ConnectSafelyHook, account_id: str, cou
     for item in data.get("conversations") or []:
         latest = item.get("latestMessage") or {}
         activity = item.get("lastActivityAt") or latest.get("sentAt")
-        marker = listing_marker(activity, latest.get("sentAt"), latest.get("text"), latest.get("senderName"))
+        marker = listing_marker(_iso(activity), _iso(latest.get("sentAt")), latest.get("text"))
         urn = item["conversationUrn"]
         out.append(Sighting(urn, urn, marker, _iso(activity)))
     return out
@@ -114,8 +117,7 @@ async def linkup_first_page(
     for item in data.get("conversations") or []:
         last = item.get("last_message") or {}
         time = last.get("time")
-        sender = (last.get("sender") or {}).get("profile_url")
-        marker = listing_marker(time, last.get("text"), sender) if last else "empty"
+        marker = listing_marker(_iso(time), last.get("text")) if last else "empty"
         conversation = item["conversation_id"]
         out.append(Sighting(conversation, conversation, marker, _iso(time)))
     return out
