@@ -8,6 +8,7 @@ within a daily budget it is given", whichever triggerer process runs it.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -41,13 +42,25 @@ CHILD = textwrap.dedent(
 
     trigger = Watched(account_id=account, staging_path=staging, **kwargs)
 
+    from airflow_provider_linkmsg.io import state as state_module
+
+    load = state_module.JsonState.load
+
+    def slow_load(self):  # a slow store: widens any gap between reading the spend and writing it
+        data = load(self)
+        if "credits-" in str(self.path):
+            time.sleep(0.005)
+        return data
+
+    state_module.JsonState.load = slow_load
+
     async def triggerer():
         async def run():
             async for event in trigger.run():
                 print("EVENT", json.dumps(event.payload), flush=True)
 
         task = asyncio.create_task(run())
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 240
         while not os.path.exists(stop) and time.monotonic() < deadline and not task.done():
             await asyncio.sleep(0.05)
         task.cancel()
@@ -61,12 +74,14 @@ CHILD = textwrap.dedent(
 )
 
 
-def start_copies(vendor: str, account: str, tmp_path: Path, kwargs: dict, copies: int = 2):
-    import json
+def start_copies(vendor: str, account: str, tmp_path: Path, kwargs: dict, copies: int = 2, own_keys=False):
+    """Start ``copies`` processes each running the watcher (``own_keys``: each its own ``state_key``)."""
 
     staging = str(tmp_path / "staging")
     children = []
     for i in range(copies):
+        if own_keys:
+            kwargs = {**kwargs, "state_key": f"w{i}"}
         argv = [
             vendor,
             account,
@@ -86,7 +101,7 @@ def start_copies(vendor: str, account: str, tmp_path: Path, kwargs: dict, copies
     return children
 
 
-def wait_for(check, timeout: float = 60.0) -> None:
+def wait_for(check, timeout: float = 150.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "timed out waiting"
@@ -94,12 +109,10 @@ def wait_for(check, timeout: float = 60.0) -> None:
 
 
 def stop_copies(children, tmp_path: Path) -> list[list[dict]]:
-    import json
-
     (tmp_path / "stop").touch()
     out = []
     for child in children:
-        stdout, stderr = child.communicate(timeout=120)
+        stdout, stderr = child.communicate(timeout=300)
         assert child.returncode == 0, stderr[-3000:]
         out.append([json.loads(line[6:]) for line in stdout.splitlines() if line.startswith("EVENT ")])
     return out
@@ -124,3 +137,19 @@ def test_two_copies_of_a_watcher_fire_once_for_one_activity(inbox_sandbox, tmp_p
     events = [e for copy in fired for e in copy]
     assert len(events) == 3, fired  # once per activity, whichever copy fired it
     assert [e["changed"] for e in events] == [1, 1, 1] and not any(e.get("redelivered") for e in events)
+
+
+def test_linkup_watchers_in_several_triggerers_stay_within_the_daily_budget(inbox_sandbox, tmp_path):
+    budget = 60  # credits a day, 1 a look; three triggerer processes race for every one of them
+    sandbox = inbox_sandbox("linkup", conversations=5, extra={"requests_per_second": 0})
+    account = sandbox.truth("linkup")["accounts"][0]["id"]
+    kwargs = {"poll_interval": 0.002, "page_size": 10, "daily_credit_budget": budget}
+    children = start_copies("linkup", account, tmp_path, kwargs, copies=3, own_keys=True)
+    wait_for(lambda: all((tmp_path / f"ready-{i}").exists() for i in range(3)))  # all looking
+    wait_for(lambda: calls(sandbox, "linkup") >= budget - 1)
+    time.sleep(2.0)  # all keep trying: an overrun would show
+    stop_copies(children, tmp_path)
+    charged = sandbox.stats()["credits_by_action"]["list_inbox"]
+    assert budget - 3 <= charged <= budget, charged  # the budget spent, never overrun
+    ledger = next((tmp_path / "staging").rglob("credits-*.json"))
+    assert json.loads(ledger.read_text())["spent"] == charged

@@ -28,7 +28,12 @@ class LinkupInboxActivityTrigger(FirstPageActivityTrigger):
     that reports none counts its most possible cost). The day's spend is kept per connection and account
     (``_state/watchers/linkup/credits-<conn>-<account>.json``), not per watcher: a restart, a retuned
     watcher (another ``poll_interval`` or ``page_size``) or a second watcher of the account neither resets
-    nor overruns it (each compares the shared spend with its own budget). When the next look does not fit, the watcher logs
+    nor overruns it (each compares the shared spend with its own budget), in one triggerer or several: the
+    spend is read, checked and written as one step, under an exclusive lock of the file on the local disk
+    (``fcntl.flock``, across processes). On an object store (``s3://`` ...) there is no lock: two
+    triggerers reserving at the very same moment can overrun the budget by one look each; keep the staging
+    root of LinkupAPI watchers that share an account on a local or network disk with locks to rule that
+    out. When the next look does not fit, the watcher logs
     a warning saying so and looks again after midnight UTC; every event carries ``credits``
     (``daily_budget``, ``spent_today``, ``day``, ``exhausted``: no look fits any more today).
 
@@ -99,35 +104,49 @@ class LinkupInboxActivityTrigger(FirstPageActivityTrigger):
         day = now.date().isoformat()
         ledger = self.ledger()
         estimate = per_ten(self.page_size)
-        async with _lock(ledger):
-            kept = await ledger.load()
+        reserved: dict[str, Any] = {}
+
+        def reserve(kept: dict[str, Any]) -> None:  # under the file's lock: no other process in between
             spent = float(kept.get("spent") or 0) if kept.get("day") == day else 0.0
-            if spent + estimate > self.daily_credit_budget:
-                midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
-                if kept.get("stopped") != day:
-                    self.log.warning(
-                        "linkup watcher on %s: daily_credit_budget=%g reached (%g spent on %s, a look costs "
-                        "up to %g); no look until %s",
-                        self.account_id,
-                        self.daily_credit_budget,
-                        spent,
-                        day,
-                        estimate,
-                        midnight.isoformat(),
-                    )
-                    await ledger.save({"day": day, "spent": spent, "stopped": day})
-                wait = (midnight - now).total_seconds() + 1
-                return Observation([], None, state, wait=wait, looked=False)
-            await ledger.save({"day": day, "spent": spent + estimate})  # counted before it is sent
+            fits = spent + estimate <= self.daily_credit_budget
+            reserved.update(spent=spent, fits=fits, told=kept.get("stopped") == day)
+            kept.clear()
+            kept.update({"day": day, "spent": spent + estimate} if fits else {"day": day, "spent": spent})
+            if not fits:
+                kept["stopped"] = day
+
+        async with _lock(ledger):
+            await ledger.update(reserve)  # counted before it is sent
+        spent = reserved["spent"]
+        if not reserved["fits"]:
+            midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+            if not reserved["told"]:
+                self.log.warning(
+                    "linkup watcher on %s: daily_credit_budget=%g reached (%g spent on %s, a look costs "
+                    "up to %g); no look until %s",
+                    self.account_id,
+                    self.daily_credit_budget,
+                    spent,
+                    day,
+                    estimate,
+                    midnight.isoformat(),
+                )
+            wait = (midnight - now).total_seconds() + 1
+            return Observation([], None, state, wait=wait, looked=False)
         budget = CreditBudget(self.daily_credit_budget - spent, vendor=self.vendor)
         try:
             sightings = await linkup_first_page(hook, self.account_id, self.page_size, budget)
         finally:  # corrected to what it cost (a lost answer: the estimate), whatever the other watchers spent
-            async with _lock(ledger):
-                kept = await ledger.load()
+
+            def settle(kept: dict[str, Any]) -> None:
                 if kept.get("day") == day:
-                    spent = float(kept.get("spent") or 0) - estimate + budget.spent
-                    await ledger.save({**kept, "spent": spent})
+                    kept["spent"] = reserved["spent"] = (
+                        float(kept.get("spent") or 0) - estimate + budget.spent
+                    )
+
+            async with _lock(ledger):
+                await ledger.update(settle)
+            spent = reserved["spent"]
         extra = {"credits": self._credits(day, spent, estimate)}
         return self.observation(state, sightings, extra=extra)
 
@@ -138,6 +157,9 @@ _LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.L
 
 
 def _lock(ledger: WatcherStore) -> asyncio.Lock:
-    """One lock per ledger in the running event loop: the watchers of an account update it in turn."""
+    """
+    One lock per ledger in the running event loop: the watchers of an account in one triggerer queue here
+    (not in worker threads waiting for the file's lock, which orders them with other processes).
+    """
     locks = _LOCKS.setdefault(asyncio.get_running_loop(), {})
     return locks.setdefault(ledger.key, asyncio.Lock())

@@ -114,6 +114,12 @@ class WatcherStore:
         disk: every process's update waits its turn); returns the document written. For documents every
         copy changes, such as a LinkupAPI account's daily credit spend.
         """
-        written = await asyncio.to_thread(lambda: self.state.update(change))
-        self.revision = written.get(REVISION)
+
+        def locked(stored: dict[str, Any]) -> None:
+            revision = stored.pop(REVISION, None)
+            change(stored)
+            stored[REVISION] = (revision or 0) + 1
+
+        written = await asyncio.to_thread(lambda: self.state.update(locked))
+        self.revision = written[REVISION]
         return {k: v for k, v in written.items() if k != REVISION}
