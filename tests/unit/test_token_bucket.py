@@ -137,3 +137,75 @@ def test_a_late_answer_still_holds_the_rest_of_its_pauses_bound():
     bucket.pause(60, 8.0, cap=10, sent=0.9)  # another late one: only up to 11.0, the bound of that pause
     assert bucket.take(8.0) == pytest.approx(3.0)
     assert bucket.take(11.0) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rate=st.floats(min_value=0, max_value=1000),
+    burst=bursts,
+    steps=st.lists(
+        st.tuples(st.sampled_from(["take", "reserve", "pause"]), st.floats(min_value=0, max_value=2)),
+        max_size=60,
+    ),
+)
+def test_next_free_is_the_turn_a_booking_would_get_and_changes_nothing(rate, burst, steps):
+    bucket, now = TokenBucket(rate, burst, 0.0), 0.0
+    for step, gap in steps:
+        now += gap
+        if step == "take":
+            bucket.take(now)
+        elif step == "reserve":
+            bucket.reserve(now)
+        else:
+            bucket.pause(gap * 3, now, cap=5.0, sent=now)
+        state = (bucket.tokens, bucket.stamp, bucket.paused_until, bucket.pause_start)
+        free = bucket.next_free(now)
+        assert (bucket.tokens, bucket.stamp, bucket.paused_until, bucket.pause_start) == state
+        assert free - now == pytest.approx(bucket.reserve(now), abs=1e-9)
+
+
+def test_book_takes_a_turn_only_when_it_comes_after_the_wait_asked():
+    limiter = AsyncRateLimiter(rate=10, burst=2, max_in_flight=4)
+    assert limiter.book(0.5) == -1.0  # a token is free now: nothing booked, the caller sleeps its 0.5 s
+    assert limiter.book(0.0) == 0.0  # asked for now: booked (the first of the two tokens)
+    for _ in range(10):  # the bucket goes 1 s into debt: the next free turn is ~1.1 s away
+        limiter._schedule.reserve(time.monotonic())
+    assert limiter.book(2.0) == -1.0  # sooner than the caller's wait: nothing booked
+    booked = limiter.book(0.5)
+    assert 0.5 <= booked <= 1.2  # later than the wait: booked, and the caller sleeps until it
+    assert limiter._schedule.next_free(time.monotonic()) - time.monotonic() >= booked + 0.09  # taken
+
+
+async def test_a_booked_sleep_and_the_call_after_it_wait_once_for_the_rate(monkeypatch):
+    """The waits of a connection whose turns are booked past a poll: one sleep per look, and the rate
+    held: the turn booked while sleeping serves the next call, which does not wait for another."""
+    limiter = AsyncRateLimiter(rate=20, burst=1, max_in_flight=4)
+    turns: list[float] = []
+    real_turn = limiter.turn
+
+    async def counting_turn() -> None:
+        turns.append(time.monotonic())
+        await real_turn()
+
+    monkeypatch.setattr(limiter, "turn", counting_turn)
+    sent: list[float] = []
+
+    async def poller() -> None:  # as a trigger: book (or not) for the next poll, sleep once, then send
+        for _ in range(3):
+            delay = limiter.book(0.05)
+            if delay < 0:
+                await asyncio.sleep(0.05)
+                await limiter.turn()
+            else:
+                await asyncio.sleep(delay)
+            async with limiter:
+                sent.append(time.monotonic())
+
+    started = time.monotonic()
+    await asyncio.gather(*(poller() for _ in range(10)))
+    sent = sorted(t - started for t in sent)
+    assert _conforms(sent, 20, 1 + 1)  # the rate held (a token of slack for the loop's clock)
+    assert sent[-1] >= (30 - 1) / 20 * 0.9
+    # 30 calls; with every turn booked during the poll's sleep, only the first looks (a free token, nothing to
+    # book) take a turn of their own
+    assert len(turns) <= 12, f"{len(turns)} of 30 calls waited for a turn after their poll's sleep"

@@ -21,6 +21,9 @@ class AsyncRateLimiter:
       sleeps once until it (one timer; no queue of futures, no herd woken together to race for a token).
       A thousand callers asking twice what the limit allows wait here, each holding only its own frames,
       not the request, retry state and attempt that the limiter's inner step would hold for seconds.
+    * :meth:`book` (a trigger about to sleep until its next poll): when the connection's turns are booked
+      past that poll, the caller books its turn at once and sleeps until it, one sleep instead of the poll
+      interval and then :meth:`turn`'s wait (one timer and one sleeping frame per look, not two).
     * ``async with limiter`` (each attempt): an in-flight slot, then a token of the *send* bucket taken at
       the moment of sending, as the sync limiter does. This bucket alone holds the rate limit, whatever
       the schedule said: a caller that comes late (a stalled loop, a retry, a pause) waits here again.
@@ -40,6 +43,17 @@ class AsyncRateLimiter:
         delay = self._schedule.reserve(time.monotonic())
         if delay > 0:
             await asyncio.sleep(delay)
+
+    def book(self, seconds: float) -> float:
+        """
+        For a caller that will request in ``seconds`` at the earliest (a trigger's next poll): when the next
+        free turn comes no earlier than that, book it now and return how long until it (so the caller sleeps
+        once, and its request then takes no :meth:`turn`); else book nothing and return ``-1``.
+        """
+        now = time.monotonic()
+        if self._schedule.next_free(now) < now + seconds:
+            return -1.0
+        return self._schedule.reserve(now)
 
     async def enter(self, call: Any = None) -> None:
         """

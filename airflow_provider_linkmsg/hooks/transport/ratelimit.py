@@ -48,6 +48,14 @@ class TokenBucket:
             return 0.0
         return (1 - self.tokens) / self.rate
 
+    def next_free(self, now: float) -> float:
+        """When the next free token comes (``now`` when one is there), without taking it."""
+        tokens = float(self.burst) if self.rate <= 0 else self.tokens
+        if self.rate > 0 and now > self.stamp:
+            tokens = min(self.burst, tokens + (now - self.stamp) * self.rate)
+        at = max(self.stamp, now)
+        return at if self.rate <= 0 or tokens >= 1 else at + (1 - tokens) / self.rate
+
     def reserve(self, now: float) -> float:
         """Book the next free token (now, or later when the bucket is empty); return how long until it."""
         self._refill(now)
