@@ -7,8 +7,9 @@ path, and the client, limiter and settings shared by the hooks of one connection
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -52,6 +53,8 @@ class AsyncTransport:
 
     _shared: Shared | None = None
     _pool: LoopPool | None = None
+    #: the next request's turn of the rate limit is already booked (:meth:`asleep_until_turn`)
+    _turn_booked: bool = False
 
     async def aconnect(self) -> None:
         """
@@ -70,6 +73,7 @@ class AsyncTransport:
         key = (self.vendor, self.conn_id, overrides, content_hash(self.connection))
         self._shared, self._pool = pool.acquire(key, self._make_shared), pool
         self.__dict__["conn_params"] = self._shared.params
+        self.__dict__.setdefault("redact", self._shared.redact)  # the connection's secrets: one per entry
 
     def _make_shared(self, pool: LoopPool, key: tuple[Any, ...]) -> Shared:
         """The client, limiter, settings and retry engine every hook of this connection shares in one loop."""
@@ -90,6 +94,7 @@ class AsyncTransport:
             limiter=AsyncRateLimiter(p.requests_per_second, p.burst, p.max_in_flight),
             params=p,
             retrying=build_async_retrying(),
+            redact=self.redact,
         )
 
     @property
@@ -130,7 +135,10 @@ class AsyncTransport:
         await self.aconnect()
         # wait for the connection's rate limit here, before the call, its retry state and attempt exist:
         # callers held back by the limit then hold only their own frames while they wait
-        await self._shared.limiter.turn()
+        if self._turn_booked:
+            self._turn_booked = False  # booked and waited for before this call (asleep_until_turn)
+        else:
+            await self._shared.limiter.turn()
         call = self._new_call(
             method, endpoint, params, json_body, headers, idempotent, timeout, max_retries, on_lost_answer
         )
@@ -143,6 +151,23 @@ class AsyncTransport:
             finally:
                 del outcome
         return outcome
+
+    def asleep_until_turn(self, seconds: float) -> Coroutine[Any, Any, None]:
+        """
+        Sleep ``seconds`` (a trigger's wait until its next look), or until this connection's next free turn
+        of the rate limit when that comes later: one sleep, and the next :meth:`arequest` of this hook then
+        uses the turn booked here instead of waiting for one (see :meth:`.AsyncRateLimiter.book`). A hook
+        not yet connected (:meth:`aconnect`) just sleeps: the lookup stays inside the first call.
+
+        Returns ``asyncio.sleep``'s coroutine itself, to await at once (not one more coroutine around it,
+        held by every sleeping trigger); ``aclose()`` drops a booking that a cancelled sleep left.
+        """
+        shared = self._shared
+        delay = -1.0 if shared is None or self._turn_booked else shared.limiter.book(seconds)
+        if delay < 0:
+            return asyncio.sleep(seconds)
+        self._turn_booked = True
+        return asyncio.sleep(delay)
 
     async def asend_attempt(self, call: Call) -> ApiResponse:
         """One async attempt of ``call`` (see :meth:`send_attempt`)."""
@@ -188,6 +213,6 @@ class AsyncTransport:
 
     async def aclose(self) -> None:
         """Leave the shared client (a trigger calls this when it ends); the last hook out closes it."""
-        shared, self._shared = self._shared, None
+        shared, self._shared, self._turn_booked = self._shared, None, False
         if shared is not None and self._pool is not None:
             await self._pool.release(shared)

@@ -45,7 +45,8 @@ CONNECTION_TTL = 5.0
 @dataclass
 class Shared:
     """
-    One connection's client, limiter, settings and retry engine in one loop, and how many hooks use them.
+    One connection's client, limiter, settings, retry engine and redactor (its secrets) in one loop, and how
+    many hooks use them.
 
     The :class:`tenacity.AsyncRetrying` is shared too (instead of one per hook): its per-call state lives in
     the call, and the policy's callbacks are plain functions, so one ``iter()`` of tenacity never yields to
@@ -59,6 +60,7 @@ class Shared:
     limiter: AsyncRateLimiter
     params: Any
     retrying: Any
+    redact: Any = None
     users: int = 0
 
 
