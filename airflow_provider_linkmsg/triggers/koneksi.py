@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
@@ -13,6 +12,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgRateLimitedError, LinkMsgVendorError
 from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
+from airflow_provider_linkmsg.triggers.logs import ClassLogMixin
 from airflow_provider_linkmsg.triggers.pacing import first_poll
 
 
@@ -22,7 +22,7 @@ def still_in_progress(secure_request_id: str, elapsed: float, summary: dict[str,
     return f"Koneksi generation {secure_request_id} still in_progress after {elapsed / 60:.1f} minutes, {progress}"
 
 
-class KoneksiGenerationTrigger(BaseTrigger):
+class KoneksiGenerationTrigger(ClassLogMixin, BaseTrigger):
     """
     Poll a Koneksi generation until it is complete or the deadline passes; fire one event.
 
@@ -73,10 +73,9 @@ class KoneksiGenerationTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        yield TriggerEvent(await self._wait())
-
-    async def _wait(self) -> dict[str, Any]:
+        # one coroutine per waiting trigger (no inner one): what 10,000 waiting triggers keep is what counts
         summary: dict[str, Any] | None = None
+        event: dict[str, Any] | None = None
         hook = KoneksiHook(self.koneksi_conn_id)
         try:
             await first_poll(self.poll_interval, self.deadline)
@@ -89,14 +88,16 @@ class KoneksiGenerationTrigger(BaseTrigger):
                         "Koneksi generation %s: %s; will look again", self.secure_request_id, exc
                     )
                 except LinkMsgError as exc:
-                    return {
+                    event = {
                         "status": "error",
                         "secure_request_id": self.secure_request_id,
                         "message": str(exc),
                     }
+                    break
                 else:
                     if value["generation_status"] == "complete":
-                        return {"status": "success", "summary": value}
+                        event = {"status": "success", "summary": value}
+                        break
                     if value != summary:
                         summary = value
                         self.log.info(
@@ -105,11 +106,16 @@ class KoneksiGenerationTrigger(BaseTrigger):
                             value["generated"],
                             value["requested"],
                         )
+                    value = None  # a waiting trigger holds the last summary only
                 left = self.deadline - time.time()
                 if final or left <= 0:
+                    message = still_in_progress(
+                        self.secure_request_id, time.time() - self.started_at, summary
+                    )
+                    event = {"status": "timeout", "message": message, "summary": summary}
                     break
-                await asyncio.sleep(min(self.poll_interval * random.uniform(0.9, 1.1), left))
+                # the poll interval and the connection's rate limit in one sleep
+                await hook.asleep_until_turn(min(self.poll_interval * random.uniform(0.9, 1.1), left))
         finally:
             await hook.aclose()
-        message = still_in_progress(self.secure_request_id, time.time() - self.started_at, summary)
-        return {"status": "timeout", "message": message, "summary": summary}
+        yield TriggerEvent(event)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
@@ -13,10 +12,11 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_linkmsg.exceptions import LinkMsgError
 from airflow_provider_linkmsg.hooks.linkedapi import LinkedApiHook
+from airflow_provider_linkmsg.triggers.logs import ClassLogMixin
 from airflow_provider_linkmsg.triggers.pacing import first_poll
 
 
-class LinkedApiJobTrigger(BaseTrigger):
+class LinkedApiJobTrigger(ClassLogMixin, BaseTrigger):
     """
     Poll a Linked API job (seed result links or current-API workflows) until it is done or time runs out.
 
@@ -72,9 +72,7 @@ class LinkedApiJobTrigger(BaseTrigger):
         return TriggerEvent({"status": status, "handle": self.handle, **payload})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        yield await self._wait()
-
-    async def _wait(self) -> TriggerEvent:
+        # one coroutine per waiting trigger (no inner one): what a thousand waiting triggers keep is what counts
         hook = LinkedApiHook(self.linkedapi_conn_id)
         last = None
         try:
@@ -84,15 +82,19 @@ class LinkedApiJobTrigger(BaseTrigger):
                 try:
                     status = await hook.acheck_job(self.handle)
                 except LinkMsgError as exc:
-                    return self._event("error", message=str(exc))
+                    event = self._event("error", message=str(exc))
+                    break
                 if status.done:
                     outcome = {"completed": "success"}.get(status.state, status.state)
-                    return self._event(outcome, job=status.to_dict())
+                    event = self._event(outcome, job=status.to_dict())
+                    break
                 if status.outside_working_hours and self.outside_working_hours == "fail":
-                    return self._event("outside_working_hours", job=status.to_dict(), message=status.message)
+                    event = self._event("outside_working_hours", job=status.to_dict(), message=status.message)
+                    break
                 left = self.end_time - time.time()
                 if final or left <= 0:
-                    return self._event("timeout", job=status.to_dict())  # still not done at the deadline
+                    event = self._event("timeout", job=status.to_dict())  # still not done at the deadline
+                    break
                 if status != last:
                     last = status
                     if status.outside_working_hours:
@@ -102,9 +104,12 @@ class LinkedApiJobTrigger(BaseTrigger):
                         )
                     else:
                         self.log.info("Linked API job is %s", status.describe())
-                await asyncio.sleep(min(self.poll_interval * random.uniform(0.9, 1.1), left))
+                status = None  # a waiting trigger holds the last status only
+                # the poll interval and the connection's rate limit in one sleep
+                await hook.asleep_until_turn(min(self.poll_interval * random.uniform(0.9, 1.1), left))
         finally:
             await hook.aclose()
+        yield event
 
     async def on_kill(self) -> None:
         """The deferred task was marked or cleared by a user: cancel the job's unfinished workflows."""

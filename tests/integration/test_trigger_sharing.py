@@ -111,3 +111,39 @@ async def test_a_refused_key_is_looked_up_again(shared_koneksi_sandbox, monkeypa
     trigger = KoneksiGenerationTrigger(secure_request_id=SEED_001_ID, deadline=time.time() - 1)
     assert (await anext(trigger.run())).payload["status"] == "timeout"  # within the cache's TTL
     assert len(lookups) == 2
+
+
+async def test_triggers_over_the_rate_limit_sleep_once_per_look_and_hold_the_limit(
+    shared_koneksi_sandbox, monkeypatch
+):
+    """
+    Triggers that poll faster than their connection allows: each look costs one sleep (the poll interval
+    and the wait for the connection's turn merged, :meth:`AsyncTransport.asleep_until_turn`), not a poll
+    sleep and then a second one in the limiter; the limit still holds over all of them.
+    """
+    from airflow_provider_linkmsg.hooks.transport.aratelimit import AsyncRateLimiter
+
+    set_koneksi_conn(monkeypatch, shared_koneksi_sandbox, requests_per_second=20, burst=1)
+    turns_waited: list[float] = []
+    real_turn = AsyncRateLimiter.turn
+
+    async def turn(self) -> None:
+        turns_waited.append(time.monotonic())
+        await real_turn(self)
+
+    monkeypatch.setattr(AsyncRateLimiter, "turn", turn)
+    now = time.time()
+    triggers = [  # 20 triggers polling every 0.2 s want 100 calls a second; the connection allows 20
+        KoneksiGenerationTrigger(secure_request_id=SEED_001_ID, deadline=now + 4.0, poll_interval=0.2)
+        for _ in range(20)
+    ]
+    started = time.monotonic()
+    events = await asyncio.gather(*(anext(t.run()) for t in triggers))
+    elapsed = time.monotonic() - started
+    calls = koneksi_calls(shared_koneksi_sandbox, RETRIEVE)
+    assert {e.payload["status"] for e in events} == {"timeout"}
+    assert calls <= 20 * elapsed + 1 + 1, f"{calls} calls in {elapsed:.1f} s at 20/s"
+    assert calls >= 40  # every trigger looked more than once
+    # the first look of each trigger (before it is connected) takes its turn in the call; every later look's
+    # turn was booked during its poll sleep (without the merge: one turn per call)
+    assert len(turns_waited) <= 20 + 2, f"{len(turns_waited)} turns waited for {calls} calls"

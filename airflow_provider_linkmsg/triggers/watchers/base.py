@@ -42,6 +42,7 @@ from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_linkmsg.exceptions import LinkMsgAuthError, LinkMsgError, LinkMsgValidationError
 from airflow_provider_linkmsg.triggers.watchers.store import WatcherStateConflict
+from airflow_provider_linkmsg.triggers.logs import ClassLogMixin
 
 if TYPE_CHECKING:
     from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
@@ -93,7 +94,7 @@ class Observation:
     looked: bool = True
 
 
-class InboxActivityTrigger(BaseEventTrigger):
+class InboxActivityTrigger(ClassLogMixin, BaseEventTrigger):
     """
     Base of the inbox activity watchers (one per vendor): fires a ``TriggerEvent`` whenever a look at
     the account shows activity it has not fired for.
@@ -251,7 +252,8 @@ class InboxActivityTrigger(BaseEventTrigger):
                     # resumed: the triggerer has taken the event; no await before the write starts
                     state = await self._taken(store, key, state)
                 del payload  # an idle watcher sleeps holding its state only
-                await asyncio.sleep(wait)
+                # the poll interval and the connection's rate limit in one sleep
+                await hook.asleep_until_turn(wait)
         finally:
             await hook.aclose()
 
@@ -273,17 +275,18 @@ class InboxActivityTrigger(BaseEventTrigger):
         if theirs is self._fired:
             theirs = None
         new = {**found.state, PENDING: payload or theirs} if payload or theirs else found.state
-        if new != state:
-            try:  # before the event: a restart fires a pending event again, never loses it
-                await store.save(new)
-            except WatcherStateConflict as lost:
-                self.log.info(
-                    "%s watcher %s: another copy of this watcher recorded a look first; taking its state, "
-                    "not firing (the next look fires for what is still new)",
-                    self.vendor,
-                    key,
-                )
-                return lost.stored, None, found.wait
+        if new == state:  # an idle look: keep the state held since the last change, let this copy die young
+            return state, payload, found.wait
+        try:  # before the event: a restart fires a pending event again, never loses it
+            await store.save(new)
+        except WatcherStateConflict as lost:
+            self.log.info(
+                "%s watcher %s: another copy of this watcher recorded a look first; taking its state, "
+                "not firing (the next look fires for what is still new)",
+                self.vendor,
+                key,
+            )
+            return lost.stored, None, found.wait
         return new, payload, found.wait
 
     def _replay(self, key: str, state: dict[str, Any]) -> dict[str, Any] | None:
