@@ -110,6 +110,9 @@ class LinkMsgHook(AsyncTransport, BaseHook):
     hook_name: ClassVar[str]
     vendor: ClassVar[str]
 
+    #: guards the call counters below; one for every hook (a few increments), not a lock kept per hook
+    _stats_lock: ClassVar[threading.Lock] = threading.Lock()
+
     #: statuses that mean "your credentials are wrong or no longer valid"
     auth_statuses: ClassVar[frozenset[int]] = frozenset({401})
 
@@ -128,7 +131,6 @@ class LinkMsgHook(AsyncTransport, BaseHook):
         self._base_url_override = base_url
         self._max_retries_override = max_retries
         self._max_retry_wait_override = max_retry_wait
-        self._stats_lock = threading.Lock()
         self.api_calls = 0
         self.http_requests = 0
         self.retries = 0
