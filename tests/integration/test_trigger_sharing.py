@@ -147,3 +147,28 @@ async def test_triggers_over_the_rate_limit_sleep_once_per_look_and_hold_the_lim
     # the first look of each trigger (before it is connected) takes its turn in the call; every later look's
     # turn was booked during its poll sleep (without the merge: one turn per call)
     assert len(turns_waited) <= 20 + 2, f"{len(turns_waited)} turns waited for {calls} calls"
+
+
+async def test_calls_queued_on_the_in_flight_cap_hold_no_call_state(shared_koneksi_sandbox, monkeypatch):
+    """
+    A vendor slower than the rate allows: calls queue on the connection's in-flight cap. They wait there
+    before their request, retry state and attempt are built (each waiting call holds its own frames only),
+    and every call still gets its answer.
+    """
+    import gc
+
+    from airflow_provider_linkmsg.hooks.transport.retry import Call
+
+    set_koneksi_conn(
+        monkeypatch, shared_koneksi_sandbox, requests_per_second=1000, burst=100, max_in_flight=2
+    )
+    shared_koneksi_sandbox.set_faults([{"vendor": "koneksi", "route": "*", "latency_ms": 200}])
+    hooks = [KoneksiHook() for _ in range(30)]
+    tasks = [asyncio.create_task(h.aretrieve_messages(SEED_001_ID)) for h in hooks]
+    await asyncio.sleep(0.3)  # every call has taken its turn; two are in flight, the rest queue
+    live_calls = sum(1 for o in gc.get_objects() if type(o) is Call)
+    results = await asyncio.gather(*tasks)
+    for h in hooks:
+        await h.aclose()
+    assert all(r.secure_request_id == SEED_001_ID for r in results)
+    assert live_calls <= 2 + 1, f"{live_calls} calls built while 2 may be in flight"

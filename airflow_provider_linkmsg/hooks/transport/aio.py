@@ -135,14 +135,20 @@ class AsyncTransport:
         await self.aconnect()
         # wait for the connection's rate limit here, before the call, its retry state and attempt exist:
         # callers held back by the limit then hold only their own frames while they wait
+        limiter = self._shared.limiter
         if self._turn_booked:
             self._turn_booked = False  # booked and waited for before this call (asleep_until_turn)
         else:
-            await self._shared.limiter.turn()
-        call = self._new_call(
-            method, endpoint, params, json_body, headers, idempotent, timeout, max_retries, on_lost_answer
-        )
-        outcome = await self._aretrying(arun_attempt, call)
+            await limiter.turn()
+        # and for the first attempt's in-flight slot: calls queued on the cap hold no call state either
+        await limiter.hold_slot()
+        try:
+            call = self._new_call(
+                method, endpoint, params, json_body, headers, idempotent, timeout, max_retries, on_lost_answer
+            )
+            outcome = await self._aretrying(arun_attempt, call)
+        finally:
+            limiter.drop_slot()  # a slot no attempt took (the call failed before sending)
         if isinstance(outcome, BaseException):
             if isinstance(outcome, LinkMsgAuthError) and self._pool is not None:
                 self._pool.forget(self.conn_id)  # the key may have been rotated: look it up again

@@ -24,7 +24,10 @@ class AsyncRateLimiter:
     * :meth:`book` (a trigger about to sleep until its next poll): when the connection's turns are booked
       past that poll, the caller books its turn at once and sleeps until it, one sleep instead of the poll
       interval and then :meth:`turn`'s wait (one timer and one sleeping frame per look, not two).
-    * ``async with limiter`` (each attempt): an in-flight slot, then a token of the *send* bucket taken at
+    * :meth:`hold_slot`, after the turn and still before the request is built: the in-flight slot of the
+      call's first attempt, so that calls queued on the cap (a vendor slower than the rate) hold only
+      their own frames too.
+    * ``async with limiter`` (each attempt): an in-flight slot (the one held, for a first attempt), then a token of the *send* bucket taken at
       the moment of sending, as the sync limiter does. This bucket alone holds the rate limit, whatever
       the schedule said: a caller that comes late (a stalled loop, a retry, a pause) waits here again.
       Callers that took their turn arrive spaced by the schedule and find their token.
@@ -37,6 +40,7 @@ class AsyncRateLimiter:
         self._bucket = TokenBucket(rate, burst, now)  # sending: the rate limit
         self._schedule = TokenBucket(rate, burst, now)  # booking: when each waiter's turn comes
         self._in_flight = asyncio.Semaphore(max(1, max_in_flight))
+        self._held: set[asyncio.Task[object] | None] = set()  # tasks holding a slot for their next attempt
 
     async def turn(self) -> None:
         """Wait until the caller's booked token comes (at once while the bucket has some)."""
@@ -55,13 +59,36 @@ class AsyncRateLimiter:
             return -1.0
         return self._schedule.reserve(now)
 
+    async def hold_slot(self) -> None:
+        """
+        Take an in-flight slot for the running task's next attempt (``async with limiter`` then uses it
+        instead of taking another): a call waits for its slot before its request, retry state and attempt
+        are built, holding only its own frames, however many calls queue when the vendor answers more
+        slowly than the rate allows. :meth:`drop_slot` gives back a slot no attempt used.
+        """
+        task = asyncio.current_task()
+        await self._in_flight.acquire()
+        self._held.add(task)
+
+    def drop_slot(self) -> None:
+        """Give back the running task's slot from :meth:`hold_slot` if no attempt took it (the call failed
+        before sending)."""
+        task = asyncio.current_task()
+        if task in self._held:
+            self._held.discard(task)
+            self._in_flight.release()
+
     async def enter(self, call: Any = None) -> None:
         """
-        An in-flight slot, then a token (``async with limiter`` without a call); :meth:`leave` gives the
-        slot back. For a ``call``, the wait counts towards its ``max_wait`` as in
-        :meth:`~.ratelimit.RateLimiter.slot`.
+        An in-flight slot (the one :meth:`hold_slot` took for this task, if any), then a token (``async with
+        limiter`` without a call); :meth:`leave` gives the slot back. For a ``call``, the wait counts
+        towards its ``max_wait`` as in :meth:`~.ratelimit.RateLimiter.slot`.
         """
-        await self._in_flight.acquire()
+        task = asyncio.current_task()
+        if task in self._held:  # taken before the call was built (hold_slot)
+            self._held.discard(task)
+        else:
+            await self._in_flight.acquire()
         try:
             budget = math.inf if call is None else call.hold_budget()
             started = time.monotonic()
