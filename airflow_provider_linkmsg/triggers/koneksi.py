@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_linkmsg.exceptions import LinkMsgError, LinkMsgRateLimitedError, LinkMsgVendorError
 from airflow_provider_linkmsg.hooks.koneksi import KoneksiHook
 from airflow_provider_linkmsg.triggers.logs import ClassLogMixin
-from airflow_provider_linkmsg.triggers.pacing import first_poll
+from airflow_provider_linkmsg.triggers.pacing import first_delay
 
 
 def still_in_progress(secure_request_id: str, elapsed: float, summary: dict[str, Any] | None) -> str:
@@ -28,7 +29,7 @@ class KoneksiGenerationTrigger(ClassLogMixin, BaseTrigger):
 
     A plain async loop over :meth:`KoneksiHook.aretrieve_messages` (httpx, the transport's retries and
     rate limit on the event loop): no threads. The first poll comes a random part of one interval after
-    the start (:func:`~airflow_provider_linkmsg.triggers.pacing.first_poll`). Transient failures (429, 5xx, resets past the transport's retries) are logged and
+    the start (:func:`~airflow_provider_linkmsg.triggers.pacing.first_delay`). Transient failures (429, 5xx, resets past the transport's retries) are logged and
     polled through; anything else ends the wait. The event is a small JSON dict with ``status``:
 
     * ``success``: complete; ``summary`` holds the id and counts.
@@ -78,8 +79,13 @@ class KoneksiGenerationTrigger(ClassLogMixin, BaseTrigger):
         event: dict[str, Any] | None = None
         hook = KoneksiHook(self.koneksi_conn_id)
         try:
-            await first_poll(self.poll_interval, self.deadline)
+            # connected first (a failure surfaces from the first poll, as without this), so that the first
+            # poll's wait books the connection's turn too: one sleep before each look, the first included
+            with contextlib.suppress(Exception):
+                await hook.aconnect()
+            wait = first_delay(self.poll_interval, self.deadline)
             while True:
+                await hook.asleep_until_turn(wait)  # the poll interval and the connection's turn in one sleep
                 final = time.time() >= self.deadline
                 try:
                     value = (await hook.aretrieve_messages(self.secure_request_id)).summary()
@@ -114,8 +120,7 @@ class KoneksiGenerationTrigger(ClassLogMixin, BaseTrigger):
                     )
                     event = {"status": "timeout", "message": message, "summary": summary}
                     break
-                # the poll interval and the connection's rate limit in one sleep
-                await hook.asleep_until_turn(min(self.poll_interval * random.uniform(0.9, 1.1), left))
+                wait = min(self.poll_interval * random.uniform(0.9, 1.1), left)
         finally:
             await hook.aclose()
         yield TriggerEvent(event)

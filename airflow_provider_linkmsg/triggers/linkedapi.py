@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_linkmsg.exceptions import LinkMsgError
 from airflow_provider_linkmsg.hooks.linkedapi import LinkedApiHook
 from airflow_provider_linkmsg.triggers.logs import ClassLogMixin
-from airflow_provider_linkmsg.triggers.pacing import first_poll
+from airflow_provider_linkmsg.triggers.pacing import first_delay
 
 
 class LinkedApiJobTrigger(ClassLogMixin, BaseTrigger):
@@ -22,7 +23,7 @@ class LinkedApiJobTrigger(ClassLogMixin, BaseTrigger):
 
     A plain async loop over :meth:`LinkedApiHook.acheck_job` (httpx, the transport's retries and rate
     limit on the event loop): no threads. The first check comes a random part of one interval after the
-    start (:func:`~airflow_provider_linkmsg.triggers.pacing.first_poll`). Fires one event, a small JSON dict with ``status``:
+    start (:func:`~airflow_provider_linkmsg.triggers.pacing.first_delay`). Fires one event, a small JSON dict with ``status``:
 
     * ``success``: the job completed; ``job`` holds the per-person outcomes.
     * ``failed`` / ``cancelled``: the vendor failed or cancelled it; ``job`` says why.
@@ -76,8 +77,13 @@ class LinkedApiJobTrigger(ClassLogMixin, BaseTrigger):
         hook = LinkedApiHook(self.linkedapi_conn_id)
         last = None
         try:
-            await first_poll(self.poll_interval, self.end_time)
+            # connected first (a failure surfaces from the first poll, as without this), so that the first
+            # poll's wait books the connection's turn too: one sleep before each look, the first included
+            with contextlib.suppress(Exception):
+                await hook.aconnect()
+            wait = first_delay(self.poll_interval, self.end_time)
             while True:
+                await hook.asleep_until_turn(wait)  # the poll interval and the connection's turn in one sleep
                 final = time.time() >= self.end_time
                 try:
                     status = await hook.acheck_job(self.handle)
@@ -105,8 +111,7 @@ class LinkedApiJobTrigger(ClassLogMixin, BaseTrigger):
                     else:
                         self.log.info("Linked API job is %s", status.describe())
                 status = None  # a waiting trigger holds the last status only
-                # the poll interval and the connection's rate limit in one sleep
-                await hook.asleep_until_turn(min(self.poll_interval * random.uniform(0.9, 1.1), left))
+                wait = min(self.poll_interval * random.uniform(0.9, 1.1), left)
         finally:
             await hook.aclose()
         yield event

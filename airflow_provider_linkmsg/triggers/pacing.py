@@ -9,6 +9,11 @@ from collections.abc import Coroutine
 from typing import Any
 
 
+def first_delay(poll_interval: float, deadline: float) -> float:
+    """A random part of one interval (never past ``deadline``): the wait before the first poll (:func:`first_poll`)."""
+    return random.uniform(0, max(0.0, min(poll_interval, deadline - time.time())))
+
+
 def first_poll(poll_interval: float, deadline: float) -> Coroutine[Any, Any, None]:
     """
     Wait a random part of one interval before the first poll (never past ``deadline``): the sensor looked
@@ -18,4 +23,4 @@ def first_poll(poll_interval: float, deadline: float) -> Coroutine[Any, Any, Non
     Returns ``asyncio.sleep``'s coroutine itself, to await at once (no coroutine of its own around it:
     thousands of triggers sleep here together).
     """
-    return asyncio.sleep(random.uniform(0, max(0.0, min(poll_interval, deadline - time.time()))))
+    return asyncio.sleep(first_delay(poll_interval, deadline))
