@@ -7,9 +7,8 @@ path, and the client, limiter and settings shared by the hooks of one connection
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -32,6 +31,7 @@ from airflow_provider_linkmsg.hooks.transport.ahttp import (
 from airflow_provider_linkmsg.hooks.transport.alookup import alook_up
 from airflow_provider_linkmsg.hooks.transport.apool import LoopPool, Shared, content_hash, loop_pool
 from airflow_provider_linkmsg.hooks.transport.aratelimit import AsyncRateLimiter
+from airflow_provider_linkmsg.hooks.transport.asleep import sleep as shared_sleep
 from airflow_provider_linkmsg.hooks.transport.http import BodyDeadline
 from airflow_provider_linkmsg.hooks.transport.retry import (
     Call,
@@ -159,22 +159,33 @@ class AsyncTransport:
                 del outcome
         return outcome
 
-    def asleep_until_turn(self, seconds: float) -> Coroutine[Any, Any, None]:
+    def asleep_until_turn(self, seconds: float) -> Awaitable[None]:
         """
-        Sleep ``seconds`` (a trigger's wait until its next look), or until this connection's next free turn
-        of the rate limit when that comes later: one sleep, and the next :meth:`arequest` of this hook then
-        uses the turn booked here instead of waiting for one (see :meth:`.AsyncRateLimiter.book`). A hook
-        not yet connected (:meth:`aconnect`) just sleeps: the lookup stays inside the first call.
+        Sleep ``seconds`` (a trigger's wait until its next look), then until this connection's next free turn
+        of the rate limit: the next :meth:`arequest` of this hook uses the turn booked here instead of waiting
+        for one inside the call, where it would hold the look's frames and state. When the turns are booked
+        past ``seconds`` already, the turn is booked at once and it is one sleep
+        (:meth:`.AsyncRateLimiter.book`); else the turn is booked when the sleep ends. A hook not yet
+        connected (:meth:`aconnect`) just sleeps: the lookup stays inside the first call.
 
-        Returns ``asyncio.sleep``'s coroutine itself, to await at once (not one more coroutine around it,
-        held by every sleeping trigger); ``aclose()`` drops a booking that a cancelled sleep left.
+        Returns the wait to await at once: in the first case one future on the loop's shared timers
+        (:func:`.asleep.sleep`), no coroutine around it. ``aclose()`` drops a booking that a cancelled wait left.
         """
         shared = self._shared
-        delay = -1.0 if shared is None or self._turn_booked else shared.limiter.book(seconds)
+        if shared is None or self._turn_booked:
+            return shared_sleep(seconds)
+        delay = shared.limiter.book(seconds)
         if delay < 0:
-            return asyncio.sleep(seconds)
+            return self._sleep_then_turn(shared.limiter, seconds)
         self._turn_booked = True
-        return asyncio.sleep(delay)
+        return shared_sleep(delay)
+
+    async def _sleep_then_turn(self, limiter: AsyncRateLimiter, seconds: float) -> None:
+        await shared_sleep(seconds)
+        delay = limiter.book(0.0)  # the next free turn is never before now: always booked
+        self._turn_booked = True
+        if delay > 0:
+            await shared_sleep(delay)
 
     async def asend_attempt(self, call: Call) -> ApiResponse:
         """One async attempt of ``call`` (see :meth:`send_attempt`)."""

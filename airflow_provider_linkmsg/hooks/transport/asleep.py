@@ -1,0 +1,70 @@
+"""
+The waits of the triggers of one event loop between their looks, sharing timers: a wait that ends within the
+same :data:`QUANTUM` as others shares their one timer.
+
+Why not ``asyncio.sleep`` per wait: each makes a coroutine, a future, a timer handle and its argument tuple,
+besides the task's wake-up callback and the future's iterator; a trigger's wait lasts its poll interval, so
+all of it outlives the collector's young generations, and ten thousand triggers each waiting once per look
+fill the oldest generation with them (and so drive its full collections of the whole triggerer heap). Here a
+wait is one future (plus the two objects awaiting any future takes), in the list of its time slot; one timer
+per slot sets them all. A wait ends at most one quantum after the time asked (and, as with asyncio's own timers,
+not before it by more than the loop's clock resolution); a cancelled wait
+(its task cancelled) stays in its slot's list, done, until the slot's time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+
+#: the width of a time slot (seconds): waits that end in one slot share a timer, and end together. Turns of a
+#: connection booked ``1 / requests_per_second`` apart then go out up to ``requests_per_second x QUANTUM``
+#: together: within the bucket's burst for every vendor default (at most 0.1) and the sandbox's (25 of 50)
+QUANTUM = 0.05
+
+
+class Sleeps:
+    """The waits of one event loop, grouped by the slot of :data:`QUANTUM` seconds they end in."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._slots: dict[int, list[asyncio.Future[None]]] = {}
+
+    def sleep(self, seconds: float) -> asyncio.Future[None]:
+        """A future done ``seconds`` from now (at most one quantum later), to await at once."""
+        loop = self._loop
+        waiter: asyncio.Future[None] = loop.create_future()
+        slot = math.ceil((loop.time() + max(0.0, seconds)) / QUANTUM)
+        waiters = self._slots.get(slot)
+        if waiters is None:
+            waiters = self._slots[slot] = []
+            loop.call_at(slot * QUANTUM, self._wake, slot)
+        waiters.append(waiter)
+        return waiter
+
+    def _wake(self, slot: int) -> None:
+        for waiter in self._slots.pop(slot, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+#: the attribute of the running event loop that holds its waits
+_ON_LOOP = "_linkmsg_sleeps"
+
+
+def loop_sleeps() -> Sleeps:
+    """The waits of the running event loop, kept on the loop (a loop that takes no attributes gives each
+    caller its own: a timer each, still correct)."""
+    loop = asyncio.get_running_loop()
+    sleeps = getattr(loop, _ON_LOOP, None)
+    if sleeps is None:
+        sleeps = Sleeps(loop)
+        with contextlib.suppress(AttributeError):
+            setattr(loop, _ON_LOOP, sleeps)
+    return sleeps
+
+
+def sleep(seconds: float) -> asyncio.Future[None]:
+    """Wait ``seconds`` on the running loop's shared timers (:class:`Sleeps`); await the result at once."""
+    return loop_sleeps().sleep(seconds)
