@@ -29,6 +29,7 @@ in the provider: logged with its traceback and raised, so the triggerer records 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import math
@@ -195,7 +196,7 @@ class InboxActivityTrigger(ClassLogMixin, BaseEventTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_provider_linkmsg.triggers.pacing import first_poll
+        from airflow_provider_linkmsg.triggers.pacing import first_delay
         from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
 
         self.check_arguments()
@@ -205,7 +206,14 @@ class InboxActivityTrigger(ClassLogMixin, BaseEventTrigger):
         failures = 0
         state: dict[str, Any] | None = None
         try:
-            await first_poll(self.poll_interval, math.inf)  # spread watchers started together
+            # connected first (a failure surfaces from the first look, as without this), so that the wait
+            # before the first look books the connection's turn as every later one does: watchers that start
+            # together and ask more than the limit wait for their first look in that one sleep, not in a
+            # second one inside the look (holding its frames)
+            with contextlib.suppress(Exception):
+                await hook.aconnect()
+            # spread watchers started together
+            await hook.asleep_until_turn(first_delay(self.poll_interval, math.inf))
             while True:
                 wait = self.poll_interval * random.uniform(0.9, 1.1)
                 payload: dict[str, Any] | None = None
