@@ -161,7 +161,7 @@ def test_next_free_is_the_turn_a_booking_would_get_and_changes_nothing(rate, bur
         state = (bucket.tokens, bucket.stamp, bucket.paused_until, bucket.pause_start)
         free = bucket.next_free(now)
         assert (bucket.tokens, bucket.stamp, bucket.paused_until, bucket.pause_start) == state
-        assert free - now == pytest.approx(bucket.reserve(now), abs=1e-9)
+        assert free - now == pytest.approx(bucket.reserve(now), rel=1e-9, abs=1e-9)
 
 
 def test_book_takes_a_turn_only_when_it_comes_after_the_wait_asked():
