@@ -42,8 +42,8 @@ from airflow.providers.common.compat.triggers import BaseEventTrigger
 from airflow.triggers.base import TriggerEvent
 
 from airflow_provider_linkmsg.exceptions import LinkMsgAuthError, LinkMsgError, LinkMsgValidationError
-from airflow_provider_linkmsg.triggers.watchers.store import WatcherStateConflict
 from airflow_provider_linkmsg.triggers.logs import ClassLogMixin
+from airflow_provider_linkmsg.triggers.watchers.store import WatcherStateConflict
 
 if TYPE_CHECKING:
     from airflow_provider_linkmsg.triggers.watchers.store import WatcherStore
