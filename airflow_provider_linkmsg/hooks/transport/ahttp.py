@@ -44,20 +44,16 @@ def async_transport(
     """
     proxies = requests.utils.get_environ_proxies(base_url)
     proxy = proxies.get(base_url.split(":", 1)[0]) or proxies.get("all")
-    return httpx.AsyncHTTPTransport(
-        verify=ssl_context(ca_bundle()),
-        proxy=proxy,
-        trust_env=False,
-        limits=httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight),
-    )
-
-
-def ca_bundle() -> str | None:
-    """The CA bundle the environment names (as requests reads it), or ``None`` for certifi's."""
-    return (
+    bundle = (
         os.environ.get("REQUESTS_CA_BUNDLE")
         or os.environ.get("CURL_CA_BUNDLE")
         or os.environ.get("SSL_CERT_FILE")
+    )
+    return httpx.AsyncHTTPTransport(
+        verify=ssl_context(bundle),
+        proxy=proxy,
+        trust_env=False,
+        limits=httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight),
     )
 
 

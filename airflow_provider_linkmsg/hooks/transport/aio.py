@@ -66,10 +66,9 @@ class AsyncTransport:
             return
         pool = loop_pool()
         if "connection" not in self.__dict__ or "connection_extra" not in self.__dict__:
-            conn, extra, redact = await pool.connection(self.conn_id, lambda: alook_up(self, pool))
+            conn, extra = await pool.connection(self.conn_id, lambda: alook_up(self))
             self.__dict__["connection"] = self._checked(conn)
             self.__dict__["connection_extra"] = extra
-            self.__dict__.setdefault("redact", redact)  # built off the loop (alook_up)
         overrides = (self._base_url_override, self._max_retries_override, self._max_retry_wait_override)
         key = (self.vendor, self.conn_id, overrides, content_hash(self.connection))
         self._shared, self._pool = pool.acquire(key, self._make_shared), pool

@@ -12,19 +12,12 @@ helpers (``apache-airflow-providers-common-compat``), as the official providers'
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 
-from airflow_provider_linkmsg.hooks.transport.ahttp import ca_bundle
-from airflow_provider_linkmsg.hooks.transport.redact import Redactor, secret_values
-
 if TYPE_CHECKING:
     from airflow_provider_linkmsg.hooks.base import LinkMsgHook
-    from airflow_provider_linkmsg.hooks.transport.apool import LoopPool
 
 
 async def amask_secret(value: str) -> None:
@@ -40,25 +33,11 @@ async def amask_secret(value: str) -> None:
         await masker(value)
 
 
-async def alook_up(hook: LinkMsgHook, pool: LoopPool) -> tuple[Any, dict[str, Any], Redactor]:
-    """
-    ``hook``'s connection, its extra and the redactor of its secrets, looked up without blocking the loop,
-    the API key masked. What the loop's first call of a connection would otherwise build on the loop (the
-    redactor's pattern of every spelling of each secret, the SSL context, anyio's asyncio backend: 0.2-0.9 s
-    at a triggerer's start, a stall of every trigger) is prepared in a worker thread (:func:`_prepare`).
-    """
+async def alook_up(hook: LinkMsgHook) -> tuple[Any, dict[str, Any]]:
+    """``hook``'s connection and its extra, looked up without blocking the loop, the API key masked."""
     conn = await get_async_connection(hook.conn_id, hook=hook)
     extra = await get_async_extra_dejson(conn)
     api_key = hook.api_key_of(conn, extra)
     if api_key:
         await amask_secret(api_key)
-    redact = await asyncio.to_thread(_prepare, api_key, extra, pool)
-    return conn, extra, redact
-
-
-def _prepare(api_key: str, extra: dict[str, Any], pool: LoopPool) -> Redactor:
-    """In a worker thread: the connection's redactor, and the loop's SSL context and anyio backend warmed."""
-    with contextlib.suppress(ImportError):  # what anyio imports on its first use in a loop
-        importlib.import_module("anyio._backends._asyncio")
-    pool.ssl_context(ca_bundle())
-    return Redactor(secret_values(api_key, extra))
+    return conn, extra
