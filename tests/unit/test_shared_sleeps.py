@@ -58,7 +58,8 @@ async def test_a_cancelled_wait_leaves_the_others_and_keeps_no_task():
     del tasks
     gc.collect()
     assert not any(
-        isinstance(t, asyncio.Task) and t.get_coro().__qualname__.endswith("waiter") for t in gc.get_objects()
+        issubclass(type(t), asyncio.Task) and t.get_coro().__qualname__.endswith("waiter")
+        for t in gc.get_objects()
     )
     assert loop.is_running()
 
