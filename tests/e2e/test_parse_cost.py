@@ -66,8 +66,13 @@ HEAVY = {
 }
 
 #: below a heavy prefix, what a DAG file may import: the activity watchers, which an ``AssetWatcher`` takes
-#: at parse time (their looks import the hooks lazily), and the triggers package holding them
-ALLOWED = {"airflow_provider_linkmsg.triggers", "airflow_provider_linkmsg.triggers.watchers"}
+#: at parse time (their looks import the hooks lazily), the triggers package holding them, and the triggers'
+#: class logger (triggers/logs.py: Airflow's LoggingMixin only, already loaded by any DAG file)
+ALLOWED = {
+    "airflow_provider_linkmsg.triggers",
+    "airflow_provider_linkmsg.triggers.logs",
+    "airflow_provider_linkmsg.triggers.watchers",
+}
 
 #: what any DAG file pays, whatever provider it uses: Airflow's SDK and DAGs built with it
 BASELINE = r"""
