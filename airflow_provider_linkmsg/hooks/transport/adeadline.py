@@ -20,9 +20,10 @@ itself again for the earliest one left. An attempt that ends leaves nothing behi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from typing import Any
+
+from airflow_provider_linkmsg.hooks.transport.onloop import on_loop
 
 #: what a deadline may be reached early by (the loop's timers fire up to its clock resolution early)
 _EARLY = 0.001
@@ -111,10 +112,4 @@ _ON_LOOP = "_linkmsg_deadlines"
 def loop_deadlines() -> Deadlines:
     """The deadlines of the running event loop, kept on the loop (a loop that takes no attributes, such as
     uvloop's, gives each caller its own: one timer each, still correct)."""
-    loop = asyncio.get_running_loop()
-    deadlines = getattr(loop, _ON_LOOP, None)
-    if deadlines is None:
-        deadlines = Deadlines()
-        with contextlib.suppress(AttributeError):
-            setattr(loop, _ON_LOOP, deadlines)
-    return deadlines
+    return on_loop(_ON_LOOP, lambda loop: Deadlines())

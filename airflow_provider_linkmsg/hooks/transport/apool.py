@@ -26,7 +26,6 @@ Design, and why:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import ssl
 import time
@@ -37,6 +36,7 @@ from typing import Any
 import httpx
 
 from airflow_provider_linkmsg.hooks.transport.aratelimit import AsyncRateLimiter
+from airflow_provider_linkmsg.hooks.transport.onloop import on_loop
 
 #: seconds a looked-up connection is reused by triggers that start after it, at most
 CONNECTION_TTL = 5.0
@@ -143,13 +143,7 @@ def loop_pool() -> LoopPool:
     no registry of ours in the module. A loop that takes no attributes (uvloop's) gives each caller a pool
     of its own: nothing is shared there, and nothing is wrong either.
     """
-    loop = asyncio.get_running_loop()
-    pool = getattr(loop, _ON_LOOP, None)
-    if pool is None:
-        pool = LoopPool()
-        with contextlib.suppress(AttributeError):
-            setattr(loop, _ON_LOOP, pool)
-    return pool
+    return on_loop(_ON_LOOP, lambda loop: LoopPool())
 
 
 def content_hash(conn: Any) -> str:

@@ -15,8 +15,9 @@ not before it by more than the loop's clock resolution); a cancelled wait
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
+
+from airflow_provider_linkmsg.hooks.transport.onloop import on_loop
 
 #: the width of a time slot (seconds): waits that end in one slot share a timer, and end together. Turns of a
 #: connection booked ``1 / requests_per_second`` apart then go out up to ``requests_per_second x QUANTUM``
@@ -56,13 +57,7 @@ _ON_LOOP = "_linkmsg_sleeps"
 def loop_sleeps() -> Sleeps:
     """The waits of the running event loop, kept on the loop (a loop that takes no attributes gives each
     caller its own: a timer each, still correct)."""
-    loop = asyncio.get_running_loop()
-    sleeps = getattr(loop, _ON_LOOP, None)
-    if sleeps is None:
-        sleeps = Sleeps(loop)
-        with contextlib.suppress(AttributeError):
-            setattr(loop, _ON_LOOP, sleeps)
-    return sleeps
+    return on_loop(_ON_LOOP, Sleeps)
 
 
 def sleep(seconds: float) -> asyncio.Future[None]:
