@@ -79,11 +79,13 @@ class KoneksiGenerationTrigger(ClassLogMixin, BaseTrigger):
         event: dict[str, Any] | None = None
         hook = KoneksiHook(self.koneksi_conn_id)
         try:
-            # connected first (a failure surfaces from the first poll, as without this), so that the first
-            # poll's wait books the connection's turn too: one sleep before each look, the first included
+            # triggers that start together spread over one interval (not yet connected: a plain sleep), then
+            # connect, mostly from the loop's cached lookup (a failure surfaces from the first poll, as without
+            # this), so that every look's wait books the connection's turn, the first one's included
+            await hook.asleep_until_turn(first_delay(self.poll_interval, self.deadline))
             with contextlib.suppress(Exception):
                 await hook.aconnect()
-            wait = first_delay(self.poll_interval, self.deadline)
+            wait = 0.0
             while True:
                 await hook.asleep_until_turn(wait)  # the poll interval and the connection's turn in one sleep
                 final = time.time() >= self.deadline

@@ -77,11 +77,11 @@ class LinkedApiJobTrigger(ClassLogMixin, BaseTrigger):
         hook = LinkedApiHook(self.linkedapi_conn_id)
         last = None
         try:
-            # connected first (a failure surfaces from the first poll, as without this), so that the first
-            # poll's wait books the connection's turn too: one sleep before each look, the first included
+            # spread over one interval, then connected, as the Koneksi trigger (see there)
+            await hook.asleep_until_turn(first_delay(self.poll_interval, self.end_time))
             with contextlib.suppress(Exception):
                 await hook.aconnect()
-            wait = first_delay(self.poll_interval, self.end_time)
+            wait = 0.0
             while True:
                 await hook.asleep_until_turn(wait)  # the poll interval and the connection's turn in one sleep
                 final = time.time() >= self.end_time

@@ -70,3 +70,43 @@ async def test_no_wait_still_ends_within_a_slot(seconds):
     start = loop.time()
     await sleep(seconds)
     assert loop.time() - start <= QUANTUM + 0.25
+
+
+async def test_waits_of_a_late_slot_end_a_batch_per_turn_of_the_loop_in_order():
+    """
+    The loop held up past several slots (a full collection, say): their waits end WAKE_BATCH per turn of the
+    loop, in the order they were due, so the woken triggers take turns with the loop's other work.
+    """
+    import time
+
+    loop = asyncio.get_running_loop()
+    turn = 0
+
+    def count_turns() -> None:  # one call per turn of the loop
+        nonlocal turn
+        turn += 1
+        if not stop:
+            loop.call_soon(count_turns)
+
+    stop = False
+    woken: list[tuple[int, int]] = []  # (waiter, turn it resumed in)
+
+    async def waiter(i: int, seconds: float) -> None:
+        await sleep(seconds)
+        woken.append((i, turn))
+
+    n = 5 * asleep.WAKE_BATCH
+    tasks = [asyncio.create_task(waiter(i, QUANTUM * (1 + i // 40))) for i in range(n)]  # over 4 slots
+    await asyncio.sleep(0)  # every waiter waits
+    loop.call_soon(count_turns)
+    time.sleep(6 * QUANTUM)  # the loop held up past all four slots
+    await asyncio.gather(*tasks)
+    stop = True
+    per_turn: dict[int, int] = {}
+    for _, t in woken:
+        per_turn[t] = per_turn.get(t, 0) + 1
+    assert len(woken) == n
+    assert max(per_turn.values()) <= asleep.WAKE_BATCH < n  # not all in one turn
+    assert len(per_turn) >= n // asleep.WAKE_BATCH
+    slots = [i // 40 for i, _ in woken]
+    assert slots == sorted(slots)  # a slot's waits end before a later slot's

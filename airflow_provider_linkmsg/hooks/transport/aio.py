@@ -7,6 +7,7 @@ path, and the client, limiter and settings shared by the hooks of one connection
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -177,6 +178,10 @@ class AsyncTransport:
         if delay < 0:
             return self._sleep_then_turn(shared.limiter, seconds)
         self._turn_booked = True
+        if delay <= 0:  # the turn is now (a first look): no sleep at all
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
         return shared_sleep(delay)
 
     async def _sleep_then_turn(self, limiter: AsyncRateLimiter, seconds: float) -> None:

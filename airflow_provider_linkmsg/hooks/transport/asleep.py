@@ -7,14 +7,16 @@ besides the task's wake-up callback and the future's iterator; a trigger's wait 
 all of it outlives the collector's young generations, and ten thousand triggers each waiting once per look
 fill the oldest generation with them (and so drive its full collections of the whole triggerer heap). Here a
 wait is one future (plus the two objects awaiting any future takes), in the list of its time slot; one timer
-per slot sets them all. A wait ends at most one quantum after the time asked (and, as with asyncio's own timers,
-not before it by more than the loop's clock resolution); a cancelled wait
+per slot sets them all, :data:`WAKE_BATCH` at a time. A wait ends at most one quantum after the time asked (later
+when the loop was held up: then in order), and, as with asyncio's own timers, not before it by more than the
+loop's clock resolution; a cancelled wait
 (its task cancelled) stays in its slot's list, done, until the slot's time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 
 from airflow_provider_linkmsg.hooks.transport.onloop import on_loop
@@ -24,6 +26,12 @@ from airflow_provider_linkmsg.hooks.transport.onloop import on_loop
 #: together: within the bucket's burst for every vendor default (at most 0.1) and the sandbox's (25 of 50)
 QUANTUM = 0.05
 
+#: the most waits ended in one turn of the event loop. A slot's timer that fires late (the loop was held up, by
+#: a full collection say) comes with the timers of every slot it missed: ended all at once, their triggers'
+#: looks would all run in the loop's next turn and hold it up again, by as long as all of them take. Ended a
+#: batch at a time (in order), the looks take turns with the loop's other work. A slot on time has fewer.
+WAKE_BATCH = 32
+
 
 class Sleeps:
     """The waits of one event loop, grouped by the slot of :data:`QUANTUM` seconds they end in."""
@@ -31,6 +39,8 @@ class Sleeps:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._slots: dict[int, list[asyncio.Future[None]]] = {}
+        self._due: collections.deque[asyncio.Future[None]] = collections.deque()  # to end, in order
+        self._draining = False
 
     def sleep(self, seconds: float) -> asyncio.Future[None]:
         """A future done ``seconds`` from now (at most one quantum later), to await at once."""
@@ -45,9 +55,22 @@ class Sleeps:
         return waiter
 
     def _wake(self, slot: int) -> None:
-        for waiter in self._slots.pop(slot, ()):
-            if not waiter.done():
+        self._due.extend(self._slots.pop(slot, ()))
+        if not self._draining:
+            self._draining = True
+            self._drain()
+
+    def _drain(self) -> None:
+        """End up to :data:`WAKE_BATCH` waits; the rest in the loop's next turn."""
+        due = self._due
+        for _ in range(min(WAKE_BATCH, len(due))):
+            waiter = due.popleft()
+            if not waiter.done():  # not cancelled
                 waiter.set_result(None)
+        if due:
+            self._loop.call_soon(self._drain)
+        else:
+            self._draining = False
 
 
 #: the attribute of the running event loop that holds its waits

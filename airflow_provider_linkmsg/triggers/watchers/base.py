@@ -206,14 +206,15 @@ class InboxActivityTrigger(ClassLogMixin, BaseEventTrigger):
         failures = 0
         state: dict[str, Any] | None = None
         try:
-            # connected first (a failure surfaces from the first look, as without this), so that the wait
-            # before the first look books the connection's turn as every later one does: watchers that start
-            # together and ask more than the limit wait for their first look in that one sleep, not in a
-            # second one inside the look (holding its frames)
+            # watchers started together spread over one interval (not yet connected: a plain sleep), then
+            # connect, mostly from the loop's cached lookup (a failure surfaces from the first look, as without
+            # this), and book the first look's turn as every later one does: watchers that start together and
+            # ask more than the limit wait for their first look in that sleep, not inside the look (holding its
+            # frames). Connecting before the spread would wake them all at once when the lookup ends.
+            await hook.asleep_until_turn(first_delay(self.poll_interval, math.inf))
             with contextlib.suppress(Exception):
                 await hook.aconnect()
-            # spread watchers started together
-            await hook.asleep_until_turn(first_delay(self.poll_interval, math.inf))
+            await hook.asleep_until_turn(0.0)
             while True:
                 wait = self.poll_interval * random.uniform(0.9, 1.1)
                 payload: dict[str, Any] | None = None
