@@ -144,9 +144,13 @@ def _triggerer(r: dict) -> list[dict]:
             f"waiting at the start), {row['wall_s']:.1f} s, ideal {row['ideal_s']:.1f} s (strict "
             f"{row['strict_ideal_s']:.1f} s); {row['polls']} polls, {row['polls_per_s']:.0f}/s (limit "
             f"{row['rate_limit']:g}/s); {row['full_gcs']} full GC(s), longest {row['max_full_gc_ms']:.0f} ms; "
-            f"longest stall outside a full GC {row['max_stall_outside_gc_ms']:.0f} ms; control of bare "
-            f"triggers: {row['control_full_gcs']} full GC(s), stall {row['control_stall_ms']:.0f} ms; run by "
-            f"{row['run_by']}"
+            f"longest stall outside a full GC {row['max_stall_outside_gc_ms']:.0f} ms (worst: "
+            f"{row['worst_stalls']}); plain pollers (plain httpx, the same number of looks: "
+            f"{row['plain_polls']} polls, one every {row['plain_interval_s']:.1f} s each, {row['plain_wall_s']:.1f}"
+            f" s): {row['plain_full_gcs']} full GC(s), longest {row['plain_max_full_gc_ms']:.0f} ms, stall outside "
+            f"them {row['plain_stall_outside_gc_ms']:.0f} ms; sleeping triggers (no look): "
+            f"{row['control_full_gcs']} full GC(s), stall {row['control_stall_ms']:.0f} ms; the loop's first look "
+            f"(once, before the run) {row['cold_start_ms']:.0f} ms; run by {row['run_by']}"
         )
         measure = (
             f"{row['ratio']:.2f}x ideal ({row['strict_ratio']:.2f}x strict), stall "
@@ -167,8 +171,14 @@ def _watchers(r: dict) -> list[dict]:
             f"{row['burst']}), looks every {row['poll_interval_s']:g} s ({row['demand_rps']:g}/s asked), "
             f"{row['seconds']:g} s x {r['repetitions']}: {span(row['mean_rps'], '/s')} mean, busiest second "
             f"{span(row['max_second_calls'], 'calls')}; full GCs {row['full_gcs']} (longest "
-            f"{span(row['gc_pause_ms'], 'ms')}), stall outside them {span(row['stall_outside_gc_ms'], 'ms')}; "
-            f"control of bare tasks: stall {span(row['control_stall_ms'], 'ms')}, full GCs "
+            f"{span(row['gc_pause_ms'], 'ms')}), stall outside them {span(row['stall_outside_gc_ms'], 'ms')}"
+            + (
+                ""
+                if row["gc_freeze"]
+                else f"; plain pollers (plain httpx, as many looks): full GCs {row['plain_full_gcs']}, stall "
+                f"{span(row['plain_stall_ms'], 'ms')}, outside full GCs {span(row['plain_stall_outside_gc_ms'], 'ms')}"
+            )
+            + f"; sleeping watchers (no look): stall {span(row['control_stall_ms'], 'ms')}, full GCs "
             f"{row['control_full_gcs']}; first look of the loop {row['cold_start_stall_ms']:.0f} ms (once)"
         )
         measure = (

@@ -37,4 +37,5 @@ def test_watchers_bench_counts_calls_against_the_limit():
         assert row["calls"][0] > 0
         assert row["demand_rps"] == pytest.approx(20 / row["poll_interval_s"])
         assert len(row["full_gcs"]) == len(row["control_full_gcs"]) == 1
+        assert len(row["plain_full_gcs"]) == 1  # the same looks, plain (the unfrozen run's)
     assert len(bench_main.BENCHMARKS["watchers"](result)) == 4
