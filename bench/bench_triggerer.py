@@ -37,17 +37,25 @@ requests (the young collections they cause) set how often. Each row is therefore
 same process, run the same way through ``run_trigger``:
 
 * **plain pollers** (:func:`_plain_poller`): the same number of triggers making the same number of looks in
-  all (one interval for all, chosen to match ours' count), each a GET of the URL our trigger polls on one
-  ``httpx.AsyncClient`` with as many requests in flight as ours, its JSON parsed, ``asyncio.sleep`` between:
-  what the looks cost with none of our code. ``plain_full_gcs`` counts theirs.
-* **sleeping triggers** (:func:`_sleep_trigger`): each sleeps once, until its job's completion: what the
-  triggers cost with no look at all (``control_full_gcs``), shown for scale.
+  all at ours' pace (first looks over the same span, then one interval for all, chosen to match ours'
+  count), each a GET of the URL our trigger polls on one ``httpx.AsyncClient`` with as many requests in
+  flight as ours, its JSON parsed, ``asyncio.sleep`` between: the plainest way of making the same looks.
+  ``plain_full_gcs`` counts theirs.
+* **sleeping triggers** (:func:`_sleep_trigger`): each sleeps once, until its job's completion: triggers
+  that never look (``control_full_gcs``), the floor of any trigger.
 
-The criterion: ours cause no full collection beyond the plain pollers' (those come with the looks, not with
-our code), and the longest stall outside full collections is <= 50 ms. ``max_stall_outside_gc_ms`` is the
-longest stall with no full collection in it (the loop's own work, and the machine's scheduling). Before the
-run, one look in the same loop is made and timed apart (``cold_start_ms``): the loop's first request imports
-anyio's asyncio backend and builds the SSL context, once per triggerer process. No ``gc.freeze()`` and no
+The criterion: ours cause no more full collections than the plain pollers, and the longest stall outside
+full collections (the part of each stall that no full collection covers) is <= 50 ms. The plain pollers
+are a reference, not a floor: a plain poller leaves more objects in the oldest generation per look than
+ours (11-12 against 7.5-9 in a review's measurement with 200 triggers and the heap frozen), so the
+criterion says that ours cost no more collections than the plain way of making the same looks, not that
+a look costs nothing; the sleeping triggers' count is printed beside it. Any trigger that looks under
+Airflow's ``run_trigger`` leaves at least six objects per look there (greenback's three and an awaited
+future's three). Before each run, one bare trigger runs through the runner (the first trigger of a process
+leaves one-time imports and caches behind), and before ours, one look is made in the same loop and timed
+apart (``cold_start_ms``): the loop's first request imports anyio's asyncio backend and builds the SSL
+context, once per triggerer process; the connection cache it fills is cleared, so the run's triggers look
+their connection up themselves. No ``gc.freeze()`` and no
 threshold change: Airflow's triggerer makes neither.
 """
 
@@ -127,7 +135,7 @@ def _plain_poller(
     until: float,
 ) -> Any:
     """
-    The plain control: a trigger that looks as a plain httpx loop would, with none of our code: after
+    The plain control: a trigger that looks as a plain httpx loop would, with none of our code's transport: after
     ``first`` seconds, then every ``interval`` while the next look comes before ``until`` (monotonic), one GET
     of ``url`` on ``client`` (an ``httpx.AsyncClient`` shared by all, as our triggers share one) under the
     ``in_flight`` semaphore, its JSON parsed, and ``asyncio.sleep`` between, as Airflow's own polling triggers
@@ -249,11 +257,18 @@ async def _run_triggers(
             last = now
 
     runner = trigger_runner()
+    # one bare trigger through the runner first, for every kind of run alike: the first trigger of a process
+    # leaves one-time imports and caches behind (tens of thousands of objects), which the run that happens
+    # to come first would otherwise carry
+    await start_trigger(runner, -1, _sleep_trigger(time.monotonic()))
     cold = 0.0
     if warm is not None:  # the loop's first look, apart: what the first trigger of a new triggerer pays once
         begun = time.monotonic()
         await warm()
         cold = time.monotonic() - begun
+        from airflow_provider_linkmsg.hooks.transport.apool import loop_pool
+
+        loop_pool().connections.clear()  # the run's triggers look their connection up themselves
     gc.collect()  # start from a collected heap, as a triggerer that has run a while would be
     gc.callbacks.append(on_gc)
     begun = time.monotonic()
@@ -269,7 +284,11 @@ async def _run_triggers(
     gc.callbacks.remove(on_gc)
 
     def in_gc(start: float, length: float) -> bool:
-        return any(a < start + length and b > start for a, b in collections)
+        return any(a < start + length + 0.01 and b > start for a, b in collections)
+
+    def outside(start: float, length: float) -> float:  # the part of a stall no full collection covers
+        end = start + length + 0.01
+        return length - sum(max(0.0, min(b, end) - max(a, start)) for a, b in collections)
 
     statuses = [(p or {}).get("status", "none") for p in first_payloads(runner, tasks)]
     return {
@@ -277,12 +296,14 @@ async def _run_triggers(
         "cold_start": cold,
         "statuses": statuses,
         "stall": max((length for _, length in stalls), default=0.0),
-        "stall_outside_gc": max((length for at, length in stalls if not in_gc(at, length)), default=0.0),
+        "stall_outside_gc": max((max(0.0, outside(at, length)) for at, length in stalls), default=0.0),
+        "started": begun,
         "stalls_over_50ms": sum(1 for _, length in stalls if length > 0.05),
         "full_gcs": [b - a for a, b in collections],
         "worst_outside_gc": ", ".join(
-            f"{length * 1000:.0f} ms at {at - begun:.1f} s"
-            for at, length in sorted((x for x in stalls if not in_gc(*x)), key=lambda s: -s[1])[:3]
+            f"{part * 1000:.0f} ms at {at - begun:.1f} s"
+            for part, at in sorted(((outside(at, n), at) for at, n in stalls), reverse=True)[:3]
+            if part > 0.02
         ),
         "worst_stalls": ", ".join(
             f"{length * 1000:.0f} ms at {at - begun:.1f} s{' (full GC)' if in_gc(at, length) else ''}"
@@ -373,9 +394,8 @@ def _measure(
     from bench.common import admin, connection
 
     admin(info, "POST", "/stats/reset")
-    started = time.monotonic()
     outcome = asyncio.run(_run_triggers(triggers, warm))
-    wall = time.monotonic() - started - outcome["cold_start"]
+    wall = time.monotonic() - outcome["started"]  # from the first trigger's start (after the warm-up)
     calls = admin(info, "GET", "/stats").get("calls") or {}
     looked = sum(v for k, v in calls.items() if k.startswith(f"{vendor} ") and route in k)
     outcome["polls"] = int(looked) - 1  # less the warm-up's look
@@ -421,12 +441,10 @@ def run_koneksi(n: int = 10_000, seconds: float = 60.0, poll_interval: float = 1
         ]
         warm = _warm(KoneksiHook, "aretrieve_messages", ids[0])
         del ids
-        started = time.monotonic()
         wall, outcome = _measure(info, "koneksi", "retrieve", triggers, warm)
+        started = outcome["started"]
         control = _control(requested_at, seconds, started)
-        plain = _plain_control(
-            info, hook, looks, requested_at, seconds, started, poll_interval, outcome["polls"]
-        )
+        plain = _plain_control(info, hook, looks, requested_at, seconds, started, poll_interval, outcome)
     done = [t + seconds for t in requested_at]
     outcome["waiting"] = _waiting(done, started)
     ideals = _ideals(done, started, poll_interval, outcome["rate_limit"])
@@ -463,12 +481,10 @@ def run_linkedapi(n: int = 1_000, seconds: float = 30.0, poll_interval: float = 
         ]
         warm = _warm(LinkedApiHook, "acheck_job", {**handles[0], "jobs": handles[0]["jobs"][:1]})
         del handles
-        started = time.monotonic()
         wall, outcome = _measure(info, "linkedapi", "result", triggers, warm)
+        started = outcome["started"]
         control = _control(started_at, seconds, started)
-        plain = _plain_control(
-            info, hook, looks, started_at, seconds, started, poll_interval, outcome["polls"]
-        )
+        plain = _plain_control(info, hook, looks, started_at, seconds, started, poll_interval, outcome)
     done = [t + seconds for t in started_at]
     outcome["waiting"] = _waiting(done, started)
     ideals = _ideals(done, started, poll_interval, outcome["rate_limit"])
@@ -503,20 +519,25 @@ def _plain_control(
     seconds: float,
     started: float,
     poll_interval: float,
-    total: int,
+    ours: dict[str, Any],
 ) -> dict[str, Any]:
     """
     The plain pollers (:func:`_plain_poller`), after ours: trigger ``i`` GETs ``looks[i]`` (the URL and
-    parameters our trigger ``i`` polls) with the connection's headers, first after a random part of one
-    ``poll_interval`` (as ours), then at one interval for all, chosen so that they make as many looks in all as
-    ours made (``total``), until what its job had left when our run started. One ``httpx.AsyncClient`` with as
+    parameters our trigger ``i`` polls) with the connection's headers, first after a random part of the span
+    ours' first looks took (one ``poll_interval``, or the time the connection's rate needs for all of them),
+    then at one interval for all, chosen so that they make as many looks in all as ours made, until what its
+    job had left when our run started. One ``httpx.AsyncClient`` with as
     many connections as our triggers' connection allows.
     """
     import httpx
 
     rng = random.Random(0)
+    total = ours["polls"]
     left = [max(0.0, t + seconds - started) for t in begun]
-    firsts = [rng.uniform(0, poll_interval) for _ in left]
+    # ours' first looks spread over one interval, or over the time the connection's rate needs for them all
+    # (each books its turn): the plain pollers' over the same span, so their looks come at ours' pace too
+    spread = max(poll_interval, len(left) / ours["rate_limit"])
+    firsts = [rng.uniform(0, spread) for _ in left]
 
     def count(interval: float) -> int:  # the looks at first + k x interval, up to the job's end
         return sum(1 + max(0, math.floor((d - f) / interval)) for d, f in zip(left, firsts, strict=True))
@@ -550,7 +571,7 @@ def _plain_control(
     outcome = asyncio.run(run())
     outcome["wall"] = time.monotonic() - begun_at
     calls = admin(info, "GET", "/stats").get("calls") or {}
-    outcome["polls"] = int(sum(calls.values()))
+    outcome["polls"] = int(sum(calls.values())) - 1  # less the client's first request, before the run
     outcome["interval"] = interval
     return outcome
 

@@ -61,7 +61,10 @@ class AsyncTransport:
         """
         Join this connection's shared client and rate limiter in the running event loop (see
         :mod:`~airflow_provider_linkmsg.hooks.transport.apool`); the connection is looked up without blocking
-        the loop, once for the triggers that start together. Triggers call this; ``aclose()`` leaves.
+        the loop, once for the hooks that connect within :data:`~.apool.CONNECTION_TTL` of each other. The
+        triggers connect after their random start, spread over one poll interval: triggers restarted together
+        make one lookup per TTL of that interval (about a dozen for a 60 s interval), not one each. Triggers
+        call this; ``aclose()`` leaves.
         """
         if self._shared is not None:
             return

@@ -15,9 +15,9 @@ Design, and why:
   closes the client and drops the entry. Nothing outlives its users.
 * **A changed connection is a new entry.** A rotated key hashes differently: new triggers get a new client
   with the new key while the old entry serves its remaining triggers and closes when they end.
-* **Connection lookups coalesced.** Triggers that start together share one lookup (one task awaited by all),
+* **Connection lookups coalesced.** Triggers that connect together share one lookup (one task awaited by all),
   and a looked-up connection is reused for :data:`CONNECTION_TTL` seconds, so a burst of triggers is not a
-  burst of lookups through the triggerer's supervisor. A trigger started later than that looks again (so a
+  burst of lookups through the triggerer's supervisor. A trigger connecting later than that looks again (so a
   rotated key is picked up within the TTL), and an authentication failure forgets the cached connection at
   once (:meth:`LoopPool.forget`).
 * **One SSL context per CA bundle and loop**: building one reads the whole bundle (~60 ms).
