@@ -119,8 +119,8 @@ def _plain_control(
     parameters our trigger ``i`` polls) with the connection's headers, first after a random part of the span
     ours' first looks took (one ``poll_interval``, or the time the connection's rate needs for all of them),
     then at one interval for all, chosen so that they make as many looks in all as ours made, until what its
-    job had left when our run started. One ``httpx.AsyncClient`` with as
-    many connections as our triggers' connection allows.
+    job had left when our run started. One ``httpx.AsyncClient`` with as many connections as our triggers'
+    connection allows.
     """
     import httpx
 

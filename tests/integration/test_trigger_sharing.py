@@ -144,8 +144,9 @@ async def test_triggers_over_the_rate_limit_sleep_once_per_look_and_hold_the_lim
     assert {e.payload["status"] for e in events} == {"timeout"}
     assert calls <= 20 * elapsed + 1 + 1, f"{calls} calls in {elapsed:.1f} s at 20/s"
     assert calls >= 40  # every trigger looked more than once
-    # the first look of each trigger (before it is connected) takes its turn in the call; every later look's
-    # turn was booked during its poll sleep (without the merge: one turn per call)
+    # every look's turn is booked in the sleep before it (the first one's once the trigger has connected
+    # after its random start); only a look whose hook could not book one (not connected) takes a turn in the
+    # call (without the merge: one turn per call)
     assert len(turns_waited) <= 20 + 2, f"{len(turns_waited)} turns waited for {calls} calls"
 
 
