@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 from collections.abc import AsyncIterator
@@ -79,15 +78,10 @@ class KoneksiGenerationTrigger(ClassLogMixin, BaseTrigger):
         event: dict[str, Any] | None = None
         hook = KoneksiHook(self.koneksi_conn_id)
         try:
-            # triggers that start together spread over one interval (not yet connected: a plain sleep), then
-            # connect, mostly from the loop's cached lookup (a failure surfaces from the first poll, as without
-            # this), so that every look's wait books the connection's turn, the first one's included
-            await hook.asleep_until_turn(first_delay(self.poll_interval, self.deadline))
-            with contextlib.suppress(Exception):
-                await hook.aconnect()
-            wait = 0.0
+            # triggers that start together spread their first looks over one interval; the connection is
+            # looked up meanwhile and the first look's turn booked when the spread ends: one sleep
+            await hook.astart(first_delay(self.poll_interval, self.deadline))
             while True:
-                await hook.asleep_until_turn(wait)  # the poll interval and the connection's turn in one sleep
                 final = time.time() >= self.deadline
                 try:
                     value = (await hook.aretrieve_messages(self.secure_request_id)).summary()
@@ -123,6 +117,7 @@ class KoneksiGenerationTrigger(ClassLogMixin, BaseTrigger):
                     event = {"status": "timeout", "message": message, "summary": summary}
                     break
                 wait = min(self.poll_interval * random.uniform(0.9, 1.1), left)
+                await hook.asleep_until_turn(wait)  # the poll interval and the connection's turn in one sleep
         finally:
             await hook.aclose()
         yield TriggerEvent(event)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 from collections.abc import AsyncIterator
@@ -77,13 +76,9 @@ class LinkedApiJobTrigger(ClassLogMixin, BaseTrigger):
         hook = LinkedApiHook(self.linkedapi_conn_id)
         last = None
         try:
-            # spread over one interval, then connected, as the Koneksi trigger (see there)
-            await hook.asleep_until_turn(first_delay(self.poll_interval, self.end_time))
-            with contextlib.suppress(Exception):
-                await hook.aconnect()
-            wait = 0.0
+            # spread over one interval, looked up meanwhile, the first turn booked: as the Koneksi trigger
+            await hook.astart(first_delay(self.poll_interval, self.end_time))
             while True:
-                await hook.asleep_until_turn(wait)  # the poll interval and the connection's turn in one sleep
                 final = time.time() >= self.end_time
                 try:
                     status = await hook.acheck_job(self.handle)
@@ -112,6 +107,7 @@ class LinkedApiJobTrigger(ClassLogMixin, BaseTrigger):
                         self.log.info("Linked API job is %s", status.describe())
                 status = None  # a waiting trigger holds the last status only
                 wait = min(self.poll_interval * random.uniform(0.9, 1.1), left)
+                await hook.asleep_until_turn(wait)  # the poll interval and the connection's turn in one sleep
         finally:
             await hook.aclose()
         yield event

@@ -110,3 +110,48 @@ async def test_waits_of_a_late_slot_end_a_batch_per_turn_of_the_loop_in_order():
     assert len(per_turn) >= n // asleep.WAKE_BATCH
     slots = [i // 40 for i, _ in woken]
     assert slots == sorted(slots)  # a slot's waits end before a later slot's
+
+
+async def test_a_wait_that_books_a_turn_books_it_when_it_ends_and_waits_on_until_it():
+    """
+    ``then_book``: the turn is booked when the sleep ends (not before), and the same future ends when that
+    turn comes; a cancelled wait books nothing. With a real limiter, waits that all end together come out
+    spaced by its rate, and each is still one future (no coroutine around it).
+    """
+    from airflow_provider_linkmsg.hooks.transport.aratelimit import AsyncRateLimiter
+
+    loop = asyncio.get_running_loop()
+    booked: list[float] = []
+
+    class Turns:
+        def book_turn(self) -> float:
+            booked.append(loop.time())
+            return 0.3  # the next free turn is 0.3 s after the sleep's end
+
+    start = loop.time()
+    wait = sleep(0.1, then_book=Turns())
+    assert isinstance(wait, asyncio.Future)
+    await wait
+    ended = loop.time() - start
+    assert len(booked) == 1 and 0.1 - 0.002 <= booked[0] - start <= 0.1 + QUANTUM + 0.25
+    assert 0.4 - 0.002 <= ended <= 0.4 + 2 * QUANTUM + 0.25, ended
+
+    cancelled = sleep(0.05, then_book=Turns())
+    cancelled.cancel()
+    await asyncio.sleep(0.05 + 2 * QUANTUM)
+    assert len(booked) == 1  # the cancelled wait booked nothing
+
+    limiter = AsyncRateLimiter(rate=20.0, burst=1, max_in_flight=4)
+    limiter.book_turn()  # the bucket's one token taken: the turns come 50 ms apart from now on
+    start = loop.time()
+    ends: list[float] = []
+
+    async def waiter() -> None:
+        await sleep(0.05, then_book=limiter)
+        ends.append(loop.time() - start)
+
+    await asyncio.gather(*(waiter() for _ in range(8)))
+    ends.sort()
+    # 8 turns at 20 per second, the first free one ~0.05 s in: the last not before 0.05 + 7 x 0.05
+    assert ends[-1] >= 0.05 + 7 / 20.0 - 0.01, ends
+    assert ends[-1] <= 0.05 + 8 / 20.0 + 2 * QUANTUM + 0.25, ends

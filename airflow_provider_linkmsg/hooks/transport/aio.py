@@ -56,28 +56,74 @@ class AsyncTransport:
     _pool: LoopPool | None = None
     #: the next request's turn of the rate limit is already booked (:meth:`asleep_until_turn`)
     _turn_booked: bool = False
+    #: the connection lookup :meth:`astart` began (its future, or a fresh cached answer), read when its sleep ends
+    _ahead: Any = None
 
     async def aconnect(self) -> None:
         """
         Join this connection's shared client and rate limiter in the running event loop (see
         :mod:`~airflow_provider_linkmsg.hooks.transport.apool`); the connection is looked up without blocking
-        the loop, once for the hooks that connect within :data:`~.apool.CONNECTION_TTL` of each other. The
-        triggers connect after their random start, spread over one poll interval: triggers restarted together
-        make one lookup per TTL of that interval (about a dozen for a 60 s interval), not one each. Triggers
-        call this; ``aclose()`` leaves.
+        the loop, once for the hooks that connect within :data:`~.apool.CONNECTION_TTL` of each other (a
+        trigger's lookup starts with the trigger: :meth:`astart`). ``aclose()`` leaves.
         """
         if self._shared is not None:
             return
         pool = loop_pool()
         if "connection" not in self.__dict__ or "connection_extra" not in self.__dict__:
-            conn, extra = await pool.connection(self.conn_id, lambda: alook_up(self))
-            self.__dict__["connection"] = self._checked(conn)
-            self.__dict__["connection_extra"] = extra
+            self._set_connection(*await pool.connection(self.conn_id, lambda: alook_up(self)))
+        self._join(pool)
+
+    def _set_connection(self, conn: Any, extra: dict[str, Any]) -> None:
+        self.__dict__["connection"] = self._checked(conn)
+        self.__dict__["connection_extra"] = extra
+
+    def _join(self, pool: LoopPool) -> None:
+        """Take a reference on the connection's shared entry (the connection is known)."""
         overrides = (self._base_url_override, self._max_retries_override, self._max_retry_wait_override)
         key = (self.vendor, self.conn_id, overrides, content_hash(self.connection))
         self._shared, self._pool = pool.acquire(key, self._make_shared), pool
         self.__dict__["conn_params"] = self._shared.params
         self.__dict__.setdefault("redact", self._shared.redact)  # the connection's secrets: one per entry
+
+    def astart(self, seconds: float) -> Awaitable[None]:
+        """
+        A trigger's first wait: its random start (``seconds``), with the connection looked up meanwhile and
+        the first look's turn booked when it ends, in one sleep. The lookup starts now, without waiting for it
+        (triggers started together share it: one lookup for a triggerer restarting with thousands), and its
+        answer is read when the sleep ends (:meth:`book_turn`), so nothing wakes when it comes. Should it not
+        have come by then, or failed, the first call connects and a failure surfaces from it, as from any
+        call. Returns the wait to await at once (one future on the loop's shared timers).
+        """
+        if self._turn_booked:
+            return shared_sleep(seconds)
+        if self._shared is None and (
+            "connection" not in self.__dict__ or "connection_extra" not in self.__dict__
+        ):
+            self._ahead = loop_pool().look_up_ahead(self.conn_id, lambda: alook_up(self))
+        return shared_sleep(seconds, then_book=self)
+
+    def book_turn(self) -> float:
+        """
+        :meth:`astart`'s booking, when its sleep ends: join the connection (from the lookup started with the
+        sleep, when it has an answer) and book the next free turn of its rate limit; how long until it. Not
+        connected: ``0`` (nothing booked; the first call connects and takes its turn itself).
+        """
+        ahead, self._ahead = self._ahead, None
+        if self._shared is None:
+            try:
+                if isinstance(ahead, asyncio.Future):
+                    if not ahead.done() or ahead.cancelled() or ahead.exception() is not None:
+                        return 0.0
+                    self._set_connection(*ahead.result())
+                elif ahead is not None:  # a fresh cached answer and when it was looked up
+                    self._set_connection(*ahead[0])
+                if "connection" not in self.__dict__ or "connection_extra" not in self.__dict__:
+                    return 0.0  # never looked up: the first call does it, on the loop
+                self._join(loop_pool())
+            except Exception:  # a connection that cannot work: the first call says why
+                return 0.0
+        self._turn_booked = True
+        return self._shared.limiter.book_turn()
 
     def _make_shared(self, pool: LoopPool, key: tuple[Any, ...]) -> Shared:
         """The client, limiter, settings and retry engine every hook of this connection shares in one loop."""
@@ -167,32 +213,27 @@ class AsyncTransport:
         Sleep ``seconds`` (a trigger's wait until its next look), then until this connection's next free turn
         of the rate limit: the next :meth:`arequest` of this hook uses the turn booked here instead of waiting
         for one inside the call, where it would hold the look's frames and state. When the turns are booked
-        past ``seconds`` already, the turn is booked at once and it is one sleep
-        (:meth:`.AsyncRateLimiter.book`); else the turn is booked when the sleep ends. A hook not yet
-        connected (:meth:`aconnect`) just sleeps: the lookup stays inside the first call.
+        past ``seconds`` already, the turn is booked at once and it is one sleep until it
+        (:meth:`.AsyncRateLimiter.book`); else the shared timers book it when the sleep ends and wait on
+        until it (``then_book`` of :func:`.asleep.sleep`). A hook not yet connected (:meth:`aconnect`) just
+        sleeps: the lookup stays inside the first call.
 
-        Returns the wait to await at once: in the first case one future on the loop's shared timers
-        (:func:`.asleep.sleep`), no coroutine around it. ``aclose()`` drops a booking that a cancelled wait left.
+        Returns the wait to await at once: one future on the loop's shared timers, no coroutine around it.
+        ``aclose()`` drops a booking that a cancelled wait left.
         """
         shared = self._shared
         if shared is None or self._turn_booked:
             return shared_sleep(seconds)
-        delay = shared.limiter.book(seconds)
-        if delay < 0:
-            return self._sleep_then_turn(shared.limiter, seconds)
+        # booked by the time the wait ends (a cancelled wait books nothing, and its hook is closed)
         self._turn_booked = True
+        delay = shared.limiter.book(seconds)
+        if delay < 0:  # the turns are free before then: book one when the sleep ends
+            return shared_sleep(seconds, then_book=shared.limiter)
         if delay <= 0:  # the turn is now (a first look): no sleep at all
             done = asyncio.get_running_loop().create_future()
             done.set_result(None)
             return done
         return shared_sleep(delay)
-
-    async def _sleep_then_turn(self, limiter: AsyncRateLimiter, seconds: float) -> None:
-        await shared_sleep(seconds)
-        delay = limiter.book(0.0)  # the next free turn is never before now: always booked
-        self._turn_booked = True
-        if delay > 0:
-            await shared_sleep(delay)
 
     async def asend_attempt(self, call: Call) -> ApiResponse:
         """One async attempt of ``call`` (see :meth:`send_attempt`)."""
@@ -238,6 +279,6 @@ class AsyncTransport:
 
     async def aclose(self) -> None:
         """Leave the shared client (a trigger calls this when it ends); the last hook out closes it."""
-        shared, self._shared, self._turn_booked = self._shared, None, False
+        shared, self._shared, self._turn_booked, self._ahead = self._shared, None, False, None
         if shared is not None and self._pool is not None:
             await self._pool.release(shared)

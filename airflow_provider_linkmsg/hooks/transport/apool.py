@@ -82,10 +82,27 @@ class LoopPool:
         cached = self.connections.get(conn_id)
         if cached is not None and time.monotonic() - cached[1] < CONNECTION_TTL:
             return cached[0]
+        return await asyncio.shield(self._pending(conn_id, lookup))
+
+    def look_up_ahead(self, conn_id: str, lookup: Callable[[], Awaitable[Any]]) -> Any:
+        """
+        Start looking ``conn_id`` up (or join the lookup under way) without waiting: the lookup's future, or
+        the cached ``(connection, extra)`` pair with its time when it is fresh. A trigger calls this as it
+        starts and reads the answer when its first sleep ends (:meth:`.AsyncTransport.astart`), so that the
+        triggers started together share one lookup and no one waits on it.
+        """
+        cached = self.connections.get(conn_id)
+        if cached is not None and time.monotonic() - cached[1] < CONNECTION_TTL:
+            return cached
+        return self._pending(conn_id, lookup)
+
+    def _pending(self, conn_id: str, lookup: Callable[[], Awaitable[Any]]) -> asyncio.Future[Any]:
         pending = self.lookups.get(conn_id)
         if pending is None:
             pending = self.lookups[conn_id] = asyncio.ensure_future(self._look_up(conn_id, lookup))
-        return await asyncio.shield(pending)
+            # a failure is read by whoever needs the connection; a lookup nobody awaits logs nothing
+            pending.add_done_callback(_retrieved)
+        return pending
 
     async def _look_up(self, conn_id: str, lookup: Callable[[], Awaitable[Any]]) -> Any:
         try:
@@ -131,6 +148,11 @@ class LoopPool:
                 if shared.limiter.paused_until() > now:
                     self.paused[shared.key] = shared.limiter
             await shared.client.aclose()
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 #: the attribute of the running event loop that holds its pool

@@ -59,6 +59,11 @@ class AsyncRateLimiter:
             return -1.0
         return self._schedule.reserve(now)
 
+    def book_turn(self) -> float:
+        """Book the next free turn (never before now); return how long until it. The shared timers call this
+        when a trigger's sleep ends (``then_book`` of :func:`.asleep.sleep`)."""
+        return self._schedule.reserve(time.monotonic())
+
     async def hold_slot(self) -> None:
         """
         Take an in-flight slot for the running task's next attempt (``async with limiter`` then uses it

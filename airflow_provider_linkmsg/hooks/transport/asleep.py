@@ -7,7 +7,9 @@ besides the task's wake-up callback and the future's iterator; a trigger's wait 
 all of it outlives the collector's young generations, and ten thousand triggers each waiting once per look
 fill the oldest generation with them (and so drive its full collections of the whole triggerer heap). Here a
 wait is one future (plus the two objects awaiting any future takes), in the list of its time slot; one timer
-per slot sets them all, :data:`WAKE_BATCH` at a time. A wait ends at most one quantum after the time asked (later
+per slot sets them all, :data:`WAKE_BATCH` at a time. A wait may also book its caller's turn of a rate limit
+when it ends (``then_book``): the same future then waits on, in a later slot, until that turn, with no
+coroutine around it. A wait ends at most one quantum after the time asked (later
 when the loop was held up: then in order), and, as with asyncio's own timers, not before it by more than the
 loop's clock resolution; a cancelled wait
 (its task cancelled) stays in its slot's list, done, until the slot's time.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
+from typing import Protocol
 
 from airflow_provider_linkmsg.hooks.transport.onloop import on_loop
 
@@ -33,40 +36,64 @@ QUANTUM = 0.05
 WAKE_BATCH = 32
 
 
+class Booking(Protocol):
+    """What a wait can book when it ends: the next free turn of a rate limit (never before now), returning how
+    long until it (:meth:`.AsyncRateLimiter.book_turn`, :meth:`.AsyncTransport.book_turn`)."""
+
+    def book_turn(self) -> float: ...
+
+
 class Sleeps:
     """The waits of one event loop, grouped by the slot of :data:`QUANTUM` seconds they end in."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._slots: dict[int, list[asyncio.Future[None]]] = {}
+        # per slot, its waiters and beside each what it books when it ends (None: nothing): two lists per
+        # slot rather than a pair per wait, so that a wait is its future and nothing else
+        self._slots: dict[int, tuple[list[asyncio.Future[None]], list[Booking | None]]] = {}
         self._due: collections.deque[asyncio.Future[None]] = collections.deque()  # to end, in order
+        self._due_books: collections.deque[Booking | None] = collections.deque()  # beside them
         self._draining = False
 
-    def sleep(self, seconds: float) -> asyncio.Future[None]:
-        """A future done ``seconds`` from now (at most one quantum later), to await at once."""
-        loop = self._loop
-        waiter: asyncio.Future[None] = loop.create_future()
-        slot = math.ceil((loop.time() + max(0.0, seconds)) / QUANTUM)
-        waiters = self._slots.get(slot)
-        if waiters is None:
-            waiters = self._slots[slot] = []
-            loop.call_at(slot * QUANTUM, self._wake, slot)
-        waiters.append(waiter)
+    def sleep(self, seconds: float, then_book: Booking | None = None) -> asyncio.Future[None]:
+        """
+        A future done ``seconds`` from now (at most one quantum later), to await at once. With ``then_book``,
+        when those seconds end its next free turn is booked, and the future is done when that turn comes.
+        """
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._add(waiter, self._loop.time() + max(0.0, seconds), then_book)
         return waiter
 
+    def _add(self, waiter: asyncio.Future[None], when: float, then_book: Booking | None) -> None:
+        slot = math.ceil(when / QUANTUM)
+        waiters = self._slots.get(slot)
+        if waiters is None:
+            waiters = self._slots[slot] = ([], [])
+            self._loop.call_at(slot * QUANTUM, self._wake, slot)
+        waiters[0].append(waiter)
+        waiters[1].append(then_book)
+
     def _wake(self, slot: int) -> None:
-        self._due.extend(self._slots.pop(slot, ()))
+        waiters, books = self._slots.pop(slot, ((), ()))
+        self._due.extend(waiters)
+        self._due_books.extend(books)
         if not self._draining:
             self._draining = True
             self._drain()
 
     def _drain(self) -> None:
-        """End up to :data:`WAKE_BATCH` waits; the rest in the loop's next turn."""
-        due = self._due
+        """End up to :data:`WAKE_BATCH` waits (or book their turn and wait on); the rest in the loop's next turn."""
+        due, books = self._due, self._due_books
         for _ in range(min(WAKE_BATCH, len(due))):
-            waiter = due.popleft()
-            if not waiter.done():  # not cancelled
-                waiter.set_result(None)
+            waiter, then_book = due.popleft(), books.popleft()
+            if waiter.done():  # cancelled
+                continue
+            if then_book is not None:
+                delay = then_book.book_turn()
+                if delay > 0:  # on until that turn, booked: nothing more to book then
+                    self._add(waiter, self._loop.time() + delay, None)
+                    continue
+            waiter.set_result(None)
         if due:
             self._loop.call_soon(self._drain)
         else:
@@ -83,6 +110,9 @@ def loop_sleeps() -> Sleeps:
     return on_loop(_ON_LOOP, Sleeps)
 
 
-def sleep(seconds: float) -> asyncio.Future[None]:
-    """Wait ``seconds`` on the running loop's shared timers (:class:`Sleeps`); await the result at once."""
-    return loop_sleeps().sleep(seconds)
+def sleep(seconds: float, then_book: Booking | None = None) -> asyncio.Future[None]:
+    """
+    Wait ``seconds`` on the running loop's shared timers (:class:`Sleeps`), then (with ``then_book``) until the
+    turn booked when they end; await the result at once.
+    """
+    return loop_sleeps().sleep(seconds, then_book)

@@ -29,7 +29,6 @@ in the provider: logged with its traceback and raised, so the triggerer records 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import math
@@ -206,15 +205,11 @@ class InboxActivityTrigger(ClassLogMixin, BaseEventTrigger):
         failures = 0
         state: dict[str, Any] | None = None
         try:
-            # watchers started together spread over one interval (not yet connected: a plain sleep), then
-            # connect, mostly from the loop's cached lookup (a failure surfaces from the first look, as without
-            # this), and book the first look's turn as every later one does: watchers that start together and
-            # ask more than the limit wait for their first look in that sleep, not inside the look (holding its
-            # frames). Connecting before the spread would wake them all at once when the lookup ends.
-            await hook.asleep_until_turn(first_delay(self.poll_interval, math.inf))
-            with contextlib.suppress(Exception):
-                await hook.aconnect()
-            await hook.asleep_until_turn(0.0)
+            # watchers started together spread their first looks over one interval; the connection is looked
+            # up meanwhile (one lookup for all of them) and the first look's turn booked when the spread ends,
+            # in one sleep: watchers that start together and ask more than the limit wait for their first look
+            # there, not inside the look (holding its frames), and nothing wakes them all when the lookup ends
+            await hook.astart(first_delay(self.poll_interval, math.inf))
             while True:
                 wait = self.poll_interval * random.uniform(0.9, 1.1)
                 payload: dict[str, Any] | None = None
