@@ -175,3 +175,67 @@ async def test_calls_queued_on_the_in_flight_cap_hold_no_call_state(shared_konek
         await h.aclose()
     assert all(r.secure_request_id == SEED_001_ID for r in results)
     assert live_calls <= 2 + 1, f"{live_calls} calls built while 2 may be in flight"
+
+
+async def test_triggers_started_together_look_up_once_and_wait_once_per_look(
+    shared_koneksi_sandbox, monkeypatch, lookups
+):
+    """
+    A triggerer restarting with many triggers of one connection: they look the connection up once between
+    them, however long their random start spreads them past the lookup cache's TTL (the lookup starts with
+    them and none waits on it), and every look, the first included, costs one wait on the shared timers,
+    with its turn of the rate limit booked in it (not a wait for the start, then one for the turn).
+    """
+    from airflow_provider_linkmsg.hooks.transport import asleep
+    from airflow_provider_linkmsg.hooks.transport.aratelimit import AsyncRateLimiter
+
+    monkeypatch.setattr(apool, "CONNECTION_TTL", 0.1)  # the spread below is 20 of them
+    set_koneksi_conn(monkeypatch, shared_koneksi_sandbox, requests_per_second=20, burst=1)
+    waits: list[float] = []
+    turns: list[float] = []
+    real_sleep, real_turn = asleep.Sleeps.sleep, AsyncRateLimiter.turn
+
+    def counted_sleep(self, seconds, then_book=None):
+        waits.append(seconds)
+        return real_sleep(self, seconds, then_book)
+
+    async def counted_turn(self) -> None:
+        turns.append(time.monotonic())
+        await real_turn(self)
+
+    monkeypatch.setattr(asleep.Sleeps, "sleep", counted_sleep)
+    monkeypatch.setattr(AsyncRateLimiter, "turn", counted_turn)
+    now = time.time()
+    triggers = [  # the first looks spread over 2 s, then one more at the deadline
+        KoneksiGenerationTrigger(secure_request_id=SEED_001_ID, deadline=now + 2.0, poll_interval=10.0)
+        for _ in range(30)
+    ]
+    tasks = []
+    for trigger in triggers:  # as Airflow's TriggerRunner starts them
+        await asyncio.sleep(0)
+        tasks.append(asyncio.create_task(anext(trigger.run())))
+    events = await asyncio.gather(*tasks)
+    calls = koneksi_calls(shared_koneksi_sandbox, RETRIEVE)
+    assert {e.payload["status"] for e in events} == {"timeout"}
+    assert len(lookups) == 1, f"{len(lookups)} connection lookups for 30 triggers started together"
+    assert calls >= 30
+    # one wait per look; a trigger whose start ended before the lookup answered (it started within a few ms
+    # of it) takes its first turn inside the call instead: a wait and a turn for that one look
+    assert len(waits) + len(turns) <= calls + 3, (len(waits), len(turns), calls)
+
+
+async def test_a_missing_connection_ends_every_trigger_with_an_error_naming_it(shared_koneksi_sandbox):
+    """Triggers of a connection that does not exist fire an ``error`` event that names it and the fix (they
+    raised Airflow's not-found exception out of ``run()`` before), each once, and leave nothing behind."""
+    now = time.time()
+    triggers = [
+        KoneksiGenerationTrigger(
+            secure_request_id=SEED_001_ID, deadline=now + 5, poll_interval=0.5, koneksi_conn_id="no_such_conn"
+        )
+        for _ in range(20)
+    ]
+    events = await asyncio.gather(*(anext(t.run()) for t in triggers))
+    assert {e.payload["status"] for e in events} == {"error"}
+    message = events[0].payload["message"]
+    assert "'no_such_conn' is not defined" in message and "koneksi_conn_id" in message, message
+    assert apool.loop_pool().entries == {} and apool.loop_pool().lookups == {}

@@ -15,6 +15,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+from airflow.providers.common.compat.sdk import AirflowNotFoundException
+
+from airflow_provider_linkmsg.exceptions import LinkMsgValidationError
 
 if TYPE_CHECKING:
     from airflow_provider_linkmsg.hooks.base import LinkMsgHook
@@ -35,7 +38,15 @@ async def amask_secret(value: str) -> None:
 
 async def alook_up(hook: LinkMsgHook) -> tuple[Any, dict[str, Any]]:
     """``hook``'s connection and its extra, looked up without blocking the loop, the API key masked."""
-    conn = await get_async_connection(hook.conn_id, hook=hook)
+    try:
+        conn = await get_async_connection(hook.conn_id, hook=hook)
+    except AirflowNotFoundException:  # a trigger reports it as an error event, as any call that cannot work
+        raise LinkMsgValidationError(
+            f"connection {hook.conn_id!r} is not defined: create it (type {hook.conn_type!r}) or give "
+            f"{hook.conn_name_attr} an existing {hook.vendor_info().label} connection",
+            field=hook.conn_name_attr,
+            vendor=hook.vendor,
+        ) from None
     extra = await get_async_extra_dejson(conn)
     api_key = hook.api_key_of(conn, extra)
     if api_key:
