@@ -1,7 +1,8 @@
 """
 The references the triggerer bench (:mod:`bench.bench_triggerer`) runs beside ours, the same way (through
 Airflow's ``TriggerRunner.run_trigger``): sleeping triggers that never look, and plain pollers that make the
-same looks with a plain ``httpx.AsyncClient``; and the warm-up look made before ours.
+same looks with a plain ``httpx.AsyncClient`` (waiting with ``asyncio.sleep``, or, lean, on the shared
+timers as ours wait); and the warm-up look made before ours.
 """
 
 from __future__ import annotations
@@ -46,17 +47,24 @@ def _plain_poller(
     first: float,
     interval: float,
     until: float,
+    lean: bool = False,
 ) -> Any:
     """
     The plain control: a trigger that looks as a plain httpx loop would, with none of our code's transport: after
     ``first`` seconds, then every ``interval`` while the next look comes before ``until`` (monotonic), one GET
     of ``url`` on ``client`` (an ``httpx.AsyncClient`` shared by all, as our triggers share one) under the
     ``in_flight`` semaphore, its JSON parsed, and ``asyncio.sleep`` between, as Airflow's own polling triggers
-    sleep; it fires at ``until``.
+    sleep; it fires at ``until``. ``lean``: the same, but each wait is the cheapest there is, one future on the
+    loop's shared timers (:func:`airflow_provider_linkmsg.hooks.transport.asleep.sleep`, ours' wait): the
+    looks with nothing but the wait of ours, and a bare GET for our whole request path.
     """
     from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-    if "plain" not in _CLASSES:
+    from airflow_provider_linkmsg.hooks.transport.asleep import sleep as shared_sleep
+
+    kind = "lean" if lean else "plain"
+    if kind not in _CLASSES:
+        pause = shared_sleep if lean else asyncio.sleep
 
         class PlainPoller(BaseTrigger):
             def __init__(self, look: tuple[Any, ...]) -> None:
@@ -64,23 +72,23 @@ def _plain_poller(
                 self.look = look
 
             def serialize(self) -> tuple[str, dict[str, Any]]:
-                return "bench.PlainPoller", {}
+                return f"bench.{kind}Poller", {}
 
             async def run(self):
                 client, in_flight, url, params, first, interval, until = self.look
-                await asyncio.sleep(first)
+                await pause(first)
                 while True:
                     async with in_flight:  # as many requests in flight as ours (httpx's pool queues badly)
                         (await client.get(url, params=params)).json()
                     left = until - time.monotonic()
                     if left < interval:  # its job completes before the next look would come
-                        await asyncio.sleep(max(0.0, left))
+                        await pause(max(0.0, left))
                         break
-                    await asyncio.sleep(interval)
+                    await pause(interval)
                 yield TriggerEvent({"status": "success"})
 
-        _CLASSES["plain"] = PlainPoller
-    return _CLASSES["plain"]((client, in_flight, url, params, first, interval, until))
+        _CLASSES[kind] = PlainPoller
+    return _CLASSES[kind]((client, in_flight, url, params, first, interval, until))
 
 
 def _control(begun: list[float], seconds: float, started: float) -> dict[str, Any]:
@@ -113,6 +121,7 @@ def _plain_control(
     started: float,
     poll_interval: float,
     ours: dict[str, Any],
+    lean: bool = False,
 ) -> dict[str, Any]:
     """
     The plain pollers (:func:`_plain_poller`), after ours: trigger ``i`` GETs ``looks[i]`` (the URL and
@@ -120,7 +129,7 @@ def _plain_control(
     ours' first looks took (one ``poll_interval``, or the time the connection's rate needs for all of them),
     then at one interval for all, chosen so that they make as many looks in all as ours made, until what its
     job had left when our run started. One ``httpx.AsyncClient`` with as many connections as our triggers'
-    connection allows.
+    connection allows. ``lean``: the lean pollers (:func:`_plain_poller`), waiting as ours wait.
     """
     import httpx
 
@@ -154,7 +163,7 @@ def _plain_control(
             now = time.monotonic()
             return await _run_triggers(
                 [
-                    _plain_poller(client, in_flight, url, params, f, interval, now + d)
+                    _plain_poller(client, in_flight, url, params, f, interval, now + d, lean)
                     for (url, params), f, d in zip(looks, firsts, left, strict=True)
                 ]
             )
