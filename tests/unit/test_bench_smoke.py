@@ -92,5 +92,6 @@ def test_triggerer_rows_fire_every_trigger_and_count_its_polls():
         assert row["ideal_s"] >= row["strict_ideal_s"] > 0
         # the plain pollers: each looks at least once, and about as many times in all as ours
         assert n <= row["plain_polls"] <= 2 * row["polls"] + n
+        assert n <= row["lean_polls"] <= 2 * row["polls"] + n  # the lean pollers too
     result = {"rows": rows, "met": False, "target": rows[0]["target"]}
     assert len(bench_main.BENCHMARKS["triggerer"](result)) == 2
