@@ -155,3 +155,14 @@ async def test_a_wait_that_books_a_turn_books_it_when_it_ends_and_waits_on_until
     # 8 turns at 20 per second, the first free one ~0.05 s in: the last not before 0.05 + 7 x 0.05
     assert ends[-1] >= 0.05 + 7 / 20.0 - 0.01, ends
     assert ends[-1] <= 0.05 + 8 / 20.0 + 2 * QUANTUM + 0.25, ends
+
+
+async def test_a_booking_that_fails_ends_its_wait_and_stops_no_other():
+    """A ``then_book`` that raises ends its wait as if nothing were booked; the loop's timers go on."""
+
+    class Broken:
+        def book_turn(self) -> float:
+            raise RuntimeError("boom")
+
+    await asyncio.wait_for(sleep(0.01, then_book=Broken()), 2.0)
+    await asyncio.wait_for(asyncio.gather(*(sleep(0.01) for _ in range(5))), 2.0)

@@ -89,7 +89,10 @@ class Sleeps:
             if waiter.done():  # cancelled
                 continue
             if then_book is not None:
-                delay = then_book.book_turn()
+                try:
+                    delay = then_book.book_turn()
+                except Exception:  # nothing booked: the call takes its turn itself (the timers go on)
+                    delay = 0.0
                 if delay > 0:  # on until that turn, booked: nothing more to book then
                     self._add(waiter, self._loop.time() + delay, None)
                     continue
