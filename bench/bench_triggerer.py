@@ -78,7 +78,7 @@ from typing import Any
 from bench.common import print_table, sandbox_process, use_connections
 from bench.triggerer_controls import _control, _plain_control, _sleep_trigger, _warm
 
-#: the longest loop stall allowed outside the full collections the bare control has too (seconds)
+#: the longest loop stall allowed outside full collections (seconds)
 TARGET_STALL_S = 0.05
 
 SEQUENCE = [{"step": 1, "messageType": "connection_request"}, {"step": 2, "messageType": "first_follow_up"}]

@@ -46,6 +46,7 @@ from airflow_provider_linkmsg.sandbox.koneksi_generation import (
     Generation,
     GenerationItem,
     KoneksiGenerations,
+    Ticks,
     iso,
 )
 from airflow_provider_linkmsg.sandbox.koneksi_validation import UUID4, KoneksiValidation, blank
@@ -93,6 +94,7 @@ class KoneksiApp(KoneksiValidation, KoneksiGenerations, KoneksiWebhook, VendorAp
         self.pairs: dict[tuple[str, str, str], GenerationItem] = {}
         self.sample_leads = self._sample_leads(int(self.options.get("leads", 5)))
         self._retrieves = 0
+        self._ticks = Ticks(self._tick)
 
     # ---- routes -----------------------------------------------------------------------------------------
     def routes(self) -> list[Route]:

@@ -162,6 +162,7 @@ class KoneksiGenerations:
     generations: dict[str, Generation]
     pairs: dict[tuple[str, str, str], GenerationItem]
     _retrieves: int
+    _ticks: Ticks  # moves the generations on in time mode
 
     def _plan(self, account: str, body: Mapping[str, Any]) -> list[GenerationItem]:
         """The pairs of a valid request with their outcomes (decided now, deterministically)."""
@@ -260,10 +261,7 @@ class KoneksiGenerations:
         spm = float(self.options.get("seconds_per_message", 0.5))
         fresh = sum(1 for i in generation.items if not i.reused)
         due = generation.created + fresh * spm - self.sandbox.elapsed()
-        ticks = self.__dict__.get("_ticks")
-        if ticks is None:
-            ticks = self.__dict__["_ticks"] = Ticks(self._tick)
-        ticks.add(max(0.02, due + 0.01), generation.request_id)
+        self._ticks.add(max(0.02, due + 0.01), generation.request_id)
 
     def _tick(self, request_id: str) -> None:
         with self.lock:
