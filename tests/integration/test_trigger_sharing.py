@@ -177,6 +177,45 @@ async def test_calls_queued_on_the_in_flight_cap_hold_no_call_state(shared_konek
     assert live_calls <= 2 + 1, f"{live_calls} calls built while 2 may be in flight"
 
 
+async def test_triggers_held_back_by_the_in_flight_cap_wait_as_one_future_each(
+    shared_koneksi_sandbox, monkeypatch
+):
+    """
+    A vendor slower than the rate allows, with triggers: a look whose turn has come while the connection's
+    in-flight cap is full waits for its slot in the trigger's own wait (one future, queued at the limiter), so
+    no call of it has begun: no ``arequest`` coroutine beyond those holding a slot (before: each queued look
+    waited inside its call, its coroutines built). Every trigger still fires, and no slot is lost.
+    """
+    import gc
+
+    set_koneksi_conn(
+        monkeypatch, shared_koneksi_sandbox, requests_per_second=1000, burst=100, max_in_flight=2
+    )
+    shared_koneksi_sandbox.set_faults([{"vendor": "koneksi", "route": "*", "latency_ms": 150}])
+    now = time.time()
+    triggers = [  # 40 triggers looking every 0.3 s ask for ~130 calls a second; 2 x 150 ms serve ~13
+        KoneksiGenerationTrigger(secure_request_id=SEED_001_ID, deadline=now + 3.0, poll_interval=0.3)
+        for _ in range(40)
+    ]
+    tasks = [asyncio.create_task(anext(t.run())) for t in triggers]
+    samples: list[tuple[int, int]] = []
+    for _ in range(8):
+        await asyncio.sleep(0.25)
+        calls = sum(
+            1
+            for o in gc.get_objects()
+            if type(o).__name__ == "coroutine" and o.__qualname__.endswith(".arequest")
+        )
+        entries = list(apool.loop_pool().entries.values())
+        queued = entries[0].limiter._in_flight.waiting() if entries else 0
+        samples.append((calls, queued))
+    events = await asyncio.gather(*tasks)
+    assert {e.payload["status"] for e in events} == {"timeout"}
+    assert max(q for _, q in samples) >= 10, samples  # looks did queue on the cap
+    assert max(c for c, _ in samples) <= 2 + 1, samples  # but only those holding a slot began their call
+    assert apool.loop_pool().entries == {}
+
+
 async def test_triggers_started_together_look_up_once_and_wait_once_per_look(
     shared_koneksi_sandbox, monkeypatch, lookups
 ):
@@ -195,9 +234,9 @@ async def test_triggers_started_together_look_up_once_and_wait_once_per_look(
     turns: list[float] = []
     real_sleep, real_turn = asleep.Sleeps.sleep, AsyncRateLimiter.turn
 
-    def counted_sleep(self, seconds, then_book=None):
+    def counted_sleep(self, seconds, then_book=None, **kwargs):
         waits.append(seconds)
-        return real_sleep(self, seconds, then_book)
+        return real_sleep(self, seconds, then_book, **kwargs)
 
     async def counted_turn(self) -> None:
         turns.append(time.monotonic())

@@ -128,6 +128,9 @@ async def test_a_wait_that_books_a_turn_books_it_when_it_ends_and_waits_on_until
             booked.append(loop.time())
             return 0.3  # the next free turn is 0.3 s after the sleep's end
 
+        def take_slot(self, waiter) -> bool:
+            return True  # no in-flight cap here
+
     start = loop.time()
     wait = sleep(0.1, then_book=Turns())
     assert isinstance(wait, asyncio.Future)
@@ -146,8 +149,14 @@ async def test_a_wait_that_books_a_turn_books_it_when_it_ends_and_waits_on_until
     start = loop.time()
     ends: list[float] = []
 
+    class Caller:  # what a hook books and takes, without its in-flight slot
+        book_turn = staticmethod(limiter.book_turn)
+
+        def take_slot(self, waiter) -> bool:
+            return True
+
     async def waiter() -> None:
-        await sleep(0.05, then_book=limiter)
+        await sleep(0.05, then_book=Caller())
         ends.append(loop.time() - start)
 
     await asyncio.gather(*(waiter() for _ in range(8)))

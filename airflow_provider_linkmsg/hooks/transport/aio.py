@@ -125,6 +125,17 @@ class AsyncTransport:
         self._turn_booked = True
         return self._shared.limiter.book_turn()
 
+    def take_slot(self, waiter: asyncio.Future[None]) -> bool:
+        """
+        When the turn booked in a wait comes (:func:`.asleep.sleep`): the in-flight slot of this hook's next
+        request, which :meth:`arequest` claims. ``True``: taken now (or nothing booked: the call takes its own);
+        ``False``: ``waiter`` queues for one at the rate limiter and ends when it is handed one, so a look that
+        the in-flight cap holds back is that one future, its call not yet begun (:mod:`~.aslots`).
+        """
+        if self._shared is None or not self._turn_booked:
+            return True
+        return self._shared.limiter.take_slot(self, waiter)
+
     def _make_shared(self, pool: LoopPool, key: tuple[Any, ...]) -> Shared:
         """The client, limiter, settings and retry engine every hook of this connection shares in one loop."""
         # the key was masked by the lookup: nothing here may call the synchronous masker on the loop
@@ -190,8 +201,9 @@ class AsyncTransport:
             self._turn_booked = False  # booked and waited for before this call (asleep_until_turn)
         else:
             await limiter.turn()
-        # and for the first attempt's in-flight slot: calls queued on the cap hold no call state either
-        await limiter.hold_slot()
+        # and for the first attempt's in-flight slot (taken in that wait, if it was): calls queued on the cap
+        # hold no call state either
+        await limiter.hold_slot(self)
         try:
             call = self._new_call(
                 method, endpoint, params, json_body, headers, idempotent, timeout, max_retries, on_lost_answer
@@ -216,24 +228,29 @@ class AsyncTransport:
         past ``seconds`` already, the turn is booked at once and it is one sleep until it
         (:meth:`.AsyncRateLimiter.book`); else the shared timers book it when the sleep ends and wait on
         until it (``then_book`` of :func:`.asleep.sleep`). A hook not yet connected (:meth:`aconnect`) just
-        sleeps: the lookup stays inside the first call.
+        sleeps: the lookup stays inside the first call. When the turn comes, the wait takes the next request's
+        in-flight slot, and queues for one while the connection's cap is full (:meth:`take_slot`).
 
-        Returns the wait to await at once: one future on the loop's shared timers, no coroutine around it.
-        ``aclose()`` drops a booking that a cancelled wait left.
+        Returns the wait to await at once: one future on the loop's shared timers (or the rate limiter's queue
+        of the in-flight cap), no coroutine around it. ``aclose()`` drops a booking or slot that a cancelled
+        wait left.
         """
         shared = self._shared
+        if shared is not None:
+            shared.limiter.give_back(self)  # a slot taken for a look that made no request: not slept on
         if shared is None or self._turn_booked:
             return shared_sleep(seconds)
         # booked by the time the wait ends (a cancelled wait books nothing, and its hook is closed)
         self._turn_booked = True
         delay = shared.limiter.book(seconds)
         if delay < 0:  # the turns are free before then: book one when the sleep ends
-            return shared_sleep(seconds, then_book=shared.limiter)
-        if delay <= 0:  # the turn is now (a first look): no sleep at all
-            done = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        return shared_sleep(delay)
+            return shared_sleep(seconds, then_book=self)
+        if delay <= 0:  # the turn is now (a first look): no sleep, the slot only
+            now = asyncio.get_running_loop().create_future()
+            if self.take_slot(now):
+                now.set_result(None)
+            return now
+        return shared_sleep(delay, then_book=self, booked=True)
 
     async def asend_attempt(self, call: Call) -> ApiResponse:
         """One async attempt of ``call`` (see :meth:`send_attempt`)."""
@@ -280,5 +297,7 @@ class AsyncTransport:
     async def aclose(self) -> None:
         """Leave the shared client (a trigger calls this when it ends); the last hook out closes it."""
         shared, self._shared, self._turn_booked, self._ahead = self._shared, None, False, None
+        if shared is not None:
+            shared.limiter.give_back(self)  # a slot a cancelled or last wait took and no request used
         if shared is not None and self._pool is not None:
             await self._pool.release(shared)

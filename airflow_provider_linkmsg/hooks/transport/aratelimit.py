@@ -7,6 +7,7 @@ import math
 import time
 from typing import Any
 
+from airflow_provider_linkmsg.hooks.transport.aslots import InFlight
 from airflow_provider_linkmsg.hooks.transport.ratelimit import TokenBucket
 
 
@@ -24,8 +25,11 @@ class AsyncRateLimiter:
     * :meth:`book` (a trigger about to sleep until its next poll): when the connection's turns are booked
       past that poll, the caller books its turn at once and sleeps until it, one sleep instead of the poll
       interval and then :meth:`turn`'s wait (one timer and one sleeping frame per look, not two).
+    * :meth:`take_slot` (a trigger's wait whose turn has come): the in-flight slot of its next call, taken
+      in the wait; when the cap is full the same wait queues for it (:class:`~.aslots.InFlight`), so a look
+      queued on the cap (a vendor slower than the rate) is one future, its call not begun.
     * :meth:`hold_slot`, after the turn and still before the request is built: the in-flight slot of the
-      call's first attempt, so that calls queued on the cap (a vendor slower than the rate) hold only
+      call's first attempt (the one its wait took, if any), so that calls queued on the cap hold only
       their own frames too.
     * ``async with limiter`` (each attempt): an in-flight slot (the one held, for a first attempt), then a token of the *send* bucket taken at
       the moment of sending, as the sync limiter does. This bucket alone holds the rate limit, whatever
@@ -39,7 +43,7 @@ class AsyncRateLimiter:
         now = time.monotonic()
         self._bucket = TokenBucket(rate, burst, now)  # sending: the rate limit
         self._schedule = TokenBucket(rate, burst, now)  # booking: when each waiter's turn comes
-        self._in_flight = asyncio.Semaphore(max(1, max_in_flight))
+        self._in_flight = InFlight(max_in_flight)
         self._held: set[asyncio.Task[object] | None] = set()  # tasks holding a slot for their next attempt
 
     async def turn(self) -> None:
@@ -64,15 +68,29 @@ class AsyncRateLimiter:
         when a trigger's sleep ends (``then_book`` of :func:`.asleep.sleep`)."""
         return self._schedule.reserve(time.monotonic())
 
-    async def hold_slot(self) -> None:
+    def take_slot(self, owner: Any, waiter: asyncio.Future[None]) -> bool:
+        """
+        The in-flight slot of ``owner``'s next call (a hook whose trigger's wait ends now, its turn come),
+        claimed by that call's :meth:`hold_slot`: ``True`` when taken now, else ``False`` and ``waiter`` (the
+        wait's future) is queued for one and ends when it is handed one (:meth:`.aslots.InFlight.take_for`).
+        """
+        return self._in_flight.take_for(owner, waiter)
+
+    def give_back(self, owner: Any) -> None:
+        """The slot :meth:`take_slot` took for ``owner`` and no call of it claimed, handed on (if any)."""
+        self._in_flight.give_back(owner)
+
+    async def hold_slot(self, owner: Any = None) -> None:
         """
         Take an in-flight slot for the running task's next attempt (``async with limiter`` then uses it
-        instead of taking another): a call waits for its slot before its request, retry state and attempt
-        are built, holding only its own frames, however many calls queue when the vendor answers more
-        slowly than the rate allows. :meth:`drop_slot` gives back a slot no attempt used.
+        instead of taking another): the one :meth:`take_slot` took for ``owner`` if it still holds it, else a
+        call waits for its slot before its request, retry state and attempt are built, holding only its own
+        frames, however many calls queue when the vendor answers more slowly than the rate allows.
+        :meth:`drop_slot` gives back a slot no attempt used.
         """
         task = asyncio.current_task()
-        await self._in_flight.acquire()
+        if owner is None or not self._in_flight.claim(owner):
+            await self._in_flight.acquire()
         self._held.add(task)
 
     def drop_slot(self) -> None:

@@ -9,10 +9,11 @@ fill the oldest generation with them (and so drive its full collections of the w
 wait is one future (plus the two objects awaiting any future takes), in the list of its time slot; one timer
 per slot sets them all, :data:`WAKE_BATCH` at a time. A wait may also book its caller's turn of a rate limit
 when it ends (``then_book``): the same future then waits on, in a later slot, until that turn, with no
-coroutine around it. A wait ends at most one quantum after the time asked (later
-when the loop was held up: then in order), and, as with asyncio's own timers, not before it by more than the
-loop's clock resolution; a cancelled wait
-(its task cancelled) stays in its slot's list, done, until the slot's time.
+coroutine around it, and when the turn comes takes the in-flight slot of the caller's next request, queuing
+for one at the rate limiter while none is free (:mod:`~.aslots`). A wait ends at most one quantum after the
+time asked (later when the loop was held up: then in order), and, as with asyncio's own timers, not before it
+by more than the loop's clock resolution; a cancelled wait (its task cancelled) stays in its slot's list,
+done, until the slot's time.
 """
 
 from __future__ import annotations
@@ -38,9 +39,20 @@ WAKE_BATCH = 32
 
 class Booking(Protocol):
     """What a wait can book when it ends: the next free turn of a rate limit (never before now), returning how
-    long until it (:meth:`.AsyncRateLimiter.book_turn`, :meth:`.AsyncTransport.book_turn`)."""
+    long until it; and when that turn comes, the in-flight slot of the request it is for
+    (:meth:`.AsyncTransport.book_turn`, :meth:`.AsyncTransport.take_slot`)."""
 
     def book_turn(self) -> float: ...
+
+    def take_slot(self, waiter: asyncio.Future[None]) -> bool:
+        """``True``: the slot is taken (or none is needed): the wait ends now. ``False``: ``waiter`` is queued
+        for one, and is ended by whoever hands it the slot."""
+        ...
+
+
+# per slot: its waiters, and beside each what it books when it ends and what takes a slot then (None: nothing);
+# lists per slot rather than a tuple per wait, so that a wait is its future and nothing else
+_Slot = tuple[list[asyncio.Future[None]], list[Booking | None], list[Booking | None]]
 
 
 class Sleeps:
@@ -48,53 +60,77 @@ class Sleeps:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        # per slot, its waiters and beside each what it books when it ends (None: nothing): two lists per
-        # slot rather than a pair per wait, so that a wait is its future and nothing else
-        self._slots: dict[int, tuple[list[asyncio.Future[None]], list[Booking | None]]] = {}
+        self._slots: dict[int, _Slot] = {}
         self._due: collections.deque[asyncio.Future[None]] = collections.deque()  # to end, in order
         self._due_books: collections.deque[Booking | None] = collections.deque()  # beside them
+        self._due_takes: collections.deque[Booking | None] = collections.deque()
         self._draining = False
 
-    def sleep(self, seconds: float, then_book: Booking | None = None) -> asyncio.Future[None]:
+    def sleep(
+        self, seconds: float, then_book: Booking | None = None, *, booked: bool = False
+    ) -> asyncio.Future[None]:
         """
         A future done ``seconds`` from now (at most one quantum later), to await at once. With ``then_book``,
-        when those seconds end its next free turn is booked, and the future is done when that turn comes.
+        when those seconds end its next free turn is booked, the future waits on until that turn, and then
+        until ``then_book`` has an in-flight slot. ``booked``: the turn is booked already and comes when the
+        seconds end; only the slot is taken then.
         """
         waiter: asyncio.Future[None] = self._loop.create_future()
-        self._add(waiter, self._loop.time() + max(0.0, seconds), then_book)
+        when = self._loop.time() + max(0.0, seconds)
+        if booked:
+            self._add(waiter, when, None, then_book)
+        else:
+            self._add(waiter, when, then_book, None)
         return waiter
 
-    def _add(self, waiter: asyncio.Future[None], when: float, then_book: Booking | None) -> None:
+    def _add(
+        self, waiter: asyncio.Future[None], when: float, then_book: Booking | None, then_take: Booking | None
+    ) -> None:
         slot = math.ceil(when / QUANTUM)
         waiters = self._slots.get(slot)
         if waiters is None:
-            waiters = self._slots[slot] = ([], [])
+            waiters = self._slots[slot] = ([], [], [])
             self._loop.call_at(slot * QUANTUM, self._wake, slot)
         waiters[0].append(waiter)
         waiters[1].append(then_book)
+        waiters[2].append(then_take)
 
     def _wake(self, slot: int) -> None:
-        waiters, books = self._slots.pop(slot, ((), ()))
+        waiters, books, takes = self._slots.pop(slot, ((), (), ()))
         self._due.extend(waiters)
         self._due_books.extend(books)
+        self._due_takes.extend(takes)
         if not self._draining:
             self._draining = True
             self._drain()
 
     def _drain(self) -> None:
-        """End up to :data:`WAKE_BATCH` waits (or book their turn and wait on); the rest in the loop's next turn."""
-        due, books = self._due, self._due_books
+        """
+        End up to :data:`WAKE_BATCH` waits (or book their turn and wait on, or queue them for an in-flight
+        slot); the rest in the loop's next turn.
+        """
+        due, books, takes = self._due, self._due_books, self._due_takes
         for _ in range(min(WAKE_BATCH, len(due))):
-            waiter, then_book = due.popleft(), books.popleft()
+            waiter, then_book, then_take = due.popleft(), books.popleft(), takes.popleft()
             if waiter.done():  # cancelled
                 continue
             if then_book is not None:
                 try:
                     delay = then_book.book_turn()
-                except Exception:  # nothing booked: the call takes its turn itself (the timers go on)
-                    delay = 0.0
-                if delay > 0:  # on until that turn, booked: nothing more to book then
-                    self._add(waiter, self._loop.time() + delay, None)
+                except (
+                    Exception
+                ):  # nothing booked: the call takes its turn and slot itself (the timers go on)
+                    delay, then_book = 0.0, None
+                if delay > 0:  # on until that turn, booked: then only the slot to take
+                    self._add(waiter, self._loop.time() + delay, None, then_book)
+                    continue
+                then_take = then_book  # the turn is now
+            if then_take is not None:
+                try:
+                    queued = not then_take.take_slot(waiter)
+                except Exception:  # no slot taken: the call waits for one itself
+                    queued = False
+                if queued:  # ended by the rate limiter when it hands the wait a slot
                     continue
             waiter.set_result(None)
         if due:
@@ -113,9 +149,10 @@ def loop_sleeps() -> Sleeps:
     return on_loop(_ON_LOOP, Sleeps)
 
 
-def sleep(seconds: float, then_book: Booking | None = None) -> asyncio.Future[None]:
+def sleep(seconds: float, then_book: Booking | None = None, *, booked: bool = False) -> asyncio.Future[None]:
     """
     Wait ``seconds`` on the running loop's shared timers (:class:`Sleeps`), then (with ``then_book``) until the
-    turn booked when they end; await the result at once.
+    turn booked when they end (``booked``: booked already) and an in-flight slot taken then; await the result
+    at once.
     """
-    return loop_sleeps().sleep(seconds, then_book)
+    return loop_sleeps().sleep(seconds, then_book, booked=booked)
