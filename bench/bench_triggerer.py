@@ -58,6 +58,15 @@ collections can still be a young collection: CPython 3.11 counts a freed object 
 youngest one's threshold, so while many triggers fire (their old state freed) the young generation grows far
 past its 700 objects before it is collected, and that collection takes as long as it is large.
 
+Every second, as ``TriggerRunner.arun`` does, the run takes the events the triggers fired (the triggerer sends them
+to its supervisor; here each trigger's first status is kept) and drops the finished triggers' entries
+(:func:`drain`). Earlier runs kept all of them to the end: every finished trigger's event, task and context
+(about ten objects each) stayed young while CPython 3.11 counted the finished triggers' freed state against the
+young generation (see above), so no young collection came for tens of seconds while thousands of triggers fired,
+and the one that then came was of ~80,000 objects (40-75 ms): a stall that a triggerer, which lets them go within
+a second, does not have. The lean pollers did not show it only because their bare GETs leave cyclic garbage (~42
+objects a look), which triggers young collections; ours leave none.
+
 Before each run, one bare trigger runs through the runner (the first trigger of a process leaves one-time
 imports and caches behind), and before ours, one look is made in the same loop and timed apart
 (``cold_start_ms``): the loop's first request imports anyio's asyncio backend and builds the SSL context, once
@@ -68,14 +77,15 @@ up themselves. No ``gc.freeze()`` and no threshold change: Airflow's triggerer m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
-import inspect
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.common import print_table, sandbox_process, use_connections
+from bench.runner import drain, start_trigger, trigger_runner
 from bench.triggerer_controls import _control, _plain_control, _sleep_trigger, _warm
 
 #: the longest loop stall allowed outside full collections (seconds)
@@ -103,70 +113,6 @@ def _payload(i: int) -> dict[str, Any]:
             for j in range(2)
         ],
     }
-
-
-def trigger_runner() -> Any:
-    """
-    Airflow's ``TriggerRunner`` (the triggerer's async side), whose ``run_trigger`` :func:`start_trigger` wraps
-    each trigger in; ``None`` where this Airflow has none to borrow (the triggers then run as bare tasks): Airflow
-    2's ``TriggerRunner`` is a thread with another bookkeeping, and has no event triggers.
-    """
-    try:
-        from airflow.jobs.triggerer_job_runner import TriggerRunner
-        from airflow.triggers.base import BaseEventTrigger  # noqa: F401 - Airflow 3's runner
-
-        runner = TriggerRunner()
-        runner.triggers, runner.events  # noqa: B018 - what start_trigger uses
-    except Exception:  # an Airflow line without it: bare tasks
-        return None
-    return runner
-
-
-def start_trigger(runner: Any, trigger_id: int, trigger: Any) -> asyncio.Task:
-    """
-    Start ``trigger`` as ``TriggerRunner.create_triggers`` does (its bookkeeping entry, then a task running
-    ``run_trigger``); the events go to ``runner.events``. With no runner, a bare task that returns the first
-    event's payload.
-    """
-    if runner is None:
-
-        async def first_event() -> Any:
-            async for event in trigger.run():
-                return event.payload
-            return None
-
-        return asyncio.create_task(first_event())
-    from airflow.triggers.base import BaseEventTrigger
-
-    name = f"ID {trigger_id}"
-    trigger.task_instance = None
-    trigger.trigger_id = trigger_id
-    trigger.timeout_after = None
-    runner.triggers[trigger_id] = {
-        "task": None,
-        "is_watcher": isinstance(trigger, BaseEventTrigger),
-        "name": name,
-        "events": 0,
-    }
-    accepted = inspect.signature(runner.run_trigger).parameters
-    kwargs = {"timeout_after": None, "context": None}
-    coro = runner.run_trigger(trigger_id, trigger, **{k: v for k, v in kwargs.items() if k in accepted})
-    task = runner.triggers[trigger_id]["task"] = asyncio.create_task(coro, name=name)
-    return task
-
-
-def first_payloads(runner: Any, tasks: list[asyncio.Task]) -> list[Any]:
-    """The first event's payload of each of ``tasks`` (started by :func:`start_trigger`, all done)."""
-    if runner is None:
-        return [t.result() if not t.cancelled() and t.exception() is None else None for t in tasks]
-    first: dict[int, Any] = {}
-    for entry in runner.events:
-        if hasattr(entry, "trigger_id"):
-            trigger_id, event = entry.trigger_id, entry.event
-        else:  # Airflow 3.0: (trigger_id, event) pairs
-            trigger_id, event = entry
-        first.setdefault(trigger_id, event.payload)
-    return [first.get(i) for i in range(len(tasks))]
 
 
 async def _run_triggers(
@@ -208,12 +154,27 @@ async def _run_triggers(
     gc.callbacks.append(on_gc)
     begun = time.monotonic()
     tick = asyncio.create_task(ticker())
-    tasks = []
+    n, left, first = len(triggers), [len(triggers)], {}
+    all_done = asyncio.Event()
+
+    def finished(_task: asyncio.Task) -> None:
+        left[0] -= 1
+        if not left[0]:
+            all_done.set()
+
+    tasks = []  # with no runner only (its bare tasks return the payloads); a runner holds its own
     for i, trigger in enumerate(triggers):  # as TriggerRunner.create_triggers does
         await asyncio.sleep(0)
-        tasks.append(start_trigger(runner, i, trigger))
-    triggers = trigger = None  # the tasks hold what they need
-    await asyncio.gather(*tasks, return_exceptions=True)
+        task = start_trigger(runner, i, trigger)
+        task.add_done_callback(finished)
+        if runner is None:
+            tasks.append(task)
+    triggers = trigger = task = None  # the tasks hold what they need
+    while not all_done.is_set():  # the runner's own loop, every second
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(all_done.wait(), 1.0)
+        if runner is not None:
+            drain(runner, first)
     done.set()
     await tick
     gc.callbacks.remove(on_gc)
@@ -225,7 +186,10 @@ async def _run_triggers(
         end = start + length + 0.01
         return length - sum(max(0.0, min(b, end) - max(a, start)) for a, b in collections)
 
-    statuses = [(p or {}).get("status", "none") for p in first_payloads(runner, tasks)]
+    if runner is None:
+        payloads = (t.result() if not t.cancelled() and t.exception() is None else None for t in tasks)
+        first = {i: (p or {}).get("status", "none") for i, p in enumerate(payloads)}
+    statuses = [first.get(i, "none") for i in range(n)]
     return {
         "airflow_runner": runner is not None,
         "cold_start": cold,

@@ -57,7 +57,7 @@ async def _measure(make: Any, n: int, seconds: float) -> dict[str, Any]:
     longest stall, the full (generation 2) garbage collections and their longest pause, and the longest stall
     outside them.
     """
-    from bench.bench_triggerer import start_trigger, trigger_runner
+    from bench.runner import start_trigger, trigger_runner
 
     runner = trigger_runner()
     if not gc.get_freeze_count():  # a collected heap at the start of every run (a frozen one already is)
